@@ -1,0 +1,97 @@
+"""The exported graph: uint8 NHWC image → normalise → network → logits, top-K, and their CAMs."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import warnings
+
+import torch
+from torch import fx, nn
+
+from edge_cam.errors import EdgeCamError
+
+from .heads import CamLayers
+
+
+def split_outputs(layers: CamLayers) -> fx.GraphModule:
+    """The traced model, made to return (F, logits) instead of logits alone."""
+    gm = layers.graph
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    out.args = ((layers.feature_node, layers.logits_node),)
+    gm.graph.lint()
+    gm.recompile()
+    return gm
+
+
+class CamGraph(nn.Module):
+    """What runs on the board. With `weight` None it is a plain classifier (a student).
+
+    CAM_c(x, y) = Σ_k W[c, k] · F_k(x, y) for the top-K classes only: a gather of K rows of W and
+    one batched matmul, so the CAM costs K·C·h·w multiply-adds on top of the network.
+    """
+
+    def __init__(self, body: nn.Module, mean, std, top_k: int, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.body = body
+        # (x/255 - mean)/std folded into one subtract and one divide.
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
+        self.top_k = top_k
+        self.with_cam = weight is not None
+        if weight is not None:
+            self.register_buffer("weight", weight.detach().to(torch.float32).clone())
+
+    def forward(self, image: torch.Tensor):
+        x = (image.permute(0, 3, 1, 2).to(torch.float32) - self.mean) / self.std
+        if not self.with_cam:
+            logits = self.body(x)
+            scores, class_ids = torch.topk(torch.softmax(logits, dim=1), self.top_k, dim=1)
+            return logits, class_ids, scores
+        feat, logits = self.body(x)
+        scores, class_ids = torch.topk(torch.softmax(logits, dim=1), self.top_k, dim=1)
+        b, c, h, w = feat.shape
+        cams = torch.matmul(self.weight[class_ids], feat.reshape(b, c, h * w))
+        return logits, class_ids, scores, cams.reshape(b, self.top_k, h, w)
+
+
+def to_onnx(graph: CamGraph, example: torch.Tensor, path: str, opset: int = 18,
+            exporter: str = "dynamo") -> None:
+    """Trace `graph` to ONNX at `path` with a dynamic batch axis."""
+    names = ["logits", "class_ids", "scores"] + (["cams"] if graph.with_cam else [])
+    log = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(log), torch.no_grad():
+            warnings.simplefilter("ignore")
+            if exporter == "dynamo":
+                torch.onnx.export(graph, (example,), path, input_names=["image"], output_names=names,
+                                  opset_version=opset, dynamo=True, external_data=False,
+                                  dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=1024)}})
+            elif exporter == "torchscript":
+                torch.onnx.export(graph, (example,), path, input_names=["image"], output_names=names,
+                                  opset_version=opset, dynamo=False,
+                                  dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in names}})
+            else:
+                raise EdgeCamError(f"unknown exporter {exporter!r}; use 'dynamo' or 'torchscript'.")
+    except EdgeCamError:
+        raise
+    except Exception as e:
+        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise EdgeCamError(f"torch.onnx could not export this model ({detail}); try "
+                           "--exporter torchscript or another --opset.") from None
+
+
+def write_metadata(path: str, props: dict[str, str], out: str) -> None:
+    import onnx
+    model = onnx.load(path)
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    model.producer_name = "edge-cam"
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=os.path.dirname(os.path.abspath(out)), suffix=".onnx",
+                                     delete=False) as tmp:
+        pass
+    onnx.save(model, tmp.name)
+    os.replace(tmp.name, out)  # never leave a half-written model under the final name
