@@ -13,14 +13,15 @@ from .errors import EdgeCamError
 
 FORMAT_VERSION = 1
 PREFIX = "edge_cam."
-DEFAULT_THRESHOLD = 0.2  # the CAM paper: keep the regions above 20% of the map's max
+DEFAULT_THRESHOLD = 0.2
+RESIZE_MODES = ("stretch", "letterbox", "crop")  # the CAM paper: keep the regions above 20% of the map's max
 
 
 @dataclass(frozen=True)
 class InputSpec:
     size: tuple[int, int]  # (H, W) the graph expects
     color: str = "RGB"  # channel order the graph expects
-    resize: str = "stretch"  # "stretch" or "letterbox"
+    resize: str = "stretch"  # "stretch", "letterbox" or "crop" (see preprocess.resize)
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -35,7 +36,7 @@ class InputSpec:
         if isinstance(size, int):
             size = [size, size]
         resize = d.get("resize", "stretch")
-        if resize not in ("stretch", "letterbox"):
+        if resize not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {resize!r}")
         return cls(size=(int(size[0]), int(size[1])), color=d.get("color", "RGB"), resize=resize,
                    mean=tuple(d.get("mean", cls.mean)), std=tuple(d.get("std", cls.std)))

@@ -4,14 +4,14 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
 
 from .errors import EdgeCamError
-from .metadata import ModelInfo
+from .metadata import RESIZE_MODES, ModelInfo
 from .preprocess import Resize, pad_colour, resize, to_rgb8
 
 # Execution providers tried by providers="auto", best first; CPU is always the last resort.
@@ -67,11 +67,11 @@ class Model:
 
     providers: "auto" or a list of ORT execution providers. threads: intra-op threads (0 = ORT's
     default, one per core). spinning: True/False, or None to switch it off as soon as a second
-    session lives in the process.
+    session lives in the process. resize: override the metadata's resize mode.
     """
 
     def __init__(self, path: str | os.PathLike, providers: str | Sequence[str] = "auto",
-                 threads: int = 0, spinning: bool | None = None):
+                 threads: int = 0, spinning: bool | None = None, resize: str | None = None):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise EdgeCamError(f"model file {self.path} does not exist; check the path.")
@@ -85,6 +85,10 @@ class Model:
             _AUTO_SPIN.add(self)
         self._open(spinning)
         self._read_metadata()
+        if resize is not None:
+            if resize not in RESIZE_MODES:
+                raise EdgeCamError(f"unknown resize mode {resize!r}; use one of {', '.join(RESIZE_MODES)}.")
+            self.info = replace(self.info, input=replace(self.info.input, resize=resize))
 
     def _open(self, spinning: bool) -> None:
         opts = ort.SessionOptions()

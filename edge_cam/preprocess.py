@@ -54,8 +54,10 @@ class Resize:
     def content(self) -> tuple[int, int, int, int]:
         """The part of the model input that shows the frame (x1, y1, x2, y2); the rest is padding."""
         h, w = self.frame_size
-        return (int(round(self.pad_x)), int(round(self.pad_y)),
-                int(round(self.pad_x + w * self.scale_x)), int(round(self.pad_y + h * self.scale_y)))
+        ih, iw = self.input_size
+        return (max(0, int(round(self.pad_x))), max(0, int(round(self.pad_y))),
+                min(iw, int(round(self.pad_x + w * self.scale_x))),
+                min(ih, int(round(self.pad_y + h * self.scale_y))))
 
 
 def _interp(src: tuple[int, int], dst: tuple[int, int]) -> int:
@@ -65,8 +67,12 @@ def _interp(src: tuple[int, int], dst: tuple[int, int]) -> int:
 
 def resize(rgb: np.ndarray, size: tuple[int, int], mode: str = "stretch",
            pad_value: tuple[int, int, int] = (124, 116, 104)) -> tuple[np.ndarray, Resize]:
-    """Resize an RGB uint8 frame to `size` (H, W) by stretching or letterboxing.
+    """Resize an RGB uint8 frame to `size` (H, W).
 
+    stretch: the whole frame, aspect ratio not kept (what localisation wants: nothing is cut).
+    letterbox: the whole frame, aspect kept, padded.
+    crop: ImageNet's evaluation protocol, the shorter side to size/0.875 (224 → 256) and the
+    centre cut out; best for classification, but objects near the edges are not seen.
     Letterbox padding is the ImageNet mean colour, which the graph's normalisation turns into
     zeros, so the padding carries no signal into the CAM.
     """
@@ -75,8 +81,15 @@ def resize(rgb: np.ndarray, size: tuple[int, int], mode: str = "stretch",
     if mode == "stretch":
         out = cv2.resize(rgb, (tw, th), interpolation=_interp((fh, fw), (th, tw)))
         return out, Resize((fh, fw), (th, tw), tw / fw, th / fh)
+    if mode == "crop":
+        s = max(tw / fw, th / fh) / 0.875
+        nw, nh = max(tw, round(fw * s)), max(th, round(fh * s))
+        px, py = (nw - tw) // 2, (nh - th) // 2
+        big = cv2.resize(rgb, (nw, nh), interpolation=_interp((fh, fw), (nh, nw)))
+        return (np.ascontiguousarray(big[py:py + th, px:px + tw]),
+                Resize((fh, fw), (th, tw), nw / fw, nh / fh, float(-px), float(-py)))
     if mode != "letterbox":
-        raise EdgeCamError(f"unknown resize mode {mode!r}; use 'stretch' or 'letterbox'.")
+        raise EdgeCamError(f"unknown resize mode {mode!r}; use 'stretch', 'letterbox' or 'crop'.")
     s = min(tw / fw, th / fh)
     nw, nh = max(1, min(tw, round(fw * s))), max(1, min(th, round(fh * s)))
     px, py = (tw - nw) // 2, (th - nh) // 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 import warnings
 
 import torch
@@ -90,8 +89,6 @@ def write_metadata(path: str, props: dict[str, str], out: str) -> None:
         model.metadata_props.add(key=k, value=v)
     model.producer_name = "edge-cam"
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=os.path.dirname(os.path.abspath(out)), suffix=".onnx",
-                                     delete=False) as tmp:
-        pass
-    onnx.save(model, tmp.name)
-    os.replace(tmp.name, out)  # never leave a half-written model under the final name
+    part = out + ".part"
+    onnx.save(model, part)
+    os.replace(part, out)  # never leave a half-written model under the final name

@@ -1,0 +1,37 @@
+# Two commands on a fresh clone: `make demo` (runtime only, no torch) and `make test` (everything).
+PYTHON ?= python3
+RUNTIME_VENV := .venv-runtime
+FULL_VENV := .venv
+SOURCES := pyproject.toml $(shell find edge_cam export -type f -not -path '*/__pycache__/*' 2>/dev/null)
+
+.PHONY: demo test test-runtime test-full clean
+
+demo: $(RUNTIME_VENV)/.installed
+	$(RUNTIME_VENV)/bin/edge-cam demo
+
+test: test-runtime test-full
+
+# The board's environment: numpy + onnxruntime + OpenCV from a regular (wheel) install, no torch.
+# Its pass over tests/runtime proves edge_cam never needs torch.
+test-runtime: $(RUNTIME_VENV)/.installed
+	cd tests && EDGE_CAM_TORCH_FREE=1 ../$(RUNTIME_VENV)/bin/python -m pytest runtime -q -p no:cacheprovider
+
+# The workstation's environment: editable install with the export and dev extras.
+test-full: $(FULL_VENV)/.installed
+	$(FULL_VENV)/bin/python -m pytest tests -q -p no:cacheprovider
+
+$(RUNTIME_VENV)/.installed: $(SOURCES)
+	test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install -q --upgrade pip
+	$(RUNTIME_VENV)/bin/python -m pip install -q --force-reinstall --no-deps .
+	$(RUNTIME_VENV)/bin/python -m pip install -q . pytest
+	touch $@
+
+$(FULL_VENV)/.installed: pyproject.toml
+	test -x $(FULL_VENV)/bin/python || $(PYTHON) -m venv $(FULL_VENV)
+	$(FULL_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FULL_VENV)/bin/python -m pip install -q -e '.[export,dev]'
+	touch $@
+
+clean:
+	rm -rf $(RUNTIME_VENV) $(FULL_VENV) build *.egg-info edge-cam-demo

@@ -1,0 +1,264 @@
+"""`edge-cam`: export, info, localize, run, demo. Errors are one sentence on stderr, exit status 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+from .errors import EdgeCamError
+from .metadata import RESIZE_MODES
+
+EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")
+
+
+def _export(args) -> int:
+    try:
+        import edge_cam_export
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in EXPORT_EXTRA:
+            raise EdgeCamError(f"exporting needs {e.name.split('.')[0]}, which is not installed here; "
+                               "install it on a workstation with: pip install 'edge-cam[export]'.") from None
+        raise
+    if args.list_layers:
+        print("\n".join(edge_cam_export.list_layers(args.model, args.num_classes)))
+        return 0
+    if not args.output:
+        raise EdgeCamError("export needs an output path: -o OUT.onnx.")
+    size = args.input_size * 2 if len(args.input_size) == 1 else args.input_size
+    if len(size) != 2 or min(size) < 8:
+        raise EdgeCamError("--input-size takes one size S or two sizes H W, each at least 8.")
+    result = edge_cam_export.export(
+        args.model, args.output, weights=args.weights, num_classes=args.num_classes,
+        labels_file=args.labels, input_size=tuple(size), top_k=args.top_k, cam=not args.no_cam,
+        feature_layer=args.feature_layer, classifier=args.classifier, mean=tuple(args.mean),
+        std=tuple(args.std), resize=args.resize, threshold=args.threshold, opset=args.opset,
+        exporter=args.exporter)
+    print(f"wrote {result.path} ({os.path.getsize(result.path) / 1e6:.1f} MB)")
+    return 0
+
+
+def _info(args) -> int:
+    import onnxruntime as ort
+
+    from .model import Model
+    if not os.path.isfile(args.model):
+        raise EdgeCamError(f"model file {args.model} does not exist.")
+    try:
+        sess = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise EdgeCamError(f"{args.model} is not a readable ONNX model ({str(e).splitlines()[0][:160]}).") from None
+    print(f"{args.model}")
+    for kind, items in (("input", sess.get_inputs()), ("output", sess.get_outputs())):
+        for v in items:
+            print(f"  {kind:6s} {v.name:10s} {v.type:16s} {v.shape}")
+    props = sess.get_modelmeta().custom_metadata_map
+    if not any(k.startswith("edge_cam.") for k in props):
+        print("  no edge_cam metadata: not an edge-cam model")
+        return 0
+    info = Model(args.model, providers=["CPUExecutionProvider"]).info
+    print(f"  role   {'CAM teacher' if info.cam else 'classifier (student)'}")
+    for k in sorted(props):
+        if k.startswith("edge_cam."):
+            v = json.loads(props[k])
+            if k == "edge_cam.labels" and len(v) > 8:
+                v = v[:5] + ["...", f"({len(v)} labels)"]
+            print(f"  {k}: {json.dumps(v)}")
+    return 0
+
+
+def _localize(args) -> int:
+    from .annotate import draw_box, overlay_heat
+    from .localize import HeatMap, boxes_from_heat
+    from .model import Model
+    from .sink import JsonlSink
+    from .source import list_images, read_image
+
+    import cv2
+    model = Model(args.model, providers=args.providers, threads=args.threads, resize=args.resize)
+    if not model.has_cam:
+        raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
+    threshold = model.info.cam.threshold if args.threshold is None else args.threshold
+    paths = list_images(args.images)
+    if args.overlays:
+        os.makedirs(args.overlays, exist_ok=True)
+    out, failed = JsonlSink(args.jsonl), 0
+    try:
+        for path in paths:
+            try:
+                image = read_image(path)
+                pred = model.predict(image)
+            except EdgeCamError as e:
+                failed += 1
+                out.write_obj({"image": path, "error": str(e)})
+                print(f"skipped {path}: {e}", file=sys.stderr)
+                continue
+            t0 = time.perf_counter()
+            rank, cam = 0, pred.cams[0]
+            class_id, score = pred.class_id, pred.score
+            if args.class_id is not None:
+                hits = [i for i, c in enumerate(pred.class_ids) if c == args.class_id]
+                if hits:
+                    rank, cam = hits[0], pred.cams[hits[0]]
+                    score = float(pred.scores[rank])
+                else:  # not in the top-K: its CAM is the same weighting, computed here
+                    cam = None
+                if cam is None:
+                    raise EdgeCamError(f"--class-id {args.class_id} is not among the model's top-"
+                                       f"{len(pred.class_ids)} for {path}; export with a larger --top-k.")
+                class_id = args.class_id
+            heat = HeatMap.from_cam(cam, pred.resize)
+            boxes = boxes_from_heat(heat, threshold, args.box_mode, args.min_area, class_id,
+                                    model.info.label(class_id), score)
+            loc_ms = (time.perf_counter() - t0) * 1e3
+            h, w = image.shape[:2]
+            out.write_obj({"image": path, "width": w, "height": h, "topk": pred.topk(),
+                           "boxes": [b.to_dict() for b in boxes],
+                           "timing_ms": {"preprocess": round(pred.timing_ms["preprocess"], 3),
+                                         "model": round(pred.timing_ms["model"], 3),
+                                         "localize": round(loc_ms, 3)}})
+            if args.overlays:
+                from .preprocess import to_rgb8
+                pic = overlay_heat(cv2.cvtColor(to_rgb8(image), cv2.COLOR_RGB2BGR), heat)
+                for b in boxes:
+                    draw_box(pic, b, f"{b.label} {b.score:.2f}")
+                name = os.path.splitext(os.path.basename(path))[0] + ".jpg"
+                cv2.imwrite(os.path.join(args.overlays, name), pic)
+    finally:
+        out.close()
+    if failed:
+        print(f"{failed} of {len(paths)} images could not be read.", file=sys.stderr)
+    return 0
+
+
+def _stop_on_sigterm() -> None:
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _run(args) -> int:
+    from .cascade import Cascade
+    from .crop import CropSpec
+    from .model import Model
+    from .pipeline import run_stream
+    from .sink import JsonlSink, VideoSink
+    from .source import open_source
+
+    teacher = Model(args.teacher, providers=args.providers, threads=args.threads, resize=args.resize)
+    student = Model(args.student, providers=args.providers, threads=args.threads) if args.student else None
+    cascade = Cascade(teacher, student, every=args.every, threshold=args.threshold,
+                      box_mode=args.box_mode, min_area=args.min_area,
+                      crop_spec=CropSpec(args.pad, not args.no_square, args.mask))
+    frames = open_source(args.source)
+    sinks = []
+    if args.events:
+        sinks.append(JsonlSink(args.events))
+    if args.video_out:
+        sinks.append(VideoSink(args.video_out, args.fps))
+    _stop_on_sigterm()
+    stats = run_stream(cascade, frames, sinks, max_frames=args.max_frames,
+                       status=sys.stderr if args.events != "-" or not sys.stdout.isatty() else None)
+    print(stats.summary(), file=sys.stderr)
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+    _stop_on_sigterm()
+    run_demo(args.out, every=args.every, mask=args.mask)
+    return 0
+
+
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--providers", default="auto", type=lambda s: s if s == "auto" else s.split(","),
+                   help="'auto' or a comma-separated list of ONNX Runtime execution providers")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads per model (0: one per core)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="CAM threshold as a fraction of the map's range (default: the model's, 0.2)")
+    p.add_argument("--box-mode", choices=["largest", "all"], default="largest",
+                   help="box the largest region (the CAM paper) or every region above --min-area")
+    p.add_argument("--min-area", type=float, default=0.01, help="with --box-mode all: minimum region "
+                   "area as a fraction of the input")
+    p.add_argument("--resize", choices=RESIZE_MODES, default=None,
+                   help="override the model's resize mode (e.g. stretch to localise in whole photos)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-cam", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("export", help="trace a GAP classifier to ONNX with its CAM in the graph")
+    p.add_argument("model", help="torchvision:<builder> or package.module:callable")
+    p.add_argument("-o", "--output", help="output .onnx path")
+    p.add_argument("--weights", help="state_dict file, or a torchvision weights name (needs internet)")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--input-size", type=int, nargs="+", default=[224], metavar="S", help="S or H W")
+    p.add_argument("--labels", help="text file, one class name per line")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--feature-layer", help="override: the layer whose output is the CAM's feature map")
+    p.add_argument("--classifier", help="override: the Linear or 1x1 Conv holding the class weights")
+    p.add_argument("--no-cam", action="store_true", help="a plain classifier (for a student)")
+    p.add_argument("--resize", choices=RESIZE_MODES, default="stretch",
+                   help="how frames meet the input: whole frame stretched or letterboxed, or "
+                        "ImageNet's centre crop")
+    p.add_argument("--mean", type=float, nargs=3, default=[0.485, 0.456, 0.406])
+    p.add_argument("--std", type=float, nargs=3, default=[0.229, 0.224, 0.225])
+    p.add_argument("--threshold", type=float, default=0.2, help="default CAM threshold stored in the model")
+    p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo")
+    p.add_argument("--list-layers", action="store_true", help="print the model's layer names and exit")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("info", help="print a model's inputs, outputs and edge-cam metadata")
+    p.add_argument("model")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("localize", help="one JSON line per image: top-K classes and CAM boxes")
+    p.add_argument("model")
+    p.add_argument("images", nargs="+", help="images, folders or globs")
+    p.add_argument("--class-id", type=int, help="box this class's CAM instead of the top-1's")
+    p.add_argument("--jsonl", default="-", help="output file, or - for stdout")
+    p.add_argument("--overlays", help="folder for heat-map overlay pictures")
+    _add_runtime_options(p)
+    p.set_defaults(func=_localize)
+
+    p = sub.add_parser("run", help="the streaming cascade: teacher → CAM box → crop → student")
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--student")
+    p.add_argument("--source", required=True, help="video file, image, folder, glob or camera index")
+    p.add_argument("--every", type=int, default=1, help="run the teacher every N frames")
+    p.add_argument("--video-out", help="annotated video (.avi MJPG or .mp4 mp4v)")
+    p.add_argument("--fps", type=float, default=15.0, help="frame rate of --video-out")
+    p.add_argument("--events", help="JSON lines file, or - for stdout")
+    p.add_argument("--max-frames", type=int)
+    p.add_argument("--pad", type=float, default=1.3, help="crop = box × pad")
+    p.add_argument("--no-square", action="store_true", help="keep the box's aspect ratio")
+    p.add_argument("--mask", choices=["none", "mean", "blur"], default="none",
+                   help="hide crop pixels below the CAM threshold")
+    _add_runtime_options(p)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("demo", help="the whole cascade on the bundled models and clip, offline")
+    p.add_argument("--out", default="edge-cam-demo", help="output folder")
+    p.add_argument("--every", type=int, default=None, help="teacher cadence (default: the demo's)")
+    p.add_argument("--mask", choices=["none", "mean", "blur"], default="none")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EdgeCamError as e:
+        print(f"edge-cam: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
