@@ -42,14 +42,18 @@ class CamGraph(nn.Module):
         if weight is not None:
             self.register_buffer("weight", weight.detach().to(torch.float32).clone())
 
+    def top(self, logits: torch.Tensor):
+        # Rank by logits, not probabilities: softmax saturates to exact ties in float32.
+        class_ids = torch.topk(logits, self.top_k, dim=1).indices
+        return class_ids, torch.gather(torch.softmax(logits, dim=1), 1, class_ids)
+
     def forward(self, image: torch.Tensor):
         x = (image.permute(0, 3, 1, 2).to(torch.float32) - self.mean) / self.std
         if not self.with_cam:
             logits = self.body(x)
-            scores, class_ids = torch.topk(torch.softmax(logits, dim=1), self.top_k, dim=1)
-            return logits, class_ids, scores
+            return (logits, *self.top(logits))
         feat, logits = self.body(x)
-        scores, class_ids = torch.topk(torch.softmax(logits, dim=1), self.top_k, dim=1)
+        class_ids, scores = self.top(logits)
         b, c, h, w = feat.shape
         cams = torch.matmul(self.weight[class_ids], feat.reshape(b, c, h * w))
         return logits, class_ids, scores, cams.reshape(b, self.top_k, h, w)

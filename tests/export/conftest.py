@@ -1,0 +1,3 @@
+import pytest
+
+torch = pytest.importorskip("torch", reason="export tests need the export extra (torch)")

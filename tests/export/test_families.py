@@ -1,0 +1,110 @@
+"""Every supported torchvision family exports, and ONNX Runtime matches the eager model: the
+logits, and CAMs computed the way the CAM paper's code does (forward hook + FC weights)."""
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from edge_cam.errors import EdgeCamError
+from edge_cam.model import Model
+from edge_cam_export import export_module, find_cam_layers
+from edge_cam_export.verify import sample_images
+
+# One member of each family (the smallest), the paper's hook point for it written out by hand,
+# and an optional op between that hook and the pooled map (DenseNet applies ReLU after `features`).
+FAMILIES = {
+    "resnet18": ("layer4", "fc", None),
+    "resnext50_32x4d": ("layer4", "fc", None),
+    "wide_resnet50_2": ("layer4", "fc", None),
+    "googlenet": ("inception5b", "fc", None),
+    "mobilenet_v2": ("features", "classifier.1", None),
+    "efficientnet_b0": ("features", "classifier.1", None),
+    "densenet121": ("features", "classifier", torch.relu),
+    "shufflenet_v2_x0_5": ("conv5", "fc", None),
+    "mnasnet0_5": ("layers", "classifier.1", None),
+    "regnet_y_400mf": ("trunk_output", "fc", None),
+    "squeezenet1_1": ("features", "classifier.1", None),
+}
+SIZE = (64, 64)
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def build(name, num_classes=10):
+    torch.manual_seed(0)
+    kwargs = {"init_weights": True} if name == "googlenet" else {}
+    # Random weights, eval mode. (Calibrating BatchNorm on sample images instead gives logits in
+    # the hundreds, where float32 itself — torch against float64 — is 1e-4 of a map's range off.)
+    return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs).eval()
+
+
+def paper_reference(model, name, images):
+    """Independent of the exporter's own detection: hook the layer named in FAMILIES."""
+    hook, classifier, post = FAMILIES[name]
+    feats = []
+    h = model.get_submodule(hook).register_forward_hook(lambda m, i, o: feats.append(o))
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        logits = model(x)
+    h.remove()
+    f = feats[-1] if post is None else post(feats[-1])
+    w = model.get_submodule(classifier).weight.detach()
+    w = w.reshape(w.shape[0], w.shape[1])
+    return logits.numpy(), torch.einsum("kc,bchw->bkhw", w, f).numpy()
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_family_exports_and_matches_the_eager_reference(name, tmp_path):
+    model = build(name)
+    path = str(tmp_path / f"{name}.onnx")
+    result = export_module(model, path, input_size=SIZE, top_k=3, quiet=True, verify_batches=(1, 3))
+    assert all(r.ok for r in result.reports)
+    assert result.info.cam.classifier == FAMILIES[name][1]
+    runtime = Model(path, providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        images = sample_images(batch, SIZE, seed=7 + batch)
+        out = runtime.run(images)
+        logits_ref, cams_ref = paper_reference(model, name, images)
+        span = np.ptp(logits_ref)
+        assert np.abs(out["logits"] - logits_ref).max() <= 1e-4 * span
+        assert out["cams"].shape[:2] == (batch, 3)
+        for b in range(batch):
+            # The top-K are the K largest eager logits, best first (ties may come in either order).
+            top = np.sort(logits_ref[b])[::-1][:3]
+            np.testing.assert_allclose(logits_ref[b][out["class_ids"][b]], top, rtol=0, atol=1e-4 * span)
+            for k, c in enumerate(out["class_ids"][b]):
+                ref = cams_ref[b, c]
+                assert np.abs(out["cams"][b, k] - ref).max() <= 1e-4 * np.ptp(ref), (b, k)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "mobilenet_v3_large", "convnext_tiny", "vgg11", "alexnet"])
+def test_unsupported_heads_are_refused_with_the_reason(name):
+    with torch.device("meta"):
+        model = torchvision.models.get_model(name, weights=None)
+    with pytest.raises(EdgeCamError) as e:
+        find_cam_layers(model)
+    msg = str(e.value)
+    assert "\n" not in msg
+    if name.startswith(("vgg", "alexnet")):
+        assert "fixed grid" in msg
+    else:
+        assert "not affine" in msg and ("Hardswish" in msg or "LayerNorm2d" in msg)
+
+
+def _all_variants():
+    families = ("resnet", "resnext", "wide_resnet", "googlenet", "mobilenet_v2", "efficientnet_b",
+                "densenet", "shufflenet_v2", "mnasnet", "regnet_", "squeezenet")
+    return [n for n in torchvision.models.list_models(module=torchvision.models)
+            if n.startswith(families)]
+
+
+@pytest.mark.parametrize("name", _all_variants())
+def test_every_variant_of_the_families_is_detected(name):
+    if name.startswith("regnet") and not name.endswith(("400mf", "800mf", "1_6gf")):
+        pytest.skip("large RegNets cannot be built on the meta device; the small ones share their code")
+    device = "cpu" if name.startswith("regnet") else "meta"
+    with torch.device(device):
+        model = torchvision.models.get_model(name, weights=None)
+    layers = find_cam_layers(model)
+    assert layers.weight.shape[0] == 1000
+    assert layers.hook_module in {"layer4", "inception5b", "features", "conv5", "layers", "trunk_output"}

@@ -1,0 +1,83 @@
+import cv2
+import numpy as np
+import pytest
+
+from edge_cam.localize import Box, HeatMap, boxes_from_heat
+from edge_cam.preprocess import resize
+
+
+def test_box_iou_of_known_overlap():
+    a = Box(0, 0, 10, 10)
+    assert a.iou(Box(5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert a.iou(Box(0, 0, 10, 10)) == 1.0
+    assert a.iou(Box(20, 20, 30, 30)) == 0.0
+    assert a.iou(Box(2, 2, 4, 4)) == pytest.approx(4 / 100)
+
+
+def full_resolution_box(cam, frame_size, threshold=0.2):
+    """The CAM paper's reference way: upsample the CAM to the whole image, then threshold."""
+    h, w = frame_size
+    up = cv2.resize(cam.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    up = (up - up.min()) / (up.max() - up.min())
+    n, _, stats, _ = cv2.connectedComponentsWithStats((up >= threshold).astype(np.uint8), connectivity=8)
+    i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, bw, bh = stats[i, :4]
+    return Box(x, y, x + bw, y + bh)
+
+
+@pytest.mark.parametrize("frame_size", [(480, 640), (3000, 4000), (333, 517)])
+@pytest.mark.parametrize("seed", range(5))
+def test_low_resolution_box_equals_full_resolution_box(frame_size, seed):
+    rng = np.random.default_rng(seed)
+    cam = rng.normal(0, 0.15, (7, 7)).astype(np.float32)  # smooth-ish, as real CAMs are
+    cy, cx = rng.integers(1, 6, 2)
+    cam[cy - 1:cy + 2, cx - 1:cx + 2] += 3.0
+    _, r = resize(np.zeros((*frame_size, 3), np.uint8), (224, 224), "stretch")
+    ours = boxes_from_heat(HeatMap.from_cam(cam, r), 0.2)[0]
+    ref = full_resolution_box(cam, frame_size)
+    # Same box up to the discretisation of both grids: 1.5 model-input pixels, in frame pixels.
+    tol_x, tol_y = 1.5 / r.scale_x + 1, 1.5 / r.scale_y + 1
+    assert abs(ours.x1 - ref.x1) <= tol_x and abs(ours.x2 - ref.x2) <= tol_x
+    assert abs(ours.y1 - ref.y1) <= tol_y and abs(ours.y2 - ref.y2) <= tol_y
+    assert ours.iou(ref) > 0.95
+
+
+def test_largest_component_and_all_components():
+    cam = np.zeros((14, 14), np.float32)
+    cam[1:3, 1:3] = 1.0  # small blob top-left
+    cam[8:13, 7:13] = 1.0  # large blob bottom-right
+    _, r = resize(np.zeros((140, 140, 3), np.uint8), (140, 140), "stretch")
+    heat = HeatMap.from_cam(cam, r)
+    (big,) = boxes_from_heat(heat, 0.5, "largest", class_id=3, label="x", score=0.9)
+    assert big.x1 > 60 and big.y1 > 70 and big.x2 <= 140 and big.class_id == 3
+    both = boxes_from_heat(heat, 0.5, "all", min_area=0.001)
+    assert len(both) == 2 and both[0] == big.__class__(big.x1, big.y1, big.x2, big.y2)
+    assert both[1].x2 < 40 and both[1].y2 < 40
+    assert len(boxes_from_heat(heat, 0.5, "all", min_area=0.05)) == 1
+
+
+def test_flat_map_gives_no_box_and_no_nan():
+    _, r = resize(np.zeros((50, 50, 3), np.uint8), (32, 32), "stretch")
+    heat = HeatMap.from_cam(np.ones((4, 4), np.float32), r)
+    assert np.isfinite(heat.values).all()
+    assert boxes_from_heat(heat, 0.2) == []
+
+
+def test_letterbox_padding_never_becomes_a_box():
+    frame = np.zeros((100, 400, 3), np.uint8)
+    _, r = resize(frame, (64, 64), "letterbox")
+    cam = np.zeros((8, 8), np.float32)
+    cam[3:5, 3:5] = 1.0
+    boxes = boxes_from_heat(HeatMap.from_cam(cam, r), 0.2)
+    assert boxes and all(0 <= b.y1 <= b.y2 <= 100 and 0 <= b.x1 <= b.x2 <= 400 for b in boxes)
+
+
+def test_heat_region_samples_the_right_place():
+    _, r = resize(np.zeros((200, 300, 3), np.uint8), (100, 100), "stretch")
+    cam = np.zeros((10, 10), np.float32)
+    cam[:, 5:] = 1.0  # right half hot
+    heat = HeatMap.from_cam(cam, r)
+    right = heat.region(200, 0, 300, 200, (16, 16))
+    left = heat.region(0, 0, 100, 200, (16, 16))
+    assert right.mean() > 0.95 and left.mean() < 0.05
+    assert heat.to_frame().shape == (200, 300)
