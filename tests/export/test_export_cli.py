@@ -1,0 +1,126 @@
+"""`edge-cam export` from the command line: a user's module, overrides, and every bad input."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edge_cam.model import Model
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def cli(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(HERE))
+    return subprocess.run([sys.executable, "-m", "edge_cam.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=600)
+
+
+def assert_one_sentence(proc):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("edge-cam:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    labels = d / "labels.txt"
+    labels.write_text("ant\nbee\ncat\ndog\n")
+    out = d / "tiny.onnx"
+    proc = cli("export", "custom_models:tiny_gap", "-o", out, "--labels", labels, "--input-size", "48", "64",
+               "--top-k", "2", "--num-classes", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert "[4/4] verifying" in proc.stderr and "CAM error" in proc.stderr
+    return out
+
+
+def test_users_module_exports_with_labels_and_shapes(tiny):
+    m = Model(tiny)
+    assert m.info.labels == ["ant", "bee", "cat", "dog"]
+    assert m.info.input.size == (48, 64)
+    assert m.info.cam.feature_layer == "body" and m.info.cam.classifier == "head.2"
+    assert m.info.cam.feature_size == (12, 16) and m.info.cam.stride == 4
+    pred = m.predict(np.zeros((30, 40, 3), np.uint8))
+    assert pred.cams.shape == (2, 12, 16) and pred.label in m.info.labels
+    info = cli("info", tiny)
+    assert info.returncode == 0 and "CAM teacher" in info.stdout and "edge_cam.cam" in info.stdout
+
+
+def test_overrides_and_layer_listing(tmp_path):
+    listing = cli("export", "custom_models:tiny_gap", "--list-layers")
+    assert listing.returncode == 0 and "body.5" in listing.stdout.split()
+    out = tmp_path / "o.onnx"
+    proc = cli("export", "custom_models:tiny_gap", "-o", out, "--input-size", "32",
+               "--feature-layer", "body.4", "--classifier", "head.2", "--exporter", "torchscript")
+    assert proc.returncode == 0, proc.stderr
+    assert Model(out).info.cam.feature_layer == "body.4"  # the BatchNorm before the last ReLU
+    bad = cli("export", "custom_models:tiny_gap", "-o", out, "--feature-layer", "nope", "--classifier", "head.2")
+    assert "is not a layer" in assert_one_sentence(bad)
+    bad = cli("export", "custom_models:tiny_gap", "-o", out, "--feature-layer", "body.2", "--classifier", "head.2")
+    assert "channels" in assert_one_sentence(bad)
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("torchvision:mobilenet_v3_small", "Hardswish"),
+    ("torchvision:convnext_tiny", "LayerNorm2d"),
+    ("torchvision:vgg11", "fixed grid"),
+    ("torchvision:alexnet", "fixed grid"),
+    ("custom_models:two_layer_head", "GELU"),
+    ("torchvision:not_a_model", "no model"),
+    ("no_such_package.mod:fn", "cannot import"),
+    ("resnet18", "should be"),
+])
+def test_unsupported_models_exit_2_with_one_sentence(tmp_path, spec, words):
+    line = assert_one_sentence(cli("export", spec, "-o", tmp_path / "x.onnx", "--input-size", "64"))
+    assert words in line
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_bad_weights_exit_2(tmp_path):
+    missing = cli("export", "torchvision:resnet18", "-o", tmp_path / "x.onnx", "--weights", tmp_path / "none.pt")
+    assert "does not exist" in assert_one_sentence(missing)
+    wrong = tmp_path / "wrong.pt"
+    torch.save(torch.nn.Linear(3, 3).state_dict(), wrong)
+    assert "do not fit" in assert_one_sentence(cli("export", "torchvision:resnet18", "-o", tmp_path / "x.onnx",
+                                                   "--weights", wrong))
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    assert "cannot read weights" in assert_one_sentence(cli("export", "torchvision:resnet18", "-o",
+                                                            tmp_path / "x.onnx", "--weights", garbage))
+
+
+def test_wrapped_and_dataparallel_checkpoints_load(tmp_path):
+    from custom_models import TinyGap
+    state = {"state_dict": {"module." + k: v for k, v in TinyGap().state_dict().items()}}
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save(state, ckpt)
+    proc = cli("export", "custom_models:tiny_gap", "-o", tmp_path / "w.onnx", "--weights", ckpt, "--input-size", "32")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_non_cam_and_corrupt_onnx_are_refused(tiny, tmp_path):
+    image = tmp_path / "a.png"
+    import cv2
+    cv2.imwrite(str(image), np.zeros((20, 20, 3), np.uint8))
+    stripped = onnx.load(str(tiny))
+    del stripped.metadata_props[:]
+    onnx.save(stripped, str(tmp_path / "plain.onnx"))
+    assert "no edge_cam metadata" in assert_one_sentence(cli("localize", tmp_path / "plain.onnx", image))
+    student = tmp_path / "student.onnx"
+    assert cli("export", "custom_models:tiny_gap", "-o", student, "--no-cam", "--input-size", "32").returncode == 0
+    assert "no CAM output" in assert_one_sentence(cli("localize", student, image))
+    assert "no CAM output" in assert_one_sentence(cli("run", "--teacher", student, "--source", image))
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x01garbage" * 10)
+    assert "not a readable ONNX model" in assert_one_sentence(cli("localize", tmp_path / "bad.onnx", image))
+    assert "does not exist" in assert_one_sentence(cli("localize", tmp_path / "missing.onnx", image))
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(pathlib.Path(tiny).read_bytes()[:2000])
+    assert "not a readable ONNX model" in assert_one_sentence(cli("info", truncated))
