@@ -8,8 +8,21 @@ import signal
 import sys
 import time
 
+import cv2
+import numpy as np
+
+from .annotate import draw_box, overlay_heat
+from .cascade import Cascade
+from .crop import CropSpec
+from .demo import run_demo
 from .errors import EdgeCamError
+from .localize import HeatMap, boxes_from_heat
 from .metadata import RESIZE_MODES
+from .model import Model, open_session
+from .pipeline import run_stream
+from .preprocess import to_rgb8
+from .sink import JsonlSink, VideoSink
+from .source import list_images, open_source, read_image
 
 EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")
 
@@ -41,15 +54,7 @@ def _export(args) -> int:
 
 
 def _info(args) -> int:
-    import onnxruntime as ort
-
-    from .model import Model
-    if not os.path.isfile(args.model):
-        raise EdgeCamError(f"model file {args.model} does not exist.")
-    try:
-        sess = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise EdgeCamError(f"{args.model} is not a readable ONNX model ({str(e).splitlines()[0][:160]}).") from None
+    sess = open_session(args.model, ["CPUExecutionProvider"])
     print(f"{args.model}")
     for kind, items in (("input", sess.get_inputs()), ("output", sess.get_outputs())):
         for v in items:
@@ -70,13 +75,6 @@ def _info(args) -> int:
 
 
 def _localize(args) -> int:
-    from .annotate import draw_box, overlay_heat
-    from .localize import HeatMap, boxes_from_heat
-    from .model import Model
-    from .sink import JsonlSink
-    from .source import list_images, read_image
-
-    import cv2
     model = Model(args.model, providers=args.providers, threads=args.threads, resize=args.resize)
     if not model.has_cam:
         raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
@@ -96,19 +94,14 @@ def _localize(args) -> int:
                 print(f"skipped {path}: {e}", file=sys.stderr)
                 continue
             t0 = time.perf_counter()
-            rank, cam = 0, pred.cams[0]
-            class_id, score = pred.class_id, pred.score
+            rank = 0
             if args.class_id is not None:
-                hits = [i for i, c in enumerate(pred.class_ids) if c == args.class_id]
-                if hits:
-                    rank, cam = hits[0], pred.cams[hits[0]]
-                    score = float(pred.scores[rank])
-                else:  # not in the top-K: its CAM is the same weighting, computed here
-                    cam = None
-                if cam is None:
+                ranks = np.flatnonzero(pred.class_ids == args.class_id)
+                if not ranks.size:  # the graph computes CAMs for its top-K classes only
                     raise EdgeCamError(f"--class-id {args.class_id} is not among the model's top-"
                                        f"{len(pred.class_ids)} for {path}; export with a larger --top-k.")
-                class_id = args.class_id
+                rank = int(ranks[0])
+            class_id, score, cam = int(pred.class_ids[rank]), float(pred.scores[rank]), pred.cams[rank]
             heat = HeatMap.from_cam(cam, pred.resize)
             boxes = boxes_from_heat(heat, threshold, args.box_mode, args.min_area, class_id,
                                     model.info.label(class_id), score)
@@ -120,7 +113,6 @@ def _localize(args) -> int:
                                          "model": round(pred.timing_ms["model"], 3),
                                          "localize": round(loc_ms, 3)}})
             if args.overlays:
-                from .preprocess import to_rgb8
                 pic = overlay_heat(cv2.cvtColor(to_rgb8(image), cv2.COLOR_RGB2BGR), heat)
                 for b in boxes:
                     draw_box(pic, b, f"{b.label} {b.score:.2f}")
@@ -140,13 +132,6 @@ def _stop_on_sigterm() -> None:
 
 
 def _run(args) -> int:
-    from .cascade import Cascade
-    from .crop import CropSpec
-    from .model import Model
-    from .pipeline import run_stream
-    from .sink import JsonlSink, VideoSink
-    from .source import open_source
-
     teacher = Model(args.teacher, providers=args.providers, threads=args.threads, resize=args.resize)
     student = Model(args.student, providers=args.providers, threads=args.threads) if args.student else None
     cascade = Cascade(teacher, student, every=args.every, threshold=args.threshold,
@@ -166,7 +151,6 @@ def _run(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import run_demo
     _stop_on_sigterm()
     run_demo(args.out, every=args.every, mask=args.mask)
     return 0

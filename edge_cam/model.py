@@ -62,6 +62,24 @@ def resolve_providers(providers: str | Sequence[str] = "auto") -> list[str]:
     return wanted
 
 
+def open_session(path: str, providers: list[str], threads: int = 0,
+                 spinning: bool = False) -> ort.InferenceSession:
+    """One ORT session with explicit options; an unreadable file is a one-sentence EdgeCamError."""
+    if not os.path.isfile(path):
+        raise EdgeCamError(f"model file {path} does not exist; check the path.")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(path, sess_options=opts, providers=providers)
+    except Exception as e:  # ORT raises several unrelated types for unreadable files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EdgeCamError(f"{path} is not a readable ONNX model ({first[:200]}); "
+                           "re-export it or check the file.") from None
+
+
 class Model:
     """An exported edge-cam model (a CAM teacher, or a plain classifier used as a student).
 
@@ -73,8 +91,6 @@ class Model:
     def __init__(self, path: str | os.PathLike, providers: str | Sequence[str] = "auto",
                  threads: int = 0, spinning: bool | None = None, resize: str | None = None):
         self.path = os.fspath(path)
-        if not os.path.isfile(self.path):
-            raise EdgeCamError(f"model file {self.path} does not exist; check the path.")
         self.providers = resolve_providers(providers)
         self.threads = threads
         self._auto_spin = spinning is None
@@ -91,17 +107,7 @@ class Model:
             self.info = replace(self.info, input=replace(self.info.input, resize=resize))
 
     def _open(self, spinning: bool) -> None:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.session = ort.InferenceSession(self.path, sess_options=opts, providers=self.providers)
-        except Exception as e:  # ORT raises several unrelated types for unreadable files
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EdgeCamError(f"{self.path} is not a readable ONNX model ({first[:200]}); "
-                               "re-export it or check the file.") from None
+        self.session = open_session(self.path, self.providers, self.threads, spinning)
         self.spinning = spinning
 
     def _read_metadata(self) -> None:

@@ -1,0 +1,156 @@
+"""The runtime commands end to end, through the real console entry point, on real files."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "edge_cam.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=600, **kw)
+
+
+def one_sentence(proc):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("edge-cam:")]
+    return line
+
+
+@pytest.fixture(scope="module")
+def awkward_images(tmp_path_factory, demo_data):
+    """A folder of every kind of image users throw at it, one of them corrupt."""
+    d = tmp_path_factory.mktemp("images")
+    cap = cv2.VideoCapture(demo_data("demo_clip.mp4"))
+    frame = cap.read()[1]
+    cap.release()
+    cv2.imwrite(str(d / "a_colour.jpg"), frame)
+    cv2.imwrite(str(d / "b_grey.png"), cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(d / "c_rgba.png"), cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(d / "d_deep.png"), frame.astype(np.uint16) * 257)
+    cv2.imwrite(str(d / "e_tiny.png"), frame[:1, :1])
+    cv2.imwrite(str(d / "f_huge.jpg"), cv2.resize(frame, (4000, 3000)))
+    (d / "g_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 20)
+    good = (d / "a_colour.jpg").read_bytes()
+    (d / "h_truncated.jpg").write_bytes(good[:200])
+    (d / "notes.txt").write_text("not an image, not listed")
+    return d
+
+
+def test_localize_goes_on_past_bad_images(teacher_path, awkward_images, tmp_path):
+    out = tmp_path / "boxes.jsonl"
+    proc = cli("localize", teacher_path, awkward_images, "--jsonl", out, "--overlays", tmp_path / "ov")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [p["image"].rsplit("/", 1)[1] for p in lines] == sorted(
+        f.name for f in awkward_images.iterdir() if f.suffix != ".txt")
+    errors = {p["image"].rsplit("/", 1)[1]: p["error"] for p in lines if "error" in p}
+    assert "g_corrupt.jpg" in errors and "not a readable image" in errors["g_corrupt.jpg"]
+    assert "could not be read" in proc.stderr
+    for p in lines:
+        if "error" in p:
+            continue
+        assert p["topk"] and p["boxes"] and set(p["timing_ms"]) == {"preprocess", "model", "localize"}
+        b = p["boxes"][0]
+        assert 0 <= b["x1"] < b["x2"] <= p["width"] and 0 <= b["y1"] < b["y2"] <= p["height"]
+        assert b["class_id"] == p["topk"][0]["class_id"]
+    sizes = {p["image"].rsplit("/", 1)[1]: (p["width"], p["height"]) for p in lines if "error" not in p}
+    assert sizes["e_tiny.png"] == (1, 1) and sizes["f_huge.jpg"] == (4000, 3000)
+    assert len(list((tmp_path / "ov").iterdir())) == len(sizes)
+
+
+def test_localize_class_id_and_thresholds(teacher_path, awkward_images):
+    proc = cli("localize", teacher_path, awkward_images / "a_colour.jpg", "--threshold", "0.5")
+    first = json.loads(proc.stdout)
+    second_class = first["topk"][1]["class_id"]
+    proc = cli("localize", teacher_path, awkward_images / "a_colour.jpg", "--class-id", second_class)
+    assert json.loads(proc.stdout)["boxes"][0]["class_id"] == second_class
+    low = json.loads(cli("localize", teacher_path, awkward_images / "a_colour.jpg", "--threshold", "0.05").stdout)
+    area = lambda b: (b["x2"] - b["x1"]) * (b["y2"] - b["y1"])
+    assert area(low["boxes"][0]) >= area(first["boxes"][0])
+    assert "not among the model's top" in one_sentence(
+        cli("localize", teacher_path, awkward_images / "a_colour.jpg", "--class-id", 999))
+
+
+def test_missing_inputs_exit_2(teacher_path, tmp_path):
+    assert "does not exist" in one_sentence(cli("localize", teacher_path, tmp_path / "nope.jpg"))
+    assert "does not exist" in one_sentence(cli("run", "--teacher", tmp_path / "t.onnx", "--source", "x.mp4"))
+    bad_video = tmp_path / "broken.mp4"
+    bad_video.write_bytes(b"\x00" * 1000)
+    assert "not a video" in one_sentence(cli("run", "--teacher", teacher_path, "--source", bad_video))
+    assert "cannot be opened" in one_sentence(cli("run", "--teacher", teacher_path, "--source", "57"))
+
+
+def write_clip(path, frames, fourcc="MJPG", fps=10):
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+
+
+def test_run_on_a_video_writes_every_event_and_an_annotated_video(teacher_path, student_path, demo_data, tmp_path):
+    cap = cv2.VideoCapture(demo_data("demo_clip.mp4"))
+    frames = [cap.read()[1] for _ in range(24)]
+    cap.release()
+    clip = tmp_path / "clip.avi"
+    write_clip(clip, frames)
+    events, video = tmp_path / "events.jsonl", tmp_path / "annotated.avi"
+    proc = cli("run", "--teacher", teacher_path, "--student", student_path, "--source", clip, "--every", "4",
+               "--events", events, "--video-out", video, "--mask", "mean")
+    assert proc.returncode == 0, proc.stderr
+    ev = [json.loads(x) for x in events.read_text().splitlines()]
+    assert [e["frame"] for e in ev] == list(range(24))
+    assert [e["teacher"]["ran"] for e in ev] == [i % 4 == 0 for i in range(24)]
+    for e in ev:
+        assert e["source"] == f"file:{clip}" and e["teacher"]["topk"]
+        assert set(e["timing_ms"]) == {"read", "preprocess", "teacher", "localize", "crop", "student", "sink"}
+        (roi,) = e["rois"]
+        assert 0 <= roi["x1"] < roi["x2"] <= 320 and set(roi["student"]) == {"class_id", "label", "score"}
+    out = cv2.VideoCapture(str(video))
+    n = 0
+    while out.read()[0]:
+        n += 1
+    assert n == 24
+    assert "24 frames" in proc.stderr and "teacher ran on 6" in proc.stderr
+
+
+def test_run_skips_corrupt_images_in_a_folder(teacher_path, awkward_images, tmp_path):
+    events = tmp_path / "e.jsonl"
+    proc = cli("run", "--teacher", teacher_path, "--source", awkward_images, "--events", events)
+    assert proc.returncode == 0, proc.stderr
+    assert len(events.read_text().splitlines()) == 7 and "1 unreadable frames skipped" in proc.stderr
+    assert "g_corrupt.jpg" in proc.stderr
+
+
+def test_sigterm_flushes_the_sinks_and_exits_0(teacher_path, student_path, demo_data, tmp_path):
+    events, video = tmp_path / "e.jsonl", tmp_path / "v.avi"
+    proc = subprocess.Popen([sys.executable, "-m", "edge_cam.cli", "run", "--teacher", teacher_path,
+                             "--student", student_path, "--source", demo_data("demo_clip.mp4"),
+                             "--events", events, "--video-out", video],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not events.exists() or len(events.read_text().splitlines()) < 5):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    lines = events.read_text().splitlines()
+    assert len(lines) >= 5 and all(json.loads(x)["frame"] == i for i, x in enumerate(lines))
+    cap = cv2.VideoCapture(str(video))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n >= 5  # the video was finalised, not left without its index
+
+
+def test_info_on_bundled_models(teacher_path, student_path):
+    t = cli("info", teacher_path)
+    assert t.returncode == 0 and "cams" in t.stdout and "CAM teacher" in t.stdout
+    s = cli("info", student_path)
+    assert s.returncode == 0 and "classifier (student)" in s.stdout and "cams" not in s.stdout
