@@ -1,9 +1,18 @@
-"""The cascade: teacher (CAM) → boxes → crops → student, with the teacher's map reused between runs."""
+"""The cascade: teacher (CAM) → boxes → crops → student, with the teacher's map reused between runs.
+
+On a board the teacher is the expensive part, and an edge camera mostly watches a static scene.
+So the teacher runs on the first frame, every `every` frames at the latest, and whenever a cheap
+scene-change score (mean absolute difference of small grey thumbnails against the frame the
+teacher last saw) reaches `change`; in between the last boxes are kept and only the student runs.
+Frames of several streams go through the teacher as one batch, and all their ROIs through the
+student as another.
+"""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from .crop import Crop, CropSpec, crop
@@ -11,6 +20,8 @@ from .errors import EdgeCamError
 from .localize import Box, HeatMap, boxes_from_heat
 from .model import Model, Prediction
 from .preprocess import Resize, pad_colour, to_rgb8
+
+THUMB = (32, 24)  # scene-change thumbnail (W, H): enough to see a scene change, ~1 µs per pixel
 
 
 @dataclass
@@ -38,42 +49,74 @@ class FrameResult:
     heat: HeatMap | None
     rois: list[Roi] = field(default_factory=list)
     timing_ms: dict[str, float] = field(default_factory=dict)
+    reason: str = ""  # why the teacher ran: first, every, change, resize
+    change: float | None = None  # scene-change score against the teacher's last frame
+    stream: int = 0
 
     def to_event(self) -> dict:
         """The JSON event of interfaces.md."""
-        return {"frame": self.frame, "ts": round(self.ts, 4), "source": self.source,
-                "teacher": {"ran": self.teacher_ran, "topk": self.teacher.topk() if self.teacher else []},
-                "rois": [r.to_dict() for r in self.rois],
+        teacher = {"ran": self.teacher_ran, "topk": self.teacher.topk() if self.teacher else []}
+        if self.teacher_ran:
+            teacher["reason"] = self.reason
+        if self.change is not None:
+            teacher["change"] = round(self.change, 3)
+        return {"frame": self.frame, "ts": round(self.ts, 4), "source": self.source, "stream": self.stream,
+                "teacher": teacher, "rois": [r.to_dict() for r in self.rois],
                 "timing_ms": {k: round(v, 3) for k, v in self.timing_ms.items()}}
+
+
+@dataclass
+class StreamState:
+    """What the cascade remembers about one stream between frames."""
+    index: int = 0
+    count: int = 0
+    since_teacher: int = 0
+    last: tuple[Prediction, HeatMap, list[Box]] | None = None
+    thumb: np.ndarray | None = None  # of the frame the teacher last saw
+
+
+def thumbnail(rgb: np.ndarray) -> np.ndarray:
+    return cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def student_answer(p: Prediction) -> dict:
     return {"class_id": p.class_id, "label": p.label, "score": round(p.score, 6)}
 
 
-class Cascade:
-    """Runs the teacher every `every` frames, and the student on every frame's ROIs.
+@dataclass
+class FrameIn:
+    """One frame handed to the cascade, with where it came from."""
+    image: np.ndarray
+    state: StreamState
+    index: int | None = None
+    ts: float | None = None
+    source: str = ""
+    read_ms: float = 0.0
+    color: str = "BGR"
+    stream: int = 0
 
-    Between teacher runs the last boxes are kept, which is right while the scene is static —
-    the case edge cameras mostly see.
-    """
+
+class Cascade:
+    """teacher every `every` frames (or when the scene changes by `change` grey levels), the
+    student on every frame's ROIs. every=1: the teacher on every frame."""
 
     def __init__(self, teacher: Model, student: Model | None = None, *, every: int = 1,
-                 threshold: float | None = None, box_mode: str = "largest", min_area: float = 0.01,
-                 crop_spec: CropSpec | None = None, max_rois: int = 4):
+                 change: float | None = None, threshold: float | None = None, box_mode: str = "largest",
+                 min_area: float = 0.01, crop_spec: CropSpec | None = None, max_rois: int = 4):
         if not teacher.has_cam:
             raise EdgeCamError(f"{teacher.path} is a plain classifier with no CAM output; export "
                                "the teacher with `edge-cam export` (without --no-cam).")
         if every < 1:
             raise EdgeCamError(f"--every must be 1 or more, not {every}.")
-        self.teacher, self.student, self.every = teacher, student, every
+        if change is not None and change <= 0:
+            raise EdgeCamError(f"--change must be above 0 grey levels, not {change}.")
+        self.teacher, self.student, self.every, self.change = teacher, student, every, change
         self.threshold = teacher.info.cam.threshold if threshold is None else threshold
         self.box_mode, self.min_area, self.max_rois = box_mode, min_area, max_rois
         base = crop_spec or CropSpec()
         self.crop_spec = CropSpec(base.pad, base.square, base.mask, self.threshold)
         self._fill = pad_colour(student.info.input.mean) if student else (0, 0, 0)
-        self._count = 0
-        self._last: tuple[Prediction, HeatMap, list[Box]] | None = None
+        self._default = StreamState()
 
     def localize(self, pred: Prediction, class_rank: int = 0) -> tuple[HeatMap, list[Box]]:
         """Heat map and boxes of the top-K class at `class_rank` of a teacher prediction."""
@@ -83,39 +126,76 @@ class Cascade:
                                 float(pred.scores[class_rank]))
         return heat, boxes[:self.max_rois]
 
+    def _why_teacher(self, state: StreamState, rgb: np.ndarray, thumb: np.ndarray | None) -> tuple[str, float | None]:
+        """Why the teacher must run on this frame ("" if the last map still holds), and the
+        scene-change score."""
+        if state.last is None:
+            return "first", None
+        if state.last[1].resize.frame_size != rgb.shape[:2]:
+            return "resize", None
+        score = None if thumb is None else float(np.abs(thumb - state.thumb).mean())
+        if state.since_teacher >= self.every:
+            return "every", score
+        if self.change is not None and score is not None and score >= self.change:
+            return "change", score
+        return "", score
+
     def process(self, frame: np.ndarray, index: int | None = None, ts: float | None = None,
-                source: str = "", color: str = "BGR", read_ms: float = 0.0) -> FrameResult:
-        index = self._count if index is None else index
-        timing = {"read": read_ms}
+                source: str = "", color: str = "BGR", read_ms: float = 0.0,
+                state: StreamState | None = None) -> FrameResult:
+        """One frame of one stream (the default stream unless `state` is given)."""
+        return self.process_many([FrameIn(frame, state or self._default, index, ts, source, read_ms, color)])[0]
+
+    def process_many(self, frames: list[FrameIn]) -> list[FrameResult]:
+        """Frames of several streams: one teacher batch for those that need it, one student batch."""
         t0 = time.perf_counter()
-        rgb = to_rgb8(frame, color)
-        run_teacher = self._last is None or self._count % self.every == 0 or \
-            self._last[1].resize.frame_size != rgb.shape[:2]
-        self._count += 1
-        if run_teacher:
-            prepared = self.teacher.prepare(rgb, "RGB")
-            timing["preprocess"] = (time.perf_counter() - t0) * 1e3
-            pred = self.teacher.predict_batch([], prepared=[prepared])[0]
-            timing["teacher"] = pred.timing_ms["model"]
-            t1 = time.perf_counter()
-            heat, boxes = self.localize(pred)
-            timing["localize"] = (time.perf_counter() - t1) * 1e3
-            self._last = (pred, heat, boxes)
-        else:
-            timing.update(preprocess=(time.perf_counter() - t0) * 1e3, teacher=0.0, localize=0.0)
-        pred, heat, boxes = self._last
-        rois = [Roi(b) for b in boxes]
-        if self.student is not None and rois:
-            t2 = time.perf_counter()
-            for r in rois:
-                r.crop = crop(rgb, r.box, self.student.input_size, self.crop_spec, heat, self._fill)
-            t3 = time.perf_counter()
-            identity = Resize(self.student.input_size, self.student.input_size, 1.0, 1.0)
-            answers = self.student.predict_batch([], prepared=[(r.crop.image, identity) for r in rois])
-            for r, a in zip(rois, answers):
-                r.student = student_answer(a)
-            timing.update(crop=(t3 - t2) * 1e3, student=(time.perf_counter() - t3) * 1e3)
-        else:
-            timing.update(crop=0.0, student=0.0)
-        return FrameResult(index, time.time() if ts is None else ts, source, run_teacher, pred, heat,
-                           rois, timing)
+        rgbs = [to_rgb8(f.image, f.color) for f in frames]
+        thumbs = [thumbnail(rgb) if self.change is not None or self.every > 1 else None for rgb in rgbs]
+        whys = [self._why_teacher(f.state, rgb, th) for f, rgb, th in zip(frames, rgbs, thumbs)]
+        todo = [i for i, (why, _) in enumerate(whys) if why]
+        prepared = {i: self.teacher.prepare(rgbs[i], "RGB") for i in todo}
+        t1 = time.perf_counter()
+        timings = [{"read": f.read_ms, "preprocess": (t1 - t0) * 1e3 / len(frames), "teacher": 0.0,
+                    "localize": 0.0} for f in frames]
+        if todo:
+            preds = self.teacher.predict_batch([], prepared=[prepared[i] for i in todo])
+            for i, pred in zip(todo, preds):
+                t2 = time.perf_counter()
+                heat, boxes = self.localize(pred)
+                st = frames[i].state
+                st.last, st.thumb, st.since_teacher = (pred, heat, boxes), thumbs[i], 0
+                timings[i].update(teacher=pred.timing_ms["model"] / len(todo),
+                                  localize=(time.perf_counter() - t2) * 1e3)
+
+        results = []
+        for i, f in enumerate(frames):
+            st = f.state
+            pred, heat, boxes = st.last
+            st.since_teacher += 1
+            st.count += 1
+            index = st.index if f.index is None else f.index
+            st.index = index + 1
+            why, score = whys[i]
+            results.append(FrameResult(index, time.time() if f.ts is None else f.ts, f.source, bool(why),
+                                       pred, heat, [Roi(b) for b in boxes], timings[i], why, score, f.stream))
+        self._run_student(rgbs, results)
+        return results
+
+    def _run_student(self, rgbs: list[np.ndarray], results: list[FrameResult]) -> None:
+        rois = [(rgb, r, roi) for rgb, r in zip(rgbs, results) for roi in r.rois]
+        if self.student is None or not rois:
+            for r in results:
+                r.timing_ms.update(crop=0.0, student=0.0)
+            return
+        t0 = time.perf_counter()
+        for rgb, r, roi in rois:
+            roi.crop = crop(rgb, roi.box, self.student.input_size, self.crop_spec, r.heat, self._fill)
+        t1 = time.perf_counter()
+        identity = Resize(self.student.input_size, self.student.input_size, 1.0, 1.0)
+        answers = self.student.predict_batch([], prepared=[(roi.crop.image, identity) for _, _, roi in rois])
+        t2 = time.perf_counter()
+        for (_, _, roi), a in zip(rois, answers):
+            roi.student = student_answer(a)
+        share = 1.0 / len(results)  # batched work is shared out evenly among the frames
+        for r in results:
+            r.timing_ms.update(crop=(t1 - t0) * 1e3 * share, student=(t2 - t1) * 1e3 * share)

@@ -19,10 +19,10 @@ from .errors import EdgeCamError
 from .localize import HeatMap, boxes_from_heat
 from .metadata import RESIZE_MODES
 from .model import Model, open_session
-from .pipeline import run_stream
+from .pipeline import run_streams
 from .preprocess import to_rgb8
 from .sink import JsonlSink, VideoSink
-from .source import list_images, open_source, read_image
+from .source import Source, list_images, read_image
 
 EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")
 
@@ -131,22 +131,47 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _numbered(path: str, i: int, n: int) -> str:
+    if n == 1:
+        return path
+    root, ext = os.path.splitext(path)
+    return f"{root}-{i}{ext}"
+
+
 def _run(args) -> int:
     teacher = Model(args.teacher, providers=args.providers, threads=args.threads, resize=args.resize)
     student = Model(args.student, providers=args.providers, threads=args.threads) if args.student else None
-    cascade = Cascade(teacher, student, every=args.every, threshold=args.threshold,
+    cascade = Cascade(teacher, student, every=args.every, change=args.change, threshold=args.threshold,
                       box_mode=args.box_mode, min_area=args.min_area,
                       crop_spec=CropSpec(args.pad, not args.no_square, args.mask))
-    frames = open_source(args.source)
-    sinks = []
-    if args.events:
-        sinks.append(JsonlSink(args.events))
-    if args.video_out:
-        sinks.append(VideoSink(args.video_out, args.fps))
     _stop_on_sigterm()
-    stats = run_stream(cascade, frames, sinks, max_frames=args.max_frames,
-                       status=sys.stderr if args.events != "-" or not sys.stdout.isatty() else None)
-    print(stats.summary(), file=sys.stderr)
+    sources, sinks = [], []
+    try:
+        for spec in args.source:
+            sources.append(Source(spec, loop=args.loop))
+        n = len(sources)
+        events = JsonlSink(args.events) if args.events else None
+        for i, src in enumerate(sources):
+            mine = []
+            if args.video_out:
+                mine.append(VideoSink(_numbered(args.video_out, i, n), args.fps))
+            if args.mqtt:
+                from .mqtt import MqttSink
+                mine.append(MqttSink(args.mqtt, device=args.device, stream=str(i), spill_dir=args.mqtt_spill))
+            if events:
+                mine.append(events)
+            sinks.append(mine)
+    except BaseException:
+        for src in sources:
+            src.close()
+        for sink in {id(k): k for ks in sinks for k in ks}.values():
+            sink.close()
+        raise
+    stats = run_streams(cascade, sources, sinks, max_frames=args.max_frames,
+                        status=None if args.quiet else sys.stderr)
+    print(stats.summary() + "; " + ", ".join(
+        f"{s.name}: {s.stats.dropped} dropped, {s.stats.reconnects} reconnects" for s in sources),
+        file=sys.stderr)
     return 0
 
 
@@ -212,12 +237,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the streaming cascade: teacher → CAM box → crop → student")
     p.add_argument("--teacher", required=True)
     p.add_argument("--student")
-    p.add_argument("--source", required=True, help="video file, image, folder, glob or camera index")
-    p.add_argument("--every", type=int, default=1, help="run the teacher every N frames")
+    p.add_argument("--source", required=True, action="append",
+                   help="camera index, v4l2:///dev/videoN, csi://N, rtsp://..., http://... (MJPEG), a "
+                        "video, an image, a folder, a glob or a GStreamer pipeline; repeat for several streams")
+    p.add_argument("--loop", action="store_true", help="start files again at their end")
+    p.add_argument("--every", type=int, default=1, help="run the teacher at least every N frames")
+    p.add_argument("--change", type=float, default=None,
+                   help="also run it when the scene changes by this many grey levels (mean absolute "
+                        "difference of 32x24 thumbnails; 4-10 suits most cameras)")
     p.add_argument("--video-out", help="annotated video (.avi MJPG or .mp4 mp4v)")
     p.add_argument("--fps", type=float, default=15.0, help="frame rate of --video-out")
     p.add_argument("--events", help="JSON lines file, or - for stdout")
+    p.add_argument("--mqtt", help="publish events to mqtt://host:port[/prefix] (QoS 1, queued while "
+                   "the broker is away); needs edge-cam[mqtt]")
+    p.add_argument("--device", help="device name in the MQTT topic (default: the host name)")
+    p.add_argument("--mqtt-spill", help="folder where events wait on disk when the broker is away too "
+                   "long (re-sent later); without it the oldest queued events are dropped and counted")
     p.add_argument("--max-frames", type=int)
+    p.add_argument("--quiet", action="store_true", help="no status line")
     p.add_argument("--pad", type=float, default=1.3, help="crop = box × pad")
     p.add_argument("--no-square", action="store_true", help="keep the box's aspect ratio")
     p.add_argument("--mask", choices=["none", "mean", "blur"], default="none",
@@ -242,6 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
+    except Exception as e:  # a bug, not bad input: one line, the traceback on request
+        if os.environ.get("EDGE_CAM_DEBUG"):
+            raise
+        print(f"edge-cam: internal error {type(e).__name__}: {e} (set EDGE_CAM_DEBUG=1 for the "
+              "traceback and please report it).", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

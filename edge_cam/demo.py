@@ -21,7 +21,7 @@ from .localize import Box
 from .model import Model
 from .pipeline import StreamStats, run_stream
 from .sink import JsonlSink, VideoSink
-from .source import open_source
+from .source import Source
 
 DEMO_EVERY = 5  # teacher cadence on the demo clip: objects move slowly, the crop's padding keeps up
 
@@ -62,11 +62,11 @@ def run_demo(out_dir: str = "edge-cam-demo", every: int | None = None, mask: str
         ious.append(result.rois[0].box.iou(Box(*g["box"])))
 
     sinks = [VideoSink(os.path.join(out_dir, "annotated.mp4")), JsonlSink(os.path.join(out_dir, "events.jsonl"))]
-    stats: StreamStats = run_stream(cascade, open_source(clip), sinks, on_result=score,
+    stats: StreamStats = run_stream(cascade, Source(clip), sinks, on_result=score,
                                     status=None if quiet else sys.stderr)
 
     say("[2/3] teacher alone on every frame")
-    frames = [f for f in open_source(clip) if f.image is not None]
+    frames = [f for f in Source(clip) if f.image is not None]
     teacher_ids, teacher_ms = _timed_pass(frames, lambda im: teacher.predict(im).class_id)
     say("[3/3] student alone on the whole frame")
     student_ids, student_ms = _timed_pass(frames, lambda im: student.predict(im).class_id)

@@ -1,11 +1,29 @@
-"""Where frames come from: an image, a folder or glob of images, a video file, a camera index."""
+"""Where frames come from, in the words jetson-inference users know:
+
+  0, v4l2:///dev/video0        a camera (OpenCV; V4L2 on Linux)
+  csi://0                      a Jetson CSI camera (GStreamer nvarguscamerasrc)
+  rtsp://host/path             a network camera (FFmpeg)
+  http://host/stream.mjpg      an MJPEG-over-HTTP camera (multipart/x-mixed-replace)
+  file://clip.mp4, clip.mp4    a video file;  a.jpg, folder/, 'shots/*.png'  images
+  "v4l2src ! ... ! appsink"    a raw GStreamer pipeline
+
+A capture thread reads ahead. Live sources keep only the newest frame (the stale ones are
+dropped and counted: a late answer about an old frame is worth less than a fresh one); files are
+read losslessly and in order through a bounded queue. A live source that drops is reopened with
+back-off while the process keeps running.
+"""
 from __future__ import annotations
 
 import glob
+import http.client
 import os
+import queue
+import sys
+import threading
 import time
-from dataclasses import dataclass
-from typing import Iterator
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
 
 import cv2
 import numpy as np
@@ -13,6 +31,7 @@ import numpy as np
 from .errors import EdgeCamError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
+OPEN_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -54,44 +73,317 @@ def list_images(paths: list[str]) -> list[str]:
     return out
 
 
-def _images(paths: list[str], name: str) -> Iterator[Frame]:
-    for i, path in enumerate(paths):
-        t0 = time.perf_counter()
+class Reader(Protocol):
+    """One open connection to a source: read() gives (ok, image or None, error text)."""
+
+    def read(self) -> tuple[bool, np.ndarray | None, str]: ...
+
+    def close(self) -> None: ...
+
+
+class CaptureReader:
+    def __init__(self, cap: cv2.VideoCapture):
+        self.cap = cap
+
+    def read(self):
+        ok, image = self.cap.read()
+        return ok, image if ok else None, ""
+
+    def close(self):
+        self.cap.release()
+
+
+class ImageReader:
+    """A list of image files; an unreadable one is a frame with an error, not the end."""
+
+    def __init__(self, paths: list[str]):
+        self.paths, self.i = paths, 0
+        self.name = ""
+
+    def read(self):
+        if self.i >= len(self.paths):
+            return False, None, ""
+        self.name = self.paths[self.i]
+        self.i += 1
         try:
-            image, error = read_image(path), ""
+            return True, read_image(self.name), ""
         except EdgeCamError as e:
-            image, error = None, str(e)
-        yield Frame(i, image, time.time(), name, path, (time.perf_counter() - t0) * 1e3, error)
+            return True, None, str(e)
+
+    def close(self):
+        pass
 
 
-def _capture(cap: cv2.VideoCapture, name: str) -> Iterator[Frame]:
-    try:
-        i = 0
-        while True:
-            t0 = time.perf_counter()
-            ok, image = cap.read()
-            if not ok:
-                return
-            yield Frame(i, image, time.time(), name, read_ms=(time.perf_counter() - t0) * 1e3)
-            i += 1
-    finally:
-        cap.release()
+class MjpegReader:
+    """MJPEG over HTTP, as IP cameras and `motion` serve it: one JPEG per multipart part."""
+
+    def __init__(self, url: str, timeout: float = OPEN_TIMEOUT_S):
+        u = urllib.parse.urlsplit(url)
+        conn_type = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        self.conn = conn_type(u.hostname, u.port, timeout=timeout)
+        self.conn.request("GET", (u.path or "/") + (f"?{u.query}" if u.query else ""))
+        self.resp = self.conn.getresponse()
+        if self.resp.status != 200:
+            raise OSError(f"HTTP {self.resp.status}")
+        ctype = self.resp.getheader("Content-Type", "")
+        if "multipart" not in ctype:
+            raise OSError(f"not an MJPEG stream (Content-Type {ctype or 'missing'})")
+
+    def _part(self) -> bytes:
+        length = None
+        while True:  # part headers, after the boundary line
+            line = self.resp.readline(1024)
+            if not line:
+                raise OSError("stream ended")
+            line = line.strip()
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+            elif not line and length is not None:
+                break
+            elif line.startswith(b"\xff\xd8"):  # no headers at all: the JPEG itself
+                return line + self._until_eoi()
+        data = self.resp.read(length)
+        if len(data) < length:
+            raise OSError("stream ended inside a frame")
+        return data
+
+    def _until_eoi(self) -> bytes:
+        buf = b""
+        while not buf.endswith(b"\xff\xd9"):
+            chunk = self.resp.read(1)
+            if not chunk:
+                raise OSError("stream ended inside a frame")
+            buf += chunk
+        return buf
+
+    def read(self):
+        try:
+            data = self._part()
+        except (OSError, ValueError, http.client.HTTPException):
+            return False, None, ""
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        return True, image, "" if image is not None else "corrupt JPEG frame"
+
+    def close(self):
+        self.conn.close()
 
 
-def open_source(spec: str) -> Iterator[Frame]:
-    """A camera index ("0"), a video file, an image, a folder of images or a glob."""
-    if spec.isdigit():
-        cap = cv2.VideoCapture(int(spec))
-        if not cap.isOpened():
-            raise EdgeCamError(f"camera {spec} cannot be opened; check that it is plugged in and free.")
-        return _capture(cap, f"camera:{spec}")
-    path = spec[len("file://"):] if spec.startswith("file://") else spec
+def _has_gstreamer() -> bool:
+    return any(line.strip().startswith("GStreamer:") and "YES" in line
+               for line in cv2.getBuildInformation().splitlines())
+
+
+def _gstreamer(pipeline: str, what: str) -> CaptureReader:
+    if not _has_gstreamer():
+        raise EdgeCamError(f"{what} needs OpenCV built with GStreamer, and this OpenCV is not (the "
+                           "pip wheels never are); use the distribution's or JetPack's python3-opencv.")
+    return CaptureReader(cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER))
+
+
+def csi_pipeline(sensor: int, width: int = 1280, height: int = 720, fps: int = 30) -> str:
+    return (f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM),width={width},"
+            f"height={height},framerate={fps}/1 ! nvvidconv ! video/x-raw,format=BGRx ! "
+            "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: str  # camera, v4l2, csi, gstreamer, rtsp, http, video, images
+    target: str
+    live: bool
+    name: str  # as events name it: "camera:0", "file:clip.mp4", ...
+
+
+def parse_source(spec: str) -> SourceSpec:
+    s = spec.strip()
+    if s.isdigit():
+        return SourceSpec("camera", s, True, f"camera:{s}")
+    if s.startswith("v4l2://"):
+        return SourceSpec("v4l2", s[len("v4l2://"):], True, s)
+    if s.startswith("csi://"):
+        return SourceSpec("csi", s[len("csi://"):] or "0", True, s)
+    if s.startswith("rtsp://") or s.startswith("rtsps://"):
+        return SourceSpec("rtsp", s, True, s)
+    if s.startswith("http://") or s.startswith("https://"):
+        return SourceSpec("http", s, True, s)
+    if " ! " in s:
+        return SourceSpec("gstreamer", s, True, "gstreamer")
+    path = s[len("file://"):] if s.startswith("file://") else s
     if os.path.isfile(path) and os.path.splitext(path)[1].lower() not in IMAGE_EXTS:
-        cap = cv2.VideoCapture(path)
+        return SourceSpec("video", path, False, f"file:{path}")
+    return SourceSpec("images", path, False, f"file:{path}")
+
+
+def open_reader(spec: SourceSpec) -> Reader:
+    """Open the source once; raises EdgeCamError naming what is wrong."""
+    if spec.kind in ("camera", "v4l2"):
+        target = int(spec.target) if spec.kind == "camera" else spec.target
+        cap = cv2.VideoCapture(target, cv2.CAP_V4L2 if spec.kind == "v4l2" else cv2.CAP_ANY)
         if not cap.isOpened():
-            raise EdgeCamError(f"{path} is not a video OpenCV can open (corrupt or unsupported codec).")
-        return _capture(cap, f"file:{path}")
-    paths = list_images([path])
-    if not paths:
-        raise EdgeCamError(f"{path} holds no images ({', '.join(sorted(IMAGE_EXTS))}).")
-    return _images(paths, f"file:{path}")
+            raise EdgeCamError(f"camera {spec.target} cannot be opened; check that it is plugged in and free.")
+        return CaptureReader(cap)
+    if spec.kind == "csi":
+        reader = _gstreamer(csi_pipeline(int(spec.target)), "csi://")
+    elif spec.kind == "gstreamer":
+        reader = _gstreamer(spec.target, "a GStreamer pipeline")
+    elif spec.kind == "rtsp":
+        ms = int(OPEN_TIMEOUT_S * 1000)
+        reader = CaptureReader(cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]))
+    elif spec.kind == "http":
+        try:
+            return MjpegReader(spec.target)
+        except (OSError, http.client.HTTPException) as e:
+            raise EdgeCamError(f"cannot open the MJPEG stream {spec.target} ({e}).") from None
+    elif spec.kind == "video":
+        cap = cv2.VideoCapture(spec.target)
+        if not cap.isOpened():
+            raise EdgeCamError(f"{spec.target} is not a video OpenCV can open (corrupt or unsupported codec).")
+        return CaptureReader(cap)
+    else:
+        paths = list_images([spec.target])
+        if not paths:
+            raise EdgeCamError(f"{spec.target} holds no images ({', '.join(sorted(IMAGE_EXTS))}).")
+        return ImageReader(paths)
+    if not reader.cap.isOpened():
+        raise EdgeCamError(f"{spec.name} cannot be opened; check the address and that it is streaming.")
+    return reader
+
+
+def frame_count(spec: SourceSpec) -> int | None:
+    """Frames in a file source, for a progress bar; None for live sources."""
+    if spec.kind == "video":
+        cap = cv2.VideoCapture(spec.target)
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.release()
+        return n if n > 0 else None
+    if spec.kind == "images":
+        return len(list_images([spec.target]))
+    return None
+
+
+@dataclass
+class SourceStats:
+    frames: int = 0  # frames read from the device or file
+    dropped: int = 0  # live frames replaced by a newer one before they were processed
+    corrupt: int = 0  # frames that could not be decoded
+    reconnects: int = 0
+
+
+_END = object()
+
+
+@dataclass
+class Source:
+    """Frames from one source, read ahead by a thread. Iterate it; close() stops the thread."""
+    spec: str
+    loop: bool = False  # files: start again at the end
+    queue_size: int = 8  # files: frames read ahead
+    max_backoff: float = 10.0  # live: longest wait between reopen attempts
+    stats: SourceStats = field(default_factory=SourceStats)
+
+    def __post_init__(self):
+        self.info = parse_source(self.spec)
+        self.name = self.info.name
+        self.total = None if self.loop else frame_count(self.info)
+        self._reader = open_reader(self.info)  # fail now, with a sentence, if it cannot open
+        self.finished = False
+        self._stop = threading.Event()
+        self._queue: queue.Queue = queue.Queue(maxsize=1 if self.info.live else self.queue_size)
+        self._thread = threading.Thread(target=self._run, name=f"capture {self.name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def live(self) -> bool:
+        return self.info.live
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def _put(self, item) -> None:
+        if not self.info.live or item is _END:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            return
+        try:  # latest frame wins
+            self._queue.get_nowait()
+            self.stats.dropped += 1
+        except queue.Empty:
+            pass
+        self._queue.put_nowait(item)
+
+    def _run(self) -> None:
+        index, backoff, reader = 0, 0.5, self._reader
+        try:
+            while not self._stop.is_set():
+                if reader is None:
+                    if self._stop.wait(backoff):
+                        break
+                    backoff = min(backoff * 2, self.max_backoff)
+                    try:
+                        reader = open_reader(self.info)
+                        self.stats.reconnects += 1
+                        print(f"{self.name}: reconnected", file=sys.stderr)
+                    except EdgeCamError:
+                        continue
+                t0 = time.perf_counter()
+                ok, image, error = reader.read()
+                read_ms = (time.perf_counter() - t0) * 1e3
+                if not ok:
+                    reader.close()
+                    reader = None
+                    if self.info.live:
+                        print(f"{self.name}: lost, reopening (back-off up to {self.max_backoff:g} s)",
+                              file=sys.stderr)
+                        continue
+                    if self.loop and index > 0:
+                        reader = open_reader(self.info)
+                        continue
+                    break
+                backoff = 0.5
+                self.stats.frames += 1
+                if image is None:
+                    self.stats.corrupt += 1
+                self._put(Frame(index, image, time.time(), self.name, getattr(reader, "name", ""),
+                                read_ms, error or ("" if image is not None else "undecodable frame")))
+                index += 1
+        except Exception as e:  # the loop must learn why its source stopped
+            self._put(EdgeCamError(f"{self.name} failed while reading ({e})."))
+        finally:
+            if reader is not None:
+                reader.close()
+            self._put(_END)
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """The next frame, or None when none came within `timeout` or the source has ended
+        (then `finished` is True)."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _END:
+            self.finished = True
+            self._queue.put_nowait(_END)  # later calls see the end too
+            return None
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def __iter__(self) -> Iterator[Frame]:
+        while not self.finished:
+            frame = self.get(timeout=0.5)
+            if frame is not None:
+                yield frame
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def open_source(spec: str, loop: bool = False) -> Source:
+    return Source(spec, loop=loop)

@@ -1,0 +1,307 @@
+"""MQTT event sink: each frame's event, delivered at least once (QoS 1), through broker outages.
+
+The video loop only appends to an in-memory queue; a feeder thread hands events to paho and
+paho's network thread talks to the broker, so `write()` never waits on the network.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+
+from .errors import EdgeCamError
+
+DEFAULT_PORT = 1883
+DEFAULT_PREFIX = "edge-cam"
+# paho holds at most this many un-acknowledged events (and re-sends them itself on reconnect);
+# the rest stay in our queue, the only place where they can be bounded, spilled or dropped.
+WINDOW = 100
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 30.0
+KEEPALIVE_S = 30
+URL_FORM = "mqtt://HOST[:PORT][/TOPIC-PREFIX], e.g. mqtt://192.168.1.10:1883/edge-cam"
+
+
+def parse_url(url: str) -> tuple[str, int, str, str | None, str | None]:
+    """`mqtt://[user[:password]@]host[:port][/prefix]` → host, port, prefix, user, password."""
+    parts = urlsplit(url)
+    try:
+        port = DEFAULT_PORT if parts.port is None else parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    if parts.scheme != "mqtt" or not parts.hostname or port <= 0 or parts.query or parts.fragment:
+        raise EdgeCamError(f"cannot use the MQTT address {url!r}: write it as {URL_FORM}.")
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return parts.hostname, port, unquote(parts.path), user, password
+
+
+def _level(name: str) -> str:
+    # + and # are subscription wildcards and / splits levels: none may appear inside one level.
+    name = "".join("_" if c in "+#/\0" else c for c in name).strip()
+    return name or "_"
+
+
+def topic_for(prefix: str, device: str, stream: str) -> str:
+    levels = [_level(p) for p in prefix.split("/") if p.strip()] or [DEFAULT_PREFIX]
+    topic = "/".join(levels + [_level(device), _level(stream), "events"])
+    # Topics starting with $ belong to the broker ($SYS); it would refuse ours.
+    return "_" + topic[1:] if topic.startswith("$") else topic
+
+
+def _log(message: str) -> None:
+    print(f"edge-cam mqtt: {message}", file=sys.stderr, flush=True)
+
+
+class MqttSink:
+    """Publishes `json.dumps(result.to_event())` to `<prefix>/<device>/<stream>/events`.
+
+    Every event stays queued until the broker acknowledges it. While the broker is away events
+    pile up, at most `max_queue` waiting plus `WINDOW` already sent; beyond that the oldest is
+    appended to `<spill_dir>/<topic>.jsonl` (and re-sent, oldest first, once the broker is back,
+    also by a later sink with the same spill_dir and topic) or, without spill_dir, dropped,
+    counted and logged. A broker that re-sends may deliver an event twice: consumers dedupe by
+    (source, frame).
+
+    Counters: published (events given to write), acknowledged, pending (not yet acknowledged,
+    in memory or spilled), dropped, spilled (events ever written to the spill file), reconnects.
+    """
+
+    def __init__(self, url: str, device: str | None = None, stream: str = "0", qos: int = 1,
+                 max_queue: int = 10000, spill_dir: str | None = None, client_id: str | None = None):
+        host, port, prefix, user, password = parse_url(url)
+        if qos not in (1, 2):
+            raise EdgeCamError(f"MQTT qos must be 1 or 2 (events are delivered at least once), not {qos}.")
+        if max_queue < 1:
+            raise EdgeCamError(f"the MQTT queue must hold at least one event, not {max_queue}.")
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError:
+            raise EdgeCamError("publishing events to MQTT needs paho-mqtt 2: "
+                               "pip install 'edge-cam[mqtt]'.") from None
+        self.url, self.qos, self.max_queue = url, qos, max_queue
+        self.address = f"{host}:{port}"
+        self.topic = topic_for(prefix, device or socket.gethostname(), stream)
+        self.published = self.acknowledged = self.dropped = self.spilled = self.reconnects = 0
+
+        self._lock = threading.Lock()  # guards everything below; never held while calling paho
+        self._queue: deque[tuple[int, str]] = deque()  # (frame, payload) not yet handed to paho
+        self._inflight: dict[int, str] = {}  # mid → payload, handed to paho, awaiting PUBACK
+        self._early_acks: set[int] = set()  # PUBACKs that beat the registration of their mid
+        self._sending = 0  # taken from the queue, inside client.publish() right now
+        self._connected = self._ever_connected = self._outage_logged = False
+        self._stop = False
+        self._wake = threading.Event()
+
+        self.spill_path: str | None = None
+        self._spill_backlog = 0  # lines in the spill file not yet read back
+        if spill_dir:
+            self.spill_path = os.path.join(spill_dir, self.topic.replace("/", "_") + ".jsonl")
+            try:
+                os.makedirs(spill_dir, exist_ok=True)
+                self._spill_w = open(self.spill_path, "a", encoding="utf-8")
+                self._spill_r = open(self.spill_path, "r", encoding="utf-8")
+            except OSError as e:
+                raise EdgeCamError(f"cannot keep MQTT overflow in {self.spill_path} ({e.strerror}); "
+                                   "pass a writable spill directory.") from None
+            self._spill_backlog = sum(1 for _ in self._spill_r)  # left by an earlier run
+            self._spill_r.seek(0)
+            if self._spill_backlog:
+                _log(f"{self._spill_backlog} undelivered events from an earlier run in "
+                     f"{self.spill_path} will be sent first")
+
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "")
+        if user is not None:
+            self._client.username_pw_set(user, password)
+        self._client.max_inflight_messages_set(0)  # WINDOW bounds it; paho must never hold back
+        self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)  # type: ignore[arg-type]
+        self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._client.connect_async(host, port, KEEPALIVE_S)
+        self._client.loop_start()  # paho's thread connects, retries with back-off, reads PUBACKs
+        self._feeder = threading.Thread(target=self._feed_loop, name="edge-cam-mqtt", daemon=True)
+        self._feeder.start()
+
+    # -- the video loop's side -----------------------------------------------------------------
+
+    def write(self, frame: np.ndarray, result) -> None:
+        payload = json.dumps(result.to_event())
+        with self._lock:
+            self.published += 1
+            dropped = self._evict_oldest() if len(self._queue) >= self.max_queue else None
+            self._queue.append((result.frame, payload))
+        self._wake.set()
+        if dropped is not None:
+            _log(f"queue full ({self.max_queue} events, broker {self.address} unreachable): dropped "
+                 f"the event of frame {dropped}; pass a spill directory to keep overflow on disk")
+
+    def _evict_oldest(self) -> int | None:
+        """Spill the oldest queued event, or drop it and return its frame (lock held)."""
+        frame, payload = self._queue.popleft()
+        if self.spill_path is not None:
+            try:
+                self._spill_w.write(payload + "\n")
+                self._spill_w.flush()  # a crash must not lose what we promised to keep
+                self.spilled += 1
+                self._spill_backlog += 1
+                return None
+            except OSError:
+                pass
+        self.dropped += 1
+        return frame
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return self._pending()
+
+    def _pending(self) -> int:
+        return len(self._queue) + len(self._inflight) + self._sending + self._spill_backlog
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"published": self.published, "acknowledged": self.acknowledged,
+                    "pending": self._pending(), "dropped": self.dropped, "spilled": self.spilled,
+                    "reconnects": self.reconnects}
+
+    # -- the feeder thread: hands events to paho while connected --------------------------------
+
+    def _feed_loop(self) -> None:
+        while not self._stop:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            self._feed()
+
+    def _feed(self) -> None:
+        while not self._stop:
+            with self._lock:
+                room = WINDOW - len(self._inflight) - self._sending if self._connected else 0
+                batch = self._read_spill(room)  # spilled events are the oldest: they go first
+                while len(batch) < room and self._queue:
+                    batch.append(self._queue.popleft()[1])
+                self._sending += len(batch)
+            if not batch:
+                return
+            for payload in batch:
+                # Sent now or, if the connection just dropped, kept by paho for the next one.
+                mid = self._client.publish(self.topic, payload, self.qos).mid
+                with self._lock:
+                    self._sending -= 1
+                    if mid in self._early_acks:
+                        self._early_acks.discard(mid)
+                        self.acknowledged += 1
+                    else:
+                        self._inflight[mid] = payload
+
+    def _read_spill(self, n: int) -> list[str]:
+        lines: list[str] = []
+        while len(lines) < n and self._spill_backlog:
+            line = self._spill_r.readline()
+            self._spill_backlog -= 1
+            if line.endswith("\n"):
+                lines.append(line[:-1])
+            else:  # the torn last line of a run that crashed mid-write
+                self.dropped += 1
+        if lines and not self._spill_backlog:
+            # All of the file is in memory now: start it afresh rather than let it grow forever.
+            self._spill_w.truncate(0)
+            self._spill_r.seek(0)
+        return lines
+
+    # -- paho's network thread ------------------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            _log(f"broker {self.address} refused the connection ({reason_code}); retrying")
+            return
+        with self._lock:
+            self._connected, self._outage_logged = True, False
+            if self._ever_connected:
+                self.reconnects += 1
+            self._ever_connected = True
+            pending = self._pending()
+        _log(f"connected to {self.address}, publishing to {self.topic} ({pending} events pending)")
+        self._wake.set()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        if not self._outage_logged:  # once per outage, not once per retry
+            self._outage_logged = True
+            _log(f"cannot reach the broker at {self.address}; events queue up while retrying "
+                 f"(back-off up to {RECONNECT_MAX_S:.0f} s)")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._lock:
+            was_connected, self._connected = self._connected, False
+            pending = self._pending()
+        if was_connected and not self._stop:
+            _log(f"lost the broker at {self.address} ({reason_code}); {pending} events pending, "
+                 "reconnecting")
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            if self._inflight.pop(mid, None) is None:
+                self._early_acks.add(mid)
+            else:
+                self.acknowledged += 1
+        self._wake.set()  # room in the window
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Wait up to `timeout` s for the broker to acknowledge everything, then disconnect and
+        say what stayed undelivered (and, with a spill directory, keep it for the next run)."""
+        if self._stop:
+            return
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while self.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._stop = True
+        self._wake.set()
+        self._feeder.join(1.0)
+        self._client.disconnect()
+        # A connect attempt to an unreachable host holds paho's thread for its connect timeout:
+        # give it a moment, but do not hold up the caller's shutdown for it (the thread is a daemon).
+        stopper = threading.Thread(target=self._client.loop_stop, daemon=True)
+        stopper.start()
+        stopper.join(max(1.0, deadline - time.monotonic()))
+
+        with self._lock:
+            undelivered = list(self._inflight.values())
+            if self.spill_path is not None:
+                undelivered += self._read_spill(self._spill_backlog)
+            undelivered += [payload for _, payload in self._queue]
+            self._inflight.clear()
+            self._queue.clear()
+            if self.spill_path is None:
+                self.dropped += len(undelivered)
+            else:
+                self._spill_backlog = len(undelivered)  # still pending, on disk now
+        summary = (f"{self.published} events for {self.topic}: {self.acknowledged} acknowledged, "
+                   f"{self.reconnects} reconnects, {len(undelivered)} undelivered")
+        if self.spill_path is None:
+            _log(summary + (" and lost (pass a spill directory to keep them)" if undelivered else "")
+                 + f", {self.dropped} dropped in all")
+            return
+        self._spill_r.close()
+        self._spill_w.close()
+        if undelivered:
+            self._save_spill(undelivered)
+            _log(f"{summary}, kept in {self.spill_path} for the next run to send; {self.dropped} dropped")
+        else:
+            os.remove(self.spill_path)
+            _log(f"{summary}, {self.dropped} dropped")
+
+    def _save_spill(self, payloads: list[str]) -> None:
+        tmp = self.spill_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(p + "\n" for p in payloads)
+        os.replace(tmp, self.spill_path)  # never a half-written spill file

@@ -1,0 +1,222 @@
+"""The MQTT sink against a real mosquitto broker on loopback: delivery, a broker restart
+mid-stream, an unreachable broker with spilling, and bad addresses."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from broker import Broker, Subscriber, free_port, mosquitto_binary
+from edge_cam.cascade import FrameResult
+from edge_cam.errors import EdgeCamError
+from edge_cam.mqtt import MqttSink, topic_for
+
+SOURCE = "file:test-clip.mp4"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} (CI must have it)")
+    pytest.skip(what)
+
+
+@pytest.fixture
+def paho():
+    if importlib.util.find_spec("paho") is None:
+        _missing("paho-mqtt is not installed: pip install 'edge-cam[mqtt]'")
+
+
+@pytest.fixture
+def new_broker(tmp_path, paho):
+    """A factory of brokers (not started), all stopped at the end of the test."""
+    binary = mosquitto_binary()
+    if binary is None:
+        _missing("mosquitto is not installed: apt-get install mosquitto")
+    brokers: list[Broker] = []
+
+    def make() -> Broker:
+        workdir = tmp_path / f"broker{len(brokers)}"
+        workdir.mkdir()
+        brokers.append(Broker(workdir, binary))
+        return brokers[-1]
+
+    yield make
+    for b in brokers:
+        b.stop()
+
+
+@pytest.fixture
+def broker(new_broker):
+    b = new_broker()
+    b.start()
+    return b
+
+
+@pytest.fixture
+def subscribe():
+    subscribers: list[Subscriber] = []
+
+    def make(port: int, topic: str = "#") -> Subscriber:
+        subscribers.append(Subscriber(port, topic, client_id=f"edge-cam-test-{uuid.uuid4().hex[:8]}"))
+        return subscribers[-1]
+
+    yield make
+    for s in subscribers:
+        s.close()
+
+
+def result(i: int) -> FrameResult:
+    return FrameResult(frame=i, ts=1732467000.0 + i / 30, source=SOURCE, teacher_ran=i % 5 == 0,
+                       teacher=None, heat=None, timing_ms={"read": 0.5, "teacher": 9.1})
+
+
+def timed_write(sink: MqttSink, i: int) -> float:
+    t0 = time.perf_counter()
+    sink.write(None, result(i))
+    return (time.perf_counter() - t0) * 1e3
+
+
+def test_events_arrive_on_the_topic_once_deduped(broker, subscribe):
+    sub = subscribe(broker.port)
+    sink = MqttSink(broker.url("/fleet/site-1"), device="cam-host", stream="door")
+    n = 50
+    for i in range(n):
+        sink.write(None, result(i))
+    sink.close(timeout=10)
+
+    assert sink.stats() == {"published": n, "acknowledged": n, "pending": 0, "dropped": 0,
+                            "spilled": 0, "reconnects": 0}
+    assert sub.wait_for_frames(n, timeout=5)
+    assert sub.topics() == {"fleet/site-1/cam-host/door/events"}
+    assert len(sub.events()) >= n
+    assert sub.unique() == {(SOURCE, i): result(i).to_event() for i in range(n)}
+
+
+def test_broker_restart_mid_stream_loses_nothing(broker, subscribe):
+    sub = subscribe(broker.port)
+    sink = MqttSink(broker.url(), device="cam", stream="0")
+    # Frames 60-159 come as a burst, so that the broker dies with events un-acknowledged.
+    n, burst, stop_at, down_s, pace_s = 500, range(60, 160), 160, 1.5, 0.005
+    latency_up, latency_down = [], []
+    stopped_at = None
+    for i in range(n):
+        if i == stop_at:
+            pending_at_stop = sink.stats()["pending"]
+            broker.stop()
+            stopped_at = time.monotonic()
+        elif stopped_at is not None and time.monotonic() - stopped_at > down_s:
+            broker.start()
+            stopped_at = None
+        (latency_down if stopped_at is not None else latency_up).append(timed_write(sink, i))
+        if i not in burst:
+            time.sleep(pace_s)
+    assert stopped_at is None, "the stream ended before the broker came back"
+    sink.close(timeout=15)
+
+    missing = sorted(set(range(n)) - {frame for _, frame in sub.unique()})
+    assert sub.wait_for_frames(n, timeout=10), f"frames never delivered: {missing}"
+    stats = sink.stats()
+    duplicates = len(sub.events()) - n
+    print(f"\n{pending_at_stop} events un-acknowledged when the broker stopped; "
+          f"{len(latency_down)} writes while it was down: median {statistics.median(latency_down):.3f} ms, "
+          f"max {max(latency_down):.3f} ms (while up: median {statistics.median(latency_up):.3f} ms, "
+          f"max {max(latency_up):.3f} ms); {duplicates} duplicates delivered; sink stats {stats}")
+    assert len(latency_down) > 100
+    assert max(latency_down + latency_up) < 50
+    assert stats["acknowledged"] == n and stats["pending"] == 0 and stats["dropped"] == 0
+    assert stats["reconnects"] >= 1
+    assert set(sub.unique()) == {(SOURCE, i) for i in range(n)}
+
+
+def test_unreachable_broker_spills_overflow_and_sends_it_later(new_broker, subscribe, tmp_path, capfd):
+    b = new_broker()  # not started: nothing listens on its port yet
+    spill = tmp_path / "spill"
+    sink = MqttSink(b.url(), device="cam", stream="0", max_queue=5, spill_dir=str(spill))
+    latency = [timed_write(sink, i) for i in range(50)]
+    assert max(latency) < 50
+    assert sink.stats() == {"published": 50, "acknowledged": 0, "pending": 50, "dropped": 0,
+                            "spilled": 45, "reconnects": 0}
+    spill_file = spill / "edge-cam_cam_0_events.jsonl"
+    assert sink.spill_path == str(spill_file)
+    assert [json.loads(line)["frame"] for line in spill_file.read_text().splitlines()] == list(range(45))
+
+    # The broker comes up: the same sink sends the spilled events, then the queued ones.
+    b.start()
+    sub = subscribe(b.port)
+    sink.close(timeout=15)
+    assert sink.stats()["acknowledged"] == 50 and sink.stats()["pending"] == 0
+    assert sub.wait_for_frames(50, timeout=5)
+    assert not spill_file.exists()
+
+    # A sink that never reaches a broker keeps everything in the spill file at close ...
+    dead = MqttSink(f"mqtt://127.0.0.1:{free_port()}", device="cam", stream="0", max_queue=3,
+                    spill_dir=str(spill))
+    for i in range(100, 110):
+        dead.write(None, result(i))
+    t0 = time.monotonic()
+    dead.close(timeout=0.3)
+    assert time.monotonic() - t0 < 3
+    assert dead.stats()["pending"] == 10 and dead.stats()["spilled"] == 7
+    assert sorted(json.loads(line)["frame"] for line in spill_file.read_text().splitlines()) == \
+        list(range(100, 110))
+    assert "10 undelivered, kept in " + str(spill_file) in capfd.readouterr().err
+
+    # ... and the next sink with that spill directory delivers it.
+    later = MqttSink(b.url(), device="cam", stream="0", spill_dir=str(spill))
+    later.close(timeout=10)
+    assert later.stats()["acknowledged"] == 10 and later.stats()["pending"] == 0
+    assert sub.wait_for_frames(60, timeout=5)
+    assert set(sub.unique()) == {(SOURCE, i) for i in [*range(50), *range(100, 110)]}
+
+
+def test_full_queue_without_spill_dir_drops_oldest_and_says_so(paho, capfd):
+    sink = MqttSink(f"mqtt://127.0.0.1:{free_port()}", device="cam", max_queue=5)
+    latency = [timed_write(sink, i) for i in range(20)]
+    assert max(latency) < 50
+    assert sink.stats()["dropped"] == 15 and sink.stats()["pending"] == 5
+    sink.close(timeout=0.2)
+    assert sink.stats()["dropped"] == 20 and sink.stats()["pending"] == 0
+    err = capfd.readouterr().err
+    assert all(f"dropped the event of frame {i};" in err for i in range(15))
+    assert "5 undelivered and lost" in err
+
+
+@pytest.mark.parametrize("url", ["", "127.0.0.1:1883", "http://127.0.0.1:1883", "mqtt://",
+                                 "mqtt://:1883", "mqtt://host:port", "mqtt://host:70000",
+                                 "mqtt://host:0", "mqtts://host", "mqtt://host/x?retain=1"])
+def test_bad_url_is_a_user_error(url):
+    with pytest.raises(EdgeCamError, match="mqtt://HOST"):
+        MqttSink(url)
+
+
+def test_bad_settings_are_user_errors():
+    with pytest.raises(EdgeCamError, match="qos"):
+        MqttSink("mqtt://127.0.0.1", qos=0)
+    with pytest.raises(EdgeCamError, match="queue"):
+        MqttSink("mqtt://127.0.0.1", max_queue=0)
+
+
+def test_topic_levels_are_sanitised():
+    assert topic_for("", "host", "0") == "edge-cam/host/0/events"
+    assert topic_for("/a//b/", "cam/1", "+") == "a/b/cam_1/_/events"
+    assert topic_for("site#", "", " ") == "site_/_/_/events"
+    assert topic_for("$SYS", "h", "0") == "_SYS/h/0/events"
+
+
+def test_without_paho_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "paho.mqtt.client", None)  # makes the import fail
+    with pytest.raises(EdgeCamError, match=r"pip install 'edge-cam\[mqtt\]'"):
+        MqttSink("mqtt://127.0.0.1")
+
+
+def test_importing_edge_cam_does_not_import_paho():
+    code = "import sys, edge_cam, edge_cam.mqtt, edge_cam.sink; sys.exit('paho' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
