@@ -17,7 +17,7 @@ import numpy as np
 
 from .crop import Crop, CropSpec, crop
 from .errors import EdgeCamError
-from .localize import Box, HeatMap, boxes_from_heat
+from .localize import Box, BoxRule, HeatMap
 from .model import Model, Prediction
 from .preprocess import Resize, pad_colour, to_rgb8
 
@@ -98,11 +98,12 @@ class FrameIn:
 
 class Cascade:
     """teacher every `every` frames (or when the scene changes by `change` grey levels), the
-    student on every frame's ROIs. every=1: the teacher on every frame."""
+    student on every frame's ROIs. every=1: the teacher on every frame. `rule`: how maps become
+    boxes (default: the teacher's metadata)."""
 
     def __init__(self, teacher: Model, student: Model | None = None, *, every: int = 1,
-                 change: float | None = None, threshold: float | None = None, box_mode: str = "largest",
-                 min_area: float = 0.01, crop_spec: CropSpec | None = None, max_rois: int = 4):
+                 change: float | None = None, rule: BoxRule | None = None,
+                 crop_spec: CropSpec | None = None, max_rois: int = 4):
         if not teacher.has_cam:
             raise EdgeCamError(f"{teacher.path} is a plain classifier with no CAM output; export "
                                "the teacher with `edge-cam export` (without --no-cam).")
@@ -111,18 +112,17 @@ class Cascade:
         if change is not None and change <= 0:
             raise EdgeCamError(f"--change must be above 0 grey levels, not {change}.")
         self.teacher, self.student, self.every, self.change = teacher, student, every, change
-        self.threshold = teacher.info.cam.threshold if threshold is None else threshold
-        self.box_mode, self.min_area, self.max_rois = box_mode, min_area, max_rois
+        self.rule = rule or BoxRule.for_model(teacher.info.cam)
+        self.max_rois = max_rois
         base = crop_spec or CropSpec()
-        self.crop_spec = CropSpec(base.pad, base.square, base.mask, self.threshold)
+        self.crop_spec = CropSpec(base.pad, base.square, base.mask, self.rule.threshold)
         self._fill = pad_colour(student.info.input.mean) if student else (0, 0, 0)
         self._default = StreamState()
 
     def localize(self, pred: Prediction, class_rank: int = 0) -> tuple[HeatMap, list[Box]]:
         """Heat map and boxes of the top-K class at `class_rank` of a teacher prediction."""
         heat = HeatMap.from_cam(pred.cams[class_rank], pred.resize)
-        boxes = boxes_from_heat(heat, self.threshold, self.box_mode, self.min_area,
-                                int(pred.class_ids[class_rank]), pred.labels[class_rank],
+        boxes = self.rule.boxes(heat, int(pred.class_ids[class_rank]), pred.labels[class_rank],
                                 float(pred.scores[class_rank]))
         return heat, boxes[:self.max_rois]
 

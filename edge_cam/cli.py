@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -16,8 +17,10 @@ from .cascade import Cascade
 from .crop import CropSpec
 from .demo import run_demo
 from .errors import EdgeCamError
-from .localize import HeatMap, boxes_from_heat
-from .metadata import RESIZE_MODES
+from .evaluate import calibrate, evaluate, read_labelled
+from .localize import BOX_MODES, BoxRule, HeatMap
+from .metadata import RESIZE_MODES, rewrite_metadata
+from .plot import line_chart
 from .model import Model, open_session
 from .pipeline import run_streams
 from .preprocess import to_rgb8
@@ -78,7 +81,7 @@ def _localize(args) -> int:
     model = Model(args.model, providers=args.providers, threads=args.threads, resize=args.resize)
     if not model.has_cam:
         raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
-    threshold = model.info.cam.threshold if args.threshold is None else args.threshold
+    rule = BoxRule.for_model(model.info.cam, args.threshold, args.box_mode, args.min_area)
     paths = list_images(args.images)
     if args.overlays:
         os.makedirs(args.overlays, exist_ok=True)
@@ -103,8 +106,7 @@ def _localize(args) -> int:
                 rank = int(ranks[0])
             class_id, score, cam = int(pred.class_ids[rank]), float(pred.scores[rank]), pred.cams[rank]
             heat = HeatMap.from_cam(cam, pred.resize)
-            boxes = boxes_from_heat(heat, threshold, args.box_mode, args.min_area, class_id,
-                                    model.info.label(class_id), score)
+            boxes = rule.boxes(heat, class_id, model.info.label(class_id), score)
             loc_ms = (time.perf_counter() - t0) * 1e3
             h, w = image.shape[:2]
             out.write_obj({"image": path, "width": w, "height": h, "topk": pred.topk(),
@@ -141,8 +143,8 @@ def _numbered(path: str, i: int, n: int) -> str:
 def _run(args) -> int:
     teacher = Model(args.teacher, providers=args.providers, threads=args.threads, resize=args.resize)
     student = Model(args.student, providers=args.providers, threads=args.threads) if args.student else None
-    cascade = Cascade(teacher, student, every=args.every, change=args.change, threshold=args.threshold,
-                      box_mode=args.box_mode, min_area=args.min_area,
+    cascade = Cascade(teacher, student, every=args.every, change=args.change,
+                      rule=BoxRule.for_model(teacher.info.cam, args.threshold, args.box_mode, args.min_area),
                       crop_spec=CropSpec(args.pad, not args.no_square, args.mask))
     _stop_on_sigterm()
     sources, sinks = [], []
@@ -175,6 +177,68 @@ def _run(args) -> int:
     return 0
 
 
+def _progress_bar(label: str):
+    """A bar on stderr, redrawn at most 5 times a second; only the last state when not a terminal."""
+    last = [0.0]
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and (now - last[0] < 0.2 or not sys.stderr.isatty()):
+            return
+        last[0] = now
+        bar = int(30 * done / total)
+        print(f"\r{label} [{'=' * bar}{' ' * (30 - bar)}] {done}/{total}", end="" if done < total else "\n",
+              file=sys.stderr, flush=True)
+    return show
+
+
+def _labelled(args):
+    if bool(args.voc) == bool(args.yolo):
+        raise EdgeCamError("give exactly one labelled set: --voc DIR or --yolo DIR.")
+    return read_labelled(args.voc, args.yolo)
+
+
+def _eval(args) -> int:
+    model = Model(args.model, providers=args.providers, threads=args.threads, resize=args.resize)
+    if not model.has_cam:
+        raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
+    rule = BoxRule.for_model(model.info.cam, args.threshold, args.box_mode, args.min_area)
+    e = evaluate(model, _labelled(args), args.class_id, rule, progress=_progress_bar("evaluating"))
+    mode = "GT-known (class %d)" % args.class_id if args.class_id is not None else "top-1 class (GT-unknown)"
+    print(f"{e.images} images, CAM of the {mode}, resize {model.info.input.resize}")
+    print(f"CorLoc@0.5 with threshold {rule.threshold:g}, {rule.mode} box: {e.corloc:.3f}")
+    for d, v in e.max_box_acc.items():
+        print(f"MaxBoxAcc@{d:.1f}: {v:.3f} at threshold {e.thresholds[int(e.box_acc[d].argmax())]:.2f}")
+    print(f"MaxBoxAccV2: {e.max_box_acc_v2:.3f}")
+    if e.missing_class:
+        print(f"{e.missing_class} images had class {args.class_id} outside the exported top-K (counted as misses)")
+    if args.plot:
+        line_chart(args.plot, {f"IoU {d:.1f}": (e.thresholds, a) for d, a in e.box_acc.items()},
+                   "BoxAcc against the CAM threshold (best of all boxes)", "threshold", "BoxAcc")
+        print(f"wrote {args.plot}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(e.to_dict(), f, indent=2)
+    return 0
+
+
+def _calibrate(args) -> int:
+    model = Model(args.model, providers=args.providers, threads=args.threads, resize=args.resize)
+    if not model.has_cam:
+        raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
+    c = calibrate(model, _labelled(args), args.class_id, progress=_progress_bar("calibrating"))
+    r = c.rule
+    print(f"best rule on the tuning half: threshold {r.threshold:g}, {r.mode} box, min area {r.min_area:g}")
+    print(f"CorLoc@0.5 tuning half: {c.tuned['baseline']:.3f} -> {c.tuned['calibrated']:.3f}; "
+          f"held-out half: {c.held_out['baseline']:.3f} -> {c.held_out['calibrated']:.3f}")
+    info = replace(model.info, cam=replace(model.info.cam, threshold=r.threshold, box_mode=r.mode,
+                                           min_area=r.min_area),
+                   source={**model.info.source, "calibration": c.to_dict()})
+    rewrite_metadata(args.model, args.output, info.to_props())
+    print(f"wrote {args.output}; localize and run now use this rule by default")
+    return 0
+
+
 def _demo(args) -> int:
     _stop_on_sigterm()
     run_demo(args.out, every=args.every, mask=args.mask)
@@ -187,10 +251,11 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="intra-op threads per model (0: one per core)")
     p.add_argument("--threshold", type=float, default=None,
                    help="CAM threshold as a fraction of the map's range (default: the model's, 0.2)")
-    p.add_argument("--box-mode", choices=["largest", "all"], default="largest",
-                   help="box the largest region (the CAM paper) or every region above --min-area")
-    p.add_argument("--min-area", type=float, default=0.01, help="with --box-mode all: minimum region "
-                   "area as a fraction of the input")
+    p.add_argument("--box-mode", choices=BOX_MODES, default=None,
+                   help="largest region (the CAM paper), a union of the regions above --min-area, or "
+                        "all of them (default: the model's, set by calibrate)")
+    p.add_argument("--min-area", type=float, default=None, help="with union/all: minimum region "
+                   "area as a fraction of the input (default: the model's)")
     p.add_argument("--resize", choices=RESIZE_MODES, default=None,
                    help="override the model's resize mode (e.g. stretch to localise in whole photos)")
 
@@ -261,6 +326,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hide crop pixels below the CAM threshold")
     _add_runtime_options(p)
     p.set_defaults(func=_run)
+
+    for name, func, text in (("eval", _eval, "localisation accuracy on a labelled set: CorLoc, MaxBoxAccV2"),
+                             ("calibrate", _calibrate, "choose the box rule on a labelled set and store it")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("model")
+        p.add_argument("--voc", help="Pascal VOC folder (Annotations/ + JPEGImages/ or annotations/ + images/)")
+        p.add_argument("--yolo", help="YOLO folder (images/ + labels/)")
+        p.add_argument("--class-id", type=int, help="GT-known: the CAM of this class (default: top-1)")
+        if name == "eval":
+            p.add_argument("--plot", help="PNG of BoxAcc against the threshold")
+            p.add_argument("--json", help="write the figures as JSON")
+        else:
+            p.add_argument("-o", "--output", required=True, help="the calibrated model")
+        _add_runtime_options(p)
+        p.set_defaults(func=func)
 
     p = sub.add_parser("demo", help="the whole cascade on the bundled models and clip, offline")
     p.add_argument("--out", default="edge-cam-demo", help="output folder")

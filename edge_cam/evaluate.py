@@ -5,6 +5,8 @@ import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import EdgeCamError
 from .localize import Box
 
@@ -47,3 +49,146 @@ def read_voc_dir(annotations_dir: str, images_dir: str | None = None) -> list[An
 def hit(pred: Box | None, truth: list[Box], iou: float = 0.5) -> bool:
     """CorLoc's test: the predicted box overlaps some ground-truth box by at least `iou`."""
     return pred is not None and any(pred.iou(t) >= iou for t in truth)
+
+
+def read_yolo_dir(root: str) -> list[Annotation]:
+    """YOLO layout: root/images/*.jpg and root/labels/*.txt with `class cx cy w h` (fractions)."""
+    images_dir, labels_dir = os.path.join(root, "images"), os.path.join(root, "labels")
+    if not os.path.isdir(images_dir) or not os.path.isdir(labels_dir):
+        raise EdgeCamError(f"{root} should hold images/ and labels/ folders (YOLO layout).")
+    from .source import list_images, read_image
+    out = []
+    for path in list_images([images_dir]):
+        label = os.path.join(labels_dir, os.path.splitext(os.path.basename(path))[0] + ".txt")
+        if not os.path.isfile(label):
+            continue
+        h, w = read_image(path).shape[:2]
+        boxes = []
+        with open(label, encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 5:
+                    continue
+                c, cx, cy, bw, bh = int(parts[0]), *map(float, parts[1:5])
+                boxes.append(Box((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h,
+                                 class_id=c))
+        out.append(Annotation(path, w, h, boxes))
+    if not out:
+        raise EdgeCamError(f"{root} has no image with a YOLO label file.")
+    return out
+
+
+def read_labelled(voc: str | None = None, yolo: str | None = None) -> list[Annotation]:
+    """A VOC folder (Annotations/ + JPEGImages/, annotations/ + images/, or XML beside the
+    images) or a YOLO folder (images/ + labels/)."""
+    if yolo:
+        return read_yolo_dir(yolo)
+    for ann, img in (("Annotations", "JPEGImages"), ("annotations", "images")):
+        if os.path.isdir(os.path.join(voc, ann)):
+            return read_voc_dir(os.path.join(voc, ann), os.path.join(voc, img))
+    if not os.path.isdir(voc):
+        raise EdgeCamError(f"{voc} does not exist.")
+    return read_voc_dir(voc)
+
+
+IOU_LEVELS = (0.3, 0.5, 0.7)  # MaxBoxAccV2 (Choe et al., CVPR 2020)
+
+
+@dataclass
+class Evaluation:
+    """Localisation of one model on a labelled set."""
+    images: int
+    rule: "BoxRule"
+    corloc: float  # with `rule` (the model's own), IoU ≥ 0.5
+    thresholds: np.ndarray
+    box_acc: dict[float, np.ndarray]  # IoU level → accuracy at each threshold, best of all boxes
+    missing_class: int = 0  # GT-known: images whose class was outside the exported top-K
+    best_iou: np.ndarray | None = None  # (images, thresholds), for calibration
+
+    @property
+    def max_box_acc(self) -> dict[float, float]:
+        return {d: float(a.max()) for d, a in self.box_acc.items()}
+
+    @property
+    def max_box_acc_v2(self) -> float:
+        return float(np.mean(list(self.max_box_acc.values())))
+
+    def to_dict(self) -> dict:
+        best = {f"{d:.1f}": float(self.thresholds[int(a.argmax())]) for d, a in self.box_acc.items()}
+        return {"images": self.images, "rule": self.rule.__dict__, "corloc_iou50": self.corloc,
+                "max_box_acc": {f"{d:.1f}": v for d, v in self.max_box_acc.items()},
+                "max_box_acc_v2": self.max_box_acc_v2, "best_threshold": best,
+                "missing_class": self.missing_class}
+
+
+def heat_maps(model, annotations: list[Annotation], class_id: int | None = None, progress=None):
+    """(annotation, HeatMap or None) per image: the CAM of `class_id` (GT-known) or of the
+    top-1 class (GT-unknown)."""
+    from .localize import HeatMap
+    from .source import read_image
+    for n, a in enumerate(annotations):
+        pred = model.predict(read_image(a.image))
+        rank = 0
+        if class_id is not None:
+            ranks = np.flatnonzero(pred.class_ids == class_id)
+            rank = int(ranks[0]) if ranks.size else -1
+        yield a, (HeatMap.from_cam(pred.cams[rank], pred.resize) if rank >= 0 else None)
+        if progress:
+            progress(n + 1, len(annotations))
+
+
+def evaluate(model, annotations: list[Annotation], class_id: int | None = None, rule=None,
+             thresholds: np.ndarray | None = None, progress=None) -> Evaluation:
+    """CorLoc@0.5 with the model's box rule, and BoxAcc for every threshold with the best of all
+    boxes (one per connected component), as MaxBoxAccV2 defines it."""
+    from .localize import BoxRule, boxes_from_heat
+    rule = rule or BoxRule.for_model(model.info.cam)
+    thresholds = np.round(np.arange(0.01, 1.0, 0.01), 2) if thresholds is None else thresholds
+    hits, best, missing = [], [], 0
+    for a, heat in heat_maps(model, annotations, class_id, progress):
+        if heat is None:
+            missing += 1
+            hits.append(False)
+            best.append(np.zeros(len(thresholds)))
+            continue
+        boxes = rule.boxes(heat)
+        hits.append(hit(boxes[0] if boxes else None, a.boxes))
+        best.append(np.array([max((b.iou(t) for b in boxes_from_heat(heat, th, "all", 0.0) for t in a.boxes),
+                                  default=0.0) for th in thresholds]))
+    best_iou = np.stack(best)
+    return Evaluation(len(annotations), rule, float(np.mean(hits)), thresholds,
+                      {d: (best_iou >= d).mean(axis=0) for d in IOU_LEVELS}, missing, best_iou)
+
+
+@dataclass
+class Calibration:
+    rule: "BoxRule"  # the best rule on the tuning half
+    baseline: "BoxRule"  # the model's rule before
+    tuned: dict[str, float]  # CorLoc@0.5 on the tuning half: {"baseline": .., "calibrated": ..}
+    held_out: dict[str, float]  # the same on the held-out half, which chose nothing
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule.__dict__, "baseline": self.baseline.__dict__, "tuning_half": self.tuned,
+                "held_out_half": self.held_out}
+
+
+def calibrate(model, annotations: list[Annotation], class_id: int | None = None, progress=None,
+              thresholds=np.round(np.arange(0.05, 0.61, 0.01), 2), modes=("largest", "union"),
+              min_areas=(0.005, 0.02, 0.05)) -> Calibration:
+    """Choose the box rule (threshold, box mode, minimum region area) with the best CorLoc@0.5 on
+    every other image, and report it on the others, which played no part in the choice."""
+    from .localize import BoxRule
+    maps = list(heat_maps(model, annotations, class_id, progress))
+    halves = (maps[0::2], maps[1::2])
+    baseline = BoxRule.for_model(model.info.cam)
+
+    def corloc(rule, items):
+        return float(np.mean([heat is not None and hit((rule.boxes(heat) or [None])[0], a.boxes)
+                              for a, heat in items]))
+
+    rules = [BoxRule(float(t), m, a) for m in modes for a in (min_areas if m != "largest" else (0.01,))
+             for t in thresholds]
+    scores = [corloc(r, halves[0]) for r in rules]
+    best = rules[int(np.argmax(scores))]
+    return Calibration(best, baseline, {"baseline": corloc(baseline, halves[0]), "calibrated": max(scores)},
+                       {"baseline": corloc(baseline, halves[1]), "calibrated": corloc(best, halves[1])})

@@ -90,16 +90,20 @@ class HeatMap:
         return self.region(0, 0, w, h, (h, w))
 
 
+BOX_MODES = ("largest", "union", "all")
+
+
 def boxes_from_heat(heat: HeatMap, threshold: float = 0.2, mode: str = "largest",
-                    min_area: float = 0.0, class_id: int = -1, label: str = "",
+                    min_area: float = 0.01, class_id: int = -1, label: str = "",
                     score: float = 0.0) -> list[Box]:
     """Boxes of the regions where heat ≥ threshold, largest first.
 
-    mode "largest": the paper's single box. mode "all": every component whose area is at least
-    `min_area` (a fraction of the input area).
+    largest: the CAM paper's single box around the largest region. union: one box around every
+    region of at least `min_area` (a fraction of the input), for objects the map splits in parts.
+    all: one box per such region (always at least the largest).
     """
-    if mode not in ("largest", "all"):
-        raise ValueError(f"unknown box mode {mode!r}")
+    if mode not in BOX_MODES:
+        raise ValueError(f"unknown box mode {mode!r}; use one of {', '.join(BOX_MODES)}")
     mask = (heat.values >= threshold).astype(np.uint8)
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n <= 1:
@@ -110,12 +114,34 @@ def boxes_from_heat(heat: HeatMap, threshold: float = 0.2, mode: str = "largest"
     else:
         total = mask.shape[0] * mask.shape[1]
         comps = [i for i in comps if stats[i, cv2.CC_STAT_AREA] >= min_area * total] or comps[:1]
+    rects = [tuple(int(v) for v in stats[i, :4]) for i in comps]
+    if mode == "union":
+        x1, y1 = min(r[0] for r in rects), min(r[1] for r in rects)
+        x2, y2 = max(r[0] + r[2] for r in rects), max(r[1] + r[3] for r in rects)
+        rects = [(x1, y1, x2 - x1, y2 - y1)]
     fh, fw = heat.resize.frame_size
     boxes = []
-    for i in comps:
-        x, y, w, h = (int(v) for v in stats[i, :4])
+    for x, y, w, h in rects:
         x1, y1 = heat.resize.to_frame(x, y)
         x2, y2 = heat.resize.to_frame(x + w, y + h)
         boxes.append(Box(float(np.clip(x1, 0, fw)), float(np.clip(y1, 0, fh)),
                          float(np.clip(x2, 0, fw)), float(np.clip(y2, 0, fh)), class_id, label, score))
     return boxes
+
+
+@dataclass(frozen=True)
+class BoxRule:
+    """How a heat map becomes boxes: the model's calibrated defaults, overridable per call."""
+    threshold: float = 0.2
+    mode: str = "largest"
+    min_area: float = 0.01
+
+    @classmethod
+    def for_model(cls, cam, threshold: float | None = None, mode: str | None = None,
+                  min_area: float | None = None) -> "BoxRule":
+        """`cam` is the model's CamSpec (metadata); None values keep what it says."""
+        return cls(cam.threshold if threshold is None else threshold, cam.box_mode if mode is None else mode,
+                   cam.min_area if min_area is None else min_area)
+
+    def boxes(self, heat: HeatMap, class_id: int = -1, label: str = "", score: float = 0.0) -> list[Box]:
+        return boxes_from_heat(heat, self.threshold, self.mode, self.min_area, class_id, label, score)

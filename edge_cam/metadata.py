@@ -6,6 +6,7 @@ them through `to_props`; the runtime reads them back through `ModelInfo.from_pro
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,12 +51,14 @@ class CamSpec:
     stride: int | None = None
     feature_size: tuple[int, int] | None = None
     threshold: float = DEFAULT_THRESHOLD
+    box_mode: str = "largest"  # see localize.boxes_from_heat; `edge-cam calibrate` may change both
+    min_area: float = 0.01
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "feature_layer": self.feature_layer,
                 "classifier": self.classifier, "stride": self.stride,
                 "feature_size": list(self.feature_size) if self.feature_size else None,
-                "threshold": self.threshold}
+                "threshold": self.threshold, "box_mode": self.box_mode, "min_area": self.min_area}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "CamSpec":
@@ -63,7 +66,8 @@ class CamSpec:
         return cls(method=d.get("method", "cam"), feature_layer=d.get("feature_layer", ""),
                    classifier=d.get("classifier", ""), stride=d.get("stride"),
                    feature_size=tuple(fs) if fs else None,
-                   threshold=float(d.get("threshold", DEFAULT_THRESHOLD)))
+                   threshold=float(d.get("threshold", DEFAULT_THRESHOLD)),
+                   box_mode=d.get("box_mode", "largest"), min_area=float(d.get("min_area", 0.01)))
 
 
 @dataclass(frozen=True)
@@ -101,3 +105,87 @@ class ModelInfo:
                        source=d.get("source") or {}, format_version=version)
         except (ValueError, KeyError, TypeError) as e:
             raise EdgeCamError(f"{where} has malformed edge_cam metadata ({e}); re-export it.") from e
+
+
+# ONNX files are protobuf ModelProto messages; metadata_props is its repeated field 14 of
+# {key = 1, value = 2} string pairs. Rewriting just that field needs no onnx package on the board.
+_METADATA_FIELD = 14
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        b = data[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _encode_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _encode_varint(number << 3 | 2) + _encode_varint(len(payload)) + payload
+
+
+def _entry_key(payload: bytes) -> str | None:
+    i = 0
+    while i < len(payload):
+        tag, i = _varint(payload, i)
+        if tag & 7 != 2:
+            return None
+        n, i = _varint(payload, i)
+        if tag >> 3 == 1:
+            return payload[i:i + n].decode("utf-8", "replace")
+        i += n
+    return None
+
+
+def rewrite_metadata(src: str, dst: str, props: dict[str, str], drop_prefix: str | None = None) -> None:
+    """Copy the ONNX model `src` to `dst` with `props` set in its metadata_props. Entries with the
+    same keys (or, with `drop_prefix`, any key starting with it) are replaced; the rest of the
+    file is copied byte for byte."""
+    with open(src, "rb") as f:
+        data = f.read()
+    out, i = bytearray(), 0
+    try:
+        while i < len(data):
+            start = i
+            tag, i = _varint(data, i)
+            kind = tag & 7
+            if kind == 0:
+                _, i = _varint(data, i)
+            elif kind == 1:
+                i += 8
+            elif kind == 5:
+                i += 4
+            elif kind == 2:
+                n, i = _varint(data, i)
+                if tag >> 3 == _METADATA_FIELD:
+                    key = _entry_key(data[i:i + n])
+                    if key in props or (drop_prefix and key and key.startswith(drop_prefix)):
+                        i += n
+                        continue
+                i += n
+            else:
+                raise ValueError(f"wire type {kind}")
+            if i > len(data):
+                raise ValueError("truncated")
+            out += data[start:i]
+    except (IndexError, ValueError) as e:
+        raise EdgeCamError(f"{src} is not a readable ONNX model ({e}).") from None
+    for k, v in props.items():
+        out += _field(_METADATA_FIELD, _field(1, k.encode()) + _field(2, v.encode()))
+    part = dst + ".part"
+    with open(part, "wb") as f:
+        f.write(out)
+    os.replace(part, dst)  # never leave a half-written model under the final name

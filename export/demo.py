@@ -166,15 +166,14 @@ def draw_glyph(image: np.ndarray, class_id: int, centre: tuple[float, float], di
     return float(x0 + xs.min()), float(y0 + ys.min()), float(x0 + xs.max() + 1), float(y0 + ys.max() + 1)
 
 
-def random_diameter(rng: np.random.Generator, width: int, height: int) -> float:
-    return rng.uniform(0.11, 0.27) * min(width, height)
+def render_scene(rng: np.random.Generator, class_id: int, width: int = FRAME_W, height: int = FRAME_H,
+                 size: tuple[float, float] = (0.11, 0.27)) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """One BGR scene with a single glyph of `class_id`, and the glyph's box (x1, y1, x2, y2).
 
-
-def render_scene(rng: np.random.Generator, class_id: int, width: int = FRAME_W,
-                 height: int = FRAME_H) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """One BGR scene with a single glyph of `class_id`, and the glyph's box (x1, y1, x2, y2)."""
+    size: the range of the glyph's nominal diameter, as a fraction of the frame's shorter side.
+    """
     image = render_background(rng, width, height)
-    diameter = random_diameter(rng, width, height)
+    diameter = rng.uniform(*size) * min(width, height)
     margin = diameter / 2 + 2
     centre = (rng.uniform(margin, width - margin), rng.uniform(margin, height - margin))
     r = int(diameter / 2)
@@ -186,3 +185,150 @@ def render_scene(rng: np.random.Generator, class_id: int, width: int = FRAME_W,
         noise = rng.integers(-amplitude, amplitude + 1, image.shape, dtype=np.int16)
         image = np.clip(image + noise, 0, 255).astype(np.uint8)
     return image, box
+
+
+# ---------------------------------------------------------------------------------------------
+# Data sets: the teacher's whole-frame input and the student's crops, as the runtime makes them
+
+
+def student_crops(rng: np.random.Generator, rgb: np.ndarray, box, count: int) -> list[np.ndarray]:
+    """`count` crops cut the way the cascade cuts them, around boxes jittered like imprecise CAM boxes."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    crops = []
+    for _ in range(count):
+        cx = (x1 + x2) / 2 + rng.uniform(-0.15, 0.15) * w
+        cy = (y1 + y2) / 2 + rng.uniform(-0.15, 0.15) * h
+        jw, jh = w * math.exp(rng.uniform(-0.25, 0.4)), h * math.exp(rng.uniform(-0.25, 0.4))
+        spec = CropSpec(pad=rng.uniform(1.1, 1.6), square=bool(rng.random() < 0.75))
+        crops.append(crop(rgb, Box(cx - jw / 2, cy - jh / 2, cx + jw / 2, cy + jh / 2), STUDENT_SIZE, spec).image)
+    return crops
+
+
+def make_training_set(rng: np.random.Generator, count: int, crops_per_scene: int = 2,
+                      name: str = "train") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(teacher inputs, labels, student crops, crop labels), all uint8 RGB NHWC, classes balanced."""
+    labels = rng.permutation(np.arange(count) % len(CLASS_NAMES))
+    teacher_x = np.empty((count, *TEACHER_SIZE, 3), np.uint8)
+    student_x = np.empty((count * crops_per_scene, *STUDENT_SIZE, 3), np.uint8)
+    t0 = time.perf_counter()
+    for i, class_id in enumerate(labels):
+        frame, box = render_scene(rng, int(class_id))
+        rgb = to_rgb8(frame)
+        teacher_x[i] = resize(rgb, TEACHER_SIZE)[0]
+        student_x[i * crops_per_scene:(i + 1) * crops_per_scene] = student_crops(rng, rgb, box, crops_per_scene)
+    say(f"  {name}: {count} scenes, {len(student_x)} crops in {time.perf_counter() - t0:.1f} s")
+    return teacher_x, labels, student_x, np.repeat(labels, crops_per_scene)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models: plain conv-BN-ReLU stacks; FX-traceable, and the teacher's head is GAP → Linear
+
+
+def _conv(cin: int, cout: int, stride: int, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Teacher(nn.Module):
+    """128x128 → 96 maps of 16x16 (stride 8, fine enough for CAM boxes on small objects) → GAP → Linear."""
+
+    def __init__(self, num_classes: int = len(CLASS_NAMES)):
+        super().__init__()
+        # The dilated last block widens the receptive field (to ~63 px) for the largest glyphs
+        # without shrinking the map.
+        self.features = nn.Sequential(_conv(3, 16, 2), _conv(16, 32, 2), _conv(32, 64, 2),
+                                      _conv(64, 96, 1), _conv(96, 96, 1, 2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(96, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+class Student(nn.Module):
+    """32x32 crop → 64 maps of 4x4 → GAP → Linear."""
+
+    def __init__(self, num_classes: int = len(CLASS_NAMES)):
+        super().__init__()
+        self.features = nn.Sequential(_conv(3, 16, 1), _conv(16, 32, 2), _conv(32, 64, 2), _conv(64, 64, 2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def count_macs(model: nn.Module, size: tuple[int, int]) -> int:
+    """Multiply-adds of one forward pass (convolutions and linear layers)."""
+    total = 0
+
+    def hook(module, _inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            total += output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        else:
+            total += module.in_features * module.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, *size))
+    for handle in handles:
+        handle.remove()
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 RGB NHWC → the normalised float NCHW the exported graph computes from the same bytes."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(STD).view(1, 3, 1, 1) * 255.0
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
+    model.eval()
+    with torch.no_grad():
+        predicted = np.concatenate([model(to_tensor(images[i:i + batch_size])).argmax(1).numpy()
+                                    for i in range(0, len(images), batch_size)])
+    return float(np.mean(predicted == labels))
+
+
+def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, val_images: np.ndarray,
+          val_labels: np.ndarray, *, epochs: int, batch_size: int, lr: float, seed: int, name: str) -> None:
+    model.to(memory_format=torch.channels_last)
+    order_rng = np.random.default_rng(seed)
+    steps_per_epoch = len(images) // batch_size
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch,
+                                                   pct_start=0.15)
+    targets = torch.from_numpy(labels.astype(np.int64))
+    for epoch in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        order = order_rng.permutation(len(images))
+        loss_sum, correct = 0.0, 0
+        for step in range(steps_per_epoch):
+            idx = np.sort(order[step * batch_size:(step + 1) * batch_size])
+            logits = model(to_tensor(images[idx]))
+            y = targets[idx]
+            loss = nn.functional.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_sum += loss.item()
+            correct += int((logits.argmax(1) == y).sum())
+        seen = steps_per_epoch * batch_size
+        say(f"  {name} epoch {epoch + 1}/{epochs}: loss {loss_sum / steps_per_epoch:.3f}, train top-1 "
+            f"{correct / seen:.1%}, val top-1 {accuracy(model, val_images, val_labels):.1%} "
+            f"({time.perf_counter() - t0:.0f} s)")
+    model.eval()
+
+
+def say(text: str) -> None:
+    print(text, flush=True)

@@ -10,6 +10,7 @@ import torch
 from torch import fx, nn
 
 from edge_cam.errors import EdgeCamError
+from edge_cam.metadata import PREFIX, rewrite_metadata
 
 from .heads import CamLayers
 
@@ -86,13 +87,5 @@ def to_onnx(graph: CamGraph, example: torch.Tensor, path: str, opset: int = 18,
 
 
 def write_metadata(path: str, props: dict[str, str], out: str) -> None:
-    import onnx
-    model = onnx.load(path)
-    del model.metadata_props[:]
-    for k, v in props.items():
-        model.metadata_props.add(key=k, value=v)
-    model.producer_name = "edge-cam"
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    part = out + ".part"
-    onnx.save(model, part)
-    os.replace(part, out)  # never leave a half-written model under the final name
+    rewrite_metadata(path, out, props, drop_prefix=PREFIX)
