@@ -102,10 +102,10 @@ def _power_sample(rails: dict[str, float], source: str) -> Sample:
     return Sample(watts=total_w(rails), rails=rails)
 
 
-def _number(files: Mapping[str, str], key: str) -> float:
+def _number(files: Mapping[str, str], key: str, kind: Callable[[str], float] = float) -> float:
     text = files[key]
     try:
-        return float(text)
+        return kind(text)
     except ValueError:
         raise EdgeCamError(f"{key} holds {text.strip()!r}, not a number.") from None
 
@@ -220,7 +220,8 @@ def parse_pmic_read_adc(text: str) -> dict[str, float]:
 
 def parse_rapl_zone(files: Mapping[str, str]) -> tuple[int, int]:
     """(energy_uj, max_energy_range_uj) from a powercap zone's files."""
-    return int(_number(files, "energy_uj")), int(_number(files, "max_energy_range_uj"))
+    # int, not float: counters can pass 2**53.
+    return int(_number(files, "energy_uj", int)), int(_number(files, "max_energy_range_uj", int))
 
 
 def counter_delta_uj(before: int, after: int, max_range_uj: int) -> int:
@@ -246,7 +247,7 @@ class _SysfsMeter(Meter):
         for d in self.dirs:
             files = _read_files(d)
             try:
-                found = type(self).parse(files)
+                found = self.parse(files)
             except EdgeCamError as e:
                 raise EdgeCamError(f"{d}: {e}") from None
             for rail, watts in found.items():
@@ -301,6 +302,7 @@ class TegrastatsMeter(Meter):
         self._cond = threading.Condition()
 
     def _start(self) -> None:
+        self._line, self._ended = None, False
         try:
             # stderr joins stdout so that an error message reaches the user in place of a reading.
             self._proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -311,14 +313,17 @@ class TegrastatsMeter(Meter):
 
     def _follow(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.strip():
-                with self._cond:
-                    self._line = line
-                    self._cond.notify_all()
+        with proc.stdout:
+            for line in proc.stdout:
+                if line.strip():
+                    with self._cond:
+                        if proc is self._proc:  # a closed-and-restarted meter ignores the old process
+                            self._line = line
+                            self._cond.notify_all()
         with self._cond:
-            self._ended = True
-            self._cond.notify_all()
+            if proc is self._proc:
+                self._ended = True
+                self._cond.notify_all()
 
     def read(self) -> Sample:
         if self._proc is None:
