@@ -15,7 +15,8 @@ import numpy as np
 from .annotate import draw_box, overlay_heat
 from .cascade import Cascade
 from .crop import CropSpec
-from .demo import run_demo
+from .bench import BenchConfig, markdown, run_bench, write_report
+from .demo import data_path, run_demo
 from .errors import EdgeCamError
 from .evaluate import calibrate, evaluate, read_labelled
 from .localize import BOX_MODES, BoxRule, HeatMap
@@ -239,6 +240,18 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    teacher = args.teacher or data_path("teacher.onnx")
+    student = args.student if args.teacher else (args.student or data_path("student.onnx"))
+    cfg = BenchConfig(teacher, student, args.source or data_path("demo_clip.mp4"), args.frames, args.warmup,
+                      args.every, args.change, args.threads, args.providers)
+    result = run_bench(cfg, progress=_progress_bar("benchmarking"))
+    print(markdown(result))
+    for path in write_report(result, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def _demo(args) -> int:
     _stop_on_sigterm()
     run_demo(args.out, every=args.every, mask=args.mask)
@@ -341,6 +354,19 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-o", "--output", required=True, help="the calibrated model")
         _add_runtime_options(p)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("bench", help="per-stage latency, FPS, memory and energy of the cascade")
+    p.add_argument("--teacher", help="default: the bundled demo teacher (and student)")
+    p.add_argument("--student")
+    p.add_argument("--source", help="frames to run on, looped (default: the bundled clip)")
+    p.add_argument("--frames", type=int, default=300, help="measured frames, after --warmup")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--every", type=int, default=1)
+    p.add_argument("--change", type=float)
+    p.add_argument("--out", default="edge-cam-bench", help="folder for bench.json, bench.md, latency.png")
+    p.add_argument("--providers", default="auto", type=lambda s: s if s == "auto" else s.split(","))
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("demo", help="the whole cascade on the bundled models and clip, offline")
     p.add_argument("--out", default="edge-cam-demo", help="output folder")
