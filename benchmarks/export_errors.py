@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
-from datetime import date
 
 import torch
 import torchvision
+
+from common import header, write
 
 from edge_cam_export import export_module
 
@@ -25,11 +25,9 @@ FAMILIES = ["resnet18", "resnext50_32x4d", "wide_resnet50_2", "googlenet", "mobi
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--input-size", type=int, default=224)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "export_errors.md"))
     args = ap.parse_args()
-    rows = [f"Export verification, random weights, eval mode, input {args.input_size}x{args.input_size}, "
-            f"batches 1 and 3; {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{date.today()}; `python benchmarks/export_errors.py --input-size {args.input_size}`", "",
+    rows = [header(f"Export verification per family (random weights, eval mode, input {args.input_size}, "
+                   f"batches 1 and 3, torch {torch.__version__})"), "",
             "| model | feature layer | classifier | CAM error / range | logits error / range | export s |",
             "|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,10 +43,7 @@ def main() -> None:
             logit = max(x.logit_error for x in r.reports)
             rows.append(f"| {name} | {r.info.cam.feature_layer} | {r.info.cam.classifier} | {cam:.1e} | "
                         f"{logit:.1e} | {time.perf_counter() - t0:.1f} |")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write("\n".join(rows) + "\n")
-    print("\n".join(rows))
+    write("export_errors.md", "\n".join(rows))
 
 
 if __name__ == "__main__":

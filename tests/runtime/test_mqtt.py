@@ -220,3 +220,27 @@ def test_without_paho_the_error_says_what_to_install(monkeypatch):
 def test_importing_edge_cam_does_not_import_paho():
     code = "import sys, edge_cam, edge_cam.mqtt, edge_cam.sink; sys.exit('paho' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_edge_cam_run_delivers_every_frame_across_a_broker_restart(broker, subscribe, teacher_path,
+                                                                   student_path, demo_data):
+    """The whole product: `edge-cam run --mqtt` on the real clip, the broker restarted mid-stream."""
+    sub = subscribe(broker.port, "edge-cam/+/+/events")
+    n = 300
+    proc = subprocess.Popen([sys.executable, "-m", "edge_cam.cli", "run", "--teacher", teacher_path, "--student",
+                             student_path, "--source", demo_data("demo_clip.mp4"), "--every", "5",
+                             "--mqtt", broker.url(), "--device", "board-7", "--max-frames", str(n), "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    assert sub.wait_for_frames(20, timeout=60), "no events arrived"
+    broker.stop()
+    time.sleep(1.5)
+    broker.start()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert sub.wait_for_frames(n, timeout=20), sorted(set(range(n)) - {f for _, f in sub.unique()})
+    assert sub.topics() == {"edge-cam/board-7/0/events"}
+    events = sub.unique()
+    print(f"\n{n} frames, {len(sub.events())} messages delivered across the restart "
+          f"({len(sub.events()) - n} duplicates)")
+    assert sorted(f for _, f in events) == list(range(n))
+    assert all(e["rois"] and e["rois"][0]["student"] for e in events.values())

@@ -1,0 +1,41 @@
+"""FPS of the cascade for 1 and 4 streams in one process (teacher frames batched across streams),
+on the bundled models and clip, and teacher runs per 100 frames with static-scene reuse.
+
+    python benchmarks/streams.py [--frames 300]
+"""
+from __future__ import annotations
+
+import argparse
+
+from common import header, write
+
+from edge_cam.cascade import Cascade
+from edge_cam.demo import data_path
+from edge_cam.model import Model
+from edge_cam.pipeline import run_streams
+from edge_cam.source import Source
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--frames", type=int, default=300, help="frames per stream")
+    args = ap.parse_args()
+    teacher, student = Model(data_path("teacher.onnx")), Model(data_path("student.onnx"))
+    clip = data_path("demo_clip.mp4")
+    rows = ["| streams | teacher cadence | frames | teacher runs per 100 frames | FPS (all streams) | FPS per stream |",
+            "|---|---|---|---|---|---|"]
+    for streams in (1, 4):
+        for every, change in ((1, None), (10, 8.0)):
+            cascade = Cascade(teacher, student, every=every, change=change)
+            sources = [Source(clip, loop=True) for _ in range(streams)]
+            stats = run_streams(cascade, sources, [[] for _ in sources], max_frames=args.frames * streams,
+                                status=None)
+            cadence = "every frame" if every == 1 else f"every {every} or scene change ≥ {change:g}"
+            rows.append(f"| {streams} | {cadence} | {stats.frames} | {100 * stats.teacher_runs / stats.frames:.1f} | "
+                        f"{stats.fps:.1f} | {stats.fps / streams:.1f} |")
+            print(rows[-1], flush=True)
+    write("streams.md", header("Streams: FPS for 1 and 4 streams") + "\n" + "\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
