@@ -119,13 +119,6 @@ class Cascade:
         self._fill = pad_colour(student.info.input.mean) if student else (0, 0, 0)
         self._default = StreamState()
 
-    def localize(self, pred: Prediction, class_rank: int = 0) -> tuple[HeatMap, list[Box]]:
-        """Heat map and boxes of the top-K class at `class_rank` of a teacher prediction."""
-        heat = HeatMap.from_cam(pred.cams[class_rank], pred.resize)
-        boxes = self.rule.boxes(heat, int(pred.class_ids[class_rank]), pred.labels[class_rank],
-                                float(pred.scores[class_rank]))
-        return heat, boxes[:self.max_rois]
-
     def _why_teacher(self, state: StreamState, rgb: np.ndarray, thumb: np.ndarray | None) -> tuple[str, float | None]:
         """Why the teacher must run on this frame ("" if the last map still holds), and the
         scene-change score."""
@@ -161,7 +154,8 @@ class Cascade:
             preds = self.teacher.predict_batch([], prepared=[prepared[i] for i in todo])
             for i, pred in zip(todo, preds):
                 t2 = time.perf_counter()
-                heat, boxes = self.localize(pred)
+                heat, boxes = self.rule.localize(pred)
+                boxes = boxes[:self.max_rois]
                 st = frames[i].state
                 st.last, st.thumb, st.since_teacher = (pred, heat, boxes), thumbs[i], 0
                 timings[i].update(teacher=pred.timing_ms["model"] / len(todo),

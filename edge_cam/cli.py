@@ -82,7 +82,7 @@ def _localize(args) -> int:
     model = Model(args.model, providers=args.providers, threads=args.threads, resize=args.resize)
     if not model.has_cam:
         raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
-    rule = BoxRule.for_model(model.info.cam, args.threshold, args.box_mode, args.min_area)
+    rule = BoxRule.for_model(model.info.cam, args.threshold, args.box_mode, args.min_area, args.fuse_top)
     paths = list_images(args.images)
     if args.overlays:
         os.makedirs(args.overlays, exist_ok=True)
@@ -105,9 +105,7 @@ def _localize(args) -> int:
                     raise EdgeCamError(f"--class-id {args.class_id} is not among the model's top-"
                                        f"{len(pred.class_ids)} for {path}; export with a larger --top-k.")
                 rank = int(ranks[0])
-            class_id, score, cam = int(pred.class_ids[rank]), float(pred.scores[rank]), pred.cams[rank]
-            heat = HeatMap.from_cam(cam, pred.resize)
-            boxes = rule.boxes(heat, class_id, model.info.label(class_id), score)
+            heat, boxes = rule.localize(pred, rank)
             loc_ms = (time.perf_counter() - t0) * 1e3
             h, w = image.shape[:2]
             out.write_obj({"image": path, "width": w, "height": h, "topk": pred.topk(),
@@ -145,7 +143,8 @@ def _run(args) -> int:
     teacher = Model(args.teacher, providers=args.providers, threads=args.threads, resize=args.resize)
     student = Model(args.student, providers=args.providers, threads=args.threads) if args.student else None
     cascade = Cascade(teacher, student, every=args.every, change=args.change,
-                      rule=BoxRule.for_model(teacher.info.cam, args.threshold, args.box_mode, args.min_area),
+                      rule=BoxRule.for_model(teacher.info.cam, args.threshold, args.box_mode, args.min_area,
+                                             args.fuse_top),
                       crop_spec=CropSpec(args.pad, not args.no_square, args.mask))
     _stop_on_sigterm()
     sources, sinks = [], []
@@ -203,7 +202,7 @@ def _eval(args) -> int:
     model = Model(args.model, providers=args.providers, threads=args.threads, resize=args.resize)
     if not model.has_cam:
         raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
-    rule = BoxRule.for_model(model.info.cam, args.threshold, args.box_mode, args.min_area)
+    rule = BoxRule.for_model(model.info.cam, args.threshold, args.box_mode, args.min_area, args.fuse_top)
     e = evaluate(model, _labelled(args), args.class_id, rule, progress=_progress_bar("evaluating"))
     mode = "GT-known (class %d)" % args.class_id if args.class_id is not None else "top-1 class (GT-unknown)"
     print(f"{e.images} images, CAM of the {mode}, resize {model.info.input.resize}")
@@ -229,11 +228,12 @@ def _calibrate(args) -> int:
         raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
     c = calibrate(model, _labelled(args), args.class_id, progress=_progress_bar("calibrating"))
     r = c.rule
-    print(f"best rule on the tuning half: threshold {r.threshold:g}, {r.mode} box, min area {r.min_area:g}")
+    print(f"best rule on the tuning half: threshold {r.threshold:g}, {r.mode} box, min area {r.min_area:g}, "
+          f"top-{r.fuse_top} maps fused")
     print(f"CorLoc@0.5 tuning half: {c.tuned['baseline']:.3f} -> {c.tuned['calibrated']:.3f}; "
           f"held-out half: {c.held_out['baseline']:.3f} -> {c.held_out['calibrated']:.3f}")
     info = replace(model.info, cam=replace(model.info.cam, threshold=r.threshold, box_mode=r.mode,
-                                           min_area=r.min_area),
+                                           min_area=r.min_area, fuse_top=r.fuse_top),
                    source={**model.info.source, "calibration": c.to_dict()})
     rewrite_metadata(args.model, args.output, info.to_props())
     print(f"wrote {args.output}; localize and run now use this rule by default")
@@ -269,6 +269,8 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
                         "all of them (default: the model's, set by calibrate)")
     p.add_argument("--min-area", type=float, default=None, help="with union/all: minimum region "
                    "area as a fraction of the input (default: the model's)")
+    p.add_argument("--fuse-top", type=int, default=None,
+                   help="fuse the top-k classes' maps for the top-1 box (default: the model's, 1)")
     p.add_argument("--resize", choices=RESIZE_MODES, default=None,
                    help="override the model's resize mode (e.g. stretch to localise in whole photos)")
 

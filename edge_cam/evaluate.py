@@ -121,10 +121,9 @@ class Evaluation:
                 "missing_class": self.missing_class}
 
 
-def heat_maps(model, annotations: list[Annotation], class_id: int | None = None, progress=None):
-    """(annotation, HeatMap or None) per image: the CAM of `class_id` (GT-known) or of the
-    top-1 class (GT-unknown)."""
-    from .localize import HeatMap
+def predictions(model, annotations: list[Annotation], class_id: int | None = None, progress=None):
+    """(annotation, prediction, rank) per image; rank is where the CAM to judge is in the top-K:
+    `class_id`'s (GT-known; -1 when outside the top-K) or the top-1's (GT-unknown)."""
     from .source import read_image
     for n, a in enumerate(annotations):
         pred = model.predict(read_image(a.image))
@@ -132,7 +131,7 @@ def heat_maps(model, annotations: list[Annotation], class_id: int | None = None,
         if class_id is not None:
             ranks = np.flatnonzero(pred.class_ids == class_id)
             rank = int(ranks[0]) if ranks.size else -1
-        yield a, (HeatMap.from_cam(pred.cams[rank], pred.resize) if rank >= 0 else None)
+        yield a, pred, rank
         if progress:
             progress(n + 1, len(annotations))
 
@@ -141,18 +140,19 @@ def evaluate(model, annotations: list[Annotation], class_id: int | None = None, 
              thresholds: np.ndarray | None = None, progress=None) -> Evaluation:
     """CorLoc@0.5 with the model's box rule, and BoxAcc for every threshold with the best of all
     boxes (one per connected component), as MaxBoxAccV2 defines it."""
-    from .localize import BoxRule, boxes_from_heat
+    from .localize import BoxRule, HeatMap, boxes_from_heat
     rule = rule or BoxRule.for_model(model.info.cam)
     thresholds = np.round(np.arange(0.01, 1.0, 0.01), 2) if thresholds is None else thresholds
     hits, best, missing = [], [], 0
-    for a, heat in heat_maps(model, annotations, class_id, progress):
-        if heat is None:
+    for a, pred, rank in predictions(model, annotations, class_id, progress):
+        if rank < 0:
             missing += 1
             hits.append(False)
             best.append(np.zeros(len(thresholds)))
             continue
-        boxes = rule.boxes(heat)
+        boxes = rule.localize(pred, rank)[1]
         hits.append(hit(boxes[0] if boxes else None, a.boxes))
+        heat = HeatMap.from_cam(pred.cams[rank], pred.resize)  # MaxBoxAccV2 judges the map itself
         best.append(np.array([max((b.iou(t) for b in boxes_from_heat(heat, th, "all", 0.0) for t in a.boxes),
                                   default=0.0) for th in thresholds]))
     best_iou = np.stack(best)
@@ -174,20 +174,21 @@ class Calibration:
 
 def calibrate(model, annotations: list[Annotation], class_id: int | None = None, progress=None,
               thresholds=np.round(np.arange(0.05, 0.61, 0.01), 2), modes=("largest", "union"),
-              min_areas=(0.005, 0.02, 0.05)) -> Calibration:
-    """Choose the box rule (threshold, box mode, minimum region area) with the best CorLoc@0.5 on
-    every other image, and report it on the others, which played no part in the choice."""
+              min_areas=(0.005, 0.02, 0.05), fuse_tops=(1, 3, 5)) -> Calibration:
+    """Choose the box rule (threshold, box mode, minimum region area, top-k map fusion) with the
+    best CorLoc@0.5 on every other image, and report it on the others, which played no part in
+    the choice."""
     from .localize import BoxRule
-    maps = list(heat_maps(model, annotations, class_id, progress))
-    halves = (maps[0::2], maps[1::2])
+    preds = list(predictions(model, annotations, class_id, progress))
+    halves = (preds[0::2], preds[1::2])
     baseline = BoxRule.for_model(model.info.cam)
 
     def corloc(rule, items):
-        return float(np.mean([heat is not None and hit((rule.boxes(heat) or [None])[0], a.boxes)
-                              for a, heat in items]))
+        return float(np.mean([rank >= 0 and hit((rule.localize(pred, rank)[1] or [None])[0], a.boxes)
+                              for a, pred, rank in items]))
 
-    rules = [BoxRule(float(t), m, a) for m in modes for a in (min_areas if m != "largest" else (0.01,))
-             for t in thresholds]
+    rules = [BoxRule(float(t), m, a, k) for k in fuse_tops for m in modes
+             for a in (min_areas if m != "largest" else (0.01,)) for t in thresholds]
     scores = [corloc(r, halves[0]) for r in rules]
     best = rules[int(np.argmax(scores))]
     return Calibration(best, baseline, {"baseline": corloc(baseline, halves[0]), "calibrated": max(scores)},

@@ -129,19 +129,50 @@ def boxes_from_heat(heat: HeatMap, threshold: float = 0.2, mode: str = "largest"
     return boxes
 
 
+def fused_cam(cams: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """The top-k CAMs, each min-max normalised, averaged with the classes' probabilities as weights.
+
+    ImageNet spreads one object over neighbouring classes (raccoon → badger, grey fox, ...); their
+    maps light up different parts of it, and together cover it better than the top-1 map alone.
+    """
+    k = max(1, min(k, len(cams)))
+    w = np.asarray(scores[:k], np.float64)
+    w = w / w.sum() if w.sum() > 0 else np.full(k, 1.0 / k)
+    out = np.zeros(cams.shape[1:], np.float64)
+    for c, wi in zip(cams[:k], w):
+        lo, hi = float(c.min()), float(c.max())
+        if hi > lo:
+            out += wi * (c - lo) / (hi - lo)
+    return out.astype(np.float32)
+
+
 @dataclass(frozen=True)
 class BoxRule:
-    """How a heat map becomes boxes: the model's calibrated defaults, overridable per call."""
+    """How a prediction's CAMs become boxes: the model's calibrated defaults, overridable per call.
+
+    The defaults are the CAM paper's: the top-1 map alone, 20% of its range, the largest region.
+    """
     threshold: float = 0.2
     mode: str = "largest"
     min_area: float = 0.01
+    fuse_top: int = 1  # >1: fuse the top-k classes' maps (fused_cam) for the top-1 box
 
     @classmethod
     def for_model(cls, cam, threshold: float | None = None, mode: str | None = None,
-                  min_area: float | None = None) -> "BoxRule":
+                  min_area: float | None = None, fuse_top: int | None = None) -> "BoxRule":
         """`cam` is the model's CamSpec (metadata); None values keep what it says."""
         return cls(cam.threshold if threshold is None else threshold, cam.box_mode if mode is None else mode,
-                   cam.min_area if min_area is None else min_area)
+                   cam.min_area if min_area is None else min_area, cam.fuse_top if fuse_top is None else fuse_top)
+
+    def heat(self, pred, rank: int = 0) -> HeatMap:
+        """The heat map of the class at `rank` of a prediction's top-K (fused for the top-1)."""
+        cam = fused_cam(pred.cams, pred.scores, self.fuse_top) if rank == 0 and self.fuse_top > 1 \
+            else pred.cams[rank]
+        return HeatMap.from_cam(cam, pred.resize)
 
     def boxes(self, heat: HeatMap, class_id: int = -1, label: str = "", score: float = 0.0) -> list[Box]:
         return boxes_from_heat(heat, self.threshold, self.mode, self.min_area, class_id, label, score)
+
+    def localize(self, pred, rank: int = 0) -> tuple[HeatMap, list[Box]]:
+        heat = self.heat(pred, rank)
+        return heat, self.boxes(heat, int(pred.class_ids[rank]), pred.labels[rank], float(pred.scores[rank]))

@@ -53,12 +53,14 @@ class CamSpec:
     threshold: float = DEFAULT_THRESHOLD
     box_mode: str = "largest"  # see localize.boxes_from_heat; `edge-cam calibrate` may change both
     min_area: float = 0.01
+    fuse_top: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "feature_layer": self.feature_layer,
                 "classifier": self.classifier, "stride": self.stride,
                 "feature_size": list(self.feature_size) if self.feature_size else None,
-                "threshold": self.threshold, "box_mode": self.box_mode, "min_area": self.min_area}
+                "threshold": self.threshold, "box_mode": self.box_mode, "min_area": self.min_area,
+                "fuse_top": self.fuse_top}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "CamSpec":
@@ -67,7 +69,8 @@ class CamSpec:
                    classifier=d.get("classifier", ""), stride=d.get("stride"),
                    feature_size=tuple(fs) if fs else None,
                    threshold=float(d.get("threshold", DEFAULT_THRESHOLD)),
-                   box_mode=d.get("box_mode", "largest"), min_area=float(d.get("min_area", 0.01)))
+                   box_mode=d.get("box_mode", "largest"), min_area=float(d.get("min_area", 0.01)),
+                   fuse_top=int(d.get("fuse_top", 1)))
 
 
 @dataclass(frozen=True)
