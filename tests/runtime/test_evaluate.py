@@ -51,7 +51,8 @@ class FakeModel:
         from types import SimpleNamespace
         cam = next(self.cams)
         _, r = resize(image if image.ndim == 3 else image[..., None].repeat(3, 2), (40, 40))
-        return SimpleNamespace(class_ids=np.array([0]), cams=cam[None], resize=r)
+        return SimpleNamespace(class_ids=np.array([0]), scores=np.array([1.0]), labels=["x"], cams=cam[None],
+                               resize=r)
 
 
 def test_max_box_acc_on_known_maps(tmp_path):
