@@ -71,7 +71,7 @@ def run_bench(cfg: BenchConfig, progress=None) -> dict:
     return {
         "config": {k: v for k, v in cfg.__dict__.items()},
         "machine": {"platform": platform.platform(), "machine": platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "providers": teacher.providers},
+                    "python": platform.python_version(), "providers": teacher.session.get_providers()},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "frames": stats.frames, "teacher_runs": stats.teacher_runs, "fps": stats.fps,
         "latency_ms": stats.latency(), "load_ms": {"teacher": (t1 - t0) * 1e3, "student": (t2 - t1) * 1e3},

@@ -78,8 +78,16 @@ def _info(args) -> int:
     return 0
 
 
+def _load(args, path: str, teacher: bool = True) -> Model:
+    """A model with the runtime options of the command line (resize applies to teachers)."""
+    trt = {"trt_fp16_enable": args.trt_fp16, "trt_int8_enable": args.trt_int8,
+           **({"trt_engine_cache_enable": True, "trt_engine_cache_path": args.trt_cache} if args.trt_cache else {})}
+    return Model(path, providers=args.providers, threads=args.threads, resize=args.resize if teacher else None,
+                 tensorrt=trt)
+
+
 def _localize(args) -> int:
-    model = Model(args.model, providers=args.providers, threads=args.threads, resize=args.resize)
+    model = _load(args, args.model)
     if not model.has_cam:
         raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
     rule = BoxRule.for_model(model.info.cam, args.threshold, args.box_mode, args.min_area, args.fuse_top)
@@ -140,8 +148,8 @@ def _numbered(path: str, i: int, n: int) -> str:
 
 
 def _run(args) -> int:
-    teacher = Model(args.teacher, providers=args.providers, threads=args.threads, resize=args.resize)
-    student = Model(args.student, providers=args.providers, threads=args.threads) if args.student else None
+    teacher = _load(args, args.teacher)
+    student = _load(args, args.student, teacher=False) if args.student else None
     cascade = Cascade(teacher, student, every=args.every, change=args.change,
                       rule=BoxRule.for_model(teacher.info.cam, args.threshold, args.box_mode, args.min_area,
                                              args.fuse_top),
@@ -199,7 +207,7 @@ def _labelled(args):
 
 
 def _eval(args) -> int:
-    model = Model(args.model, providers=args.providers, threads=args.threads, resize=args.resize)
+    model = _load(args, args.model)
     if not model.has_cam:
         raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
     rule = BoxRule.for_model(model.info.cam, args.threshold, args.box_mode, args.min_area, args.fuse_top)
@@ -223,7 +231,7 @@ def _eval(args) -> int:
 
 
 def _calibrate(args) -> int:
-    model = Model(args.model, providers=args.providers, threads=args.threads, resize=args.resize)
+    model = _load(args, args.model)
     if not model.has_cam:
         raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
     c = calibrate(model, _labelled(args), args.class_id, progress=_progress_bar("calibrating"))
@@ -260,7 +268,11 @@ def _demo(args) -> int:
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--providers", default="auto", type=lambda s: s if s == "auto" else s.split(","),
-                   help="'auto' or a comma-separated list of ONNX Runtime execution providers")
+                   help="auto, or a comma-separated list of cpu, xnnpack, cuda, tensorrt (or ORT provider "
+                        "names); a missing one falls back to the CPU with a line saying so")
+    p.add_argument("--trt-fp16", action="store_true", help="TensorRT: allow fp16 kernels")
+    p.add_argument("--trt-int8", action="store_true", help="TensorRT: allow int8 kernels")
+    p.add_argument("--trt-cache", help="TensorRT: folder that keeps built engines between runs")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads per model (0: one per core)")
     p.add_argument("--threshold", type=float, default=None,
                    help="CAM threshold as a fraction of the map's range (default: the model's, 0.2)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 import weakref
 from dataclasses import dataclass, field, replace
@@ -14,8 +15,11 @@ from .errors import EdgeCamError
 from .metadata import RESIZE_MODES, ModelInfo
 from .preprocess import Resize, pad_colour, resize, to_rgb8
 
-# Execution providers tried by providers="auto", best first; CPU is always the last resort.
+# Short names users type, and what "auto" tries, best first; CPU is always the last resort.
+PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "xnnpack": "XnnpackExecutionProvider",
+                  "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 AUTO_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
 
 # Sessions whose spinning policy is "auto": when a second one appears, spinning goes off in all
 # of them, because idle spinning threads of one session steal the cores the other runs on.
@@ -50,16 +54,34 @@ class Prediction:
                 for c, lab, s in zip(self.class_ids, self.labels, self.scores)]
 
 
-def resolve_providers(providers: str | Sequence[str] = "auto") -> list[str]:
+def resolve_providers(providers: str | Sequence[str] = "auto", tensorrt: dict | None = None) -> list:
+    """"auto", a short name (cpu, xnnpack, cuda, tensorrt) or ORT provider names → what ORT takes.
+
+    A provider this onnxruntime lacks is left out with one line on stderr saying so (a board
+    without its GPU package still runs, on the CPU). TensorRT falls back to CUDA, then the CPU;
+    `tensorrt` holds its options (trt_fp16_enable, trt_int8_enable, trt_engine_cache_path, ...).
+    """
     available = ort.get_available_providers()
     if providers == "auto":
         return [p for p in AUTO_PROVIDERS if p in available]
     wanted = [providers] if isinstance(providers, str) else list(providers)
-    missing = [p for p in wanted if p not in available]
-    if missing:
-        raise EdgeCamError(f"ONNX Runtime here lacks {', '.join(missing)} (it has "
-                           f"{', '.join(available)}); install the matching onnxruntime package.")
-    return wanted
+    names = []
+    for p in wanted:
+        name = PROVIDER_NAMES.get(p.lower(), p)
+        if name not in PROVIDER_NAMES.values() and not name.endswith("ExecutionProvider"):
+            raise EdgeCamError(f"unknown execution provider {p!r}; use auto, {', '.join(PROVIDER_NAMES)} "
+                               "or an ONNX Runtime provider name.")
+        names += [name, "CUDAExecutionProvider"] if name == "TensorrtExecutionProvider" else [name]
+    chosen = []
+    for name in dict.fromkeys(names + ["CPUExecutionProvider"]):
+        if name not in available:
+            print(f"edge-cam: {name} is not in this onnxruntime (it has {', '.join(available)}); "
+                  "falling back.", file=sys.stderr)
+        elif name == "TensorrtExecutionProvider" and tensorrt:
+            chosen.append((name, {k: str(v) for k, v in tensorrt.items()}))
+        else:
+            chosen.append(name)
+    return chosen
 
 
 def open_session(path: str, providers: list[str], threads: int = 0,
@@ -83,15 +105,17 @@ def open_session(path: str, providers: list[str], threads: int = 0,
 class Model:
     """An exported edge-cam model (a CAM teacher, or a plain classifier used as a student).
 
-    providers: "auto" or a list of ORT execution providers. threads: intra-op threads (0 = ORT's
+    providers: "auto", a short name (cpu, xnnpack, cuda, tensorrt) or ORT provider names, with
+    `tensorrt` options for TensorRT; missing ones fall back to the CPU. threads: intra-op threads (0 = ORT's
     default, one per core). spinning: True/False, or None to switch it off as soon as a second
     session lives in the process. resize: override the metadata's resize mode.
     """
 
     def __init__(self, path: str | os.PathLike, providers: str | Sequence[str] = "auto",
-                 threads: int = 0, spinning: bool | None = None, resize: str | None = None):
+                 threads: int = 0, spinning: bool | None = None, resize: str | None = None,
+                 tensorrt: dict | None = None):
         self.path = os.fspath(path)
-        self.providers = resolve_providers(providers)
+        self.providers = resolve_providers(providers, tensorrt)
         self.threads = threads
         self._auto_spin = spinning is None
         if self._auto_spin:

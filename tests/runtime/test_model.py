@@ -51,5 +51,15 @@ def test_bad_models_raise_one_sentence(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"garbage")
     with pytest.raises(EdgeCamError, match="not a readable ONNX model"):
         Model(tmp_path / "bad.onnx")
-    with pytest.raises(EdgeCamError, match="lacks"):
-        Model(tmp_path / "bad.onnx", providers=["NoSuchExecutionProvider"])
+    with pytest.raises(EdgeCamError, match="unknown execution provider"):
+        Model(tmp_path / "bad.onnx", providers=["warp-drive"])
+
+
+def test_missing_providers_fall_back_to_the_cpu_with_one_line(teacher_path, capfd):
+    m = Model(teacher_path, providers=["tensorrt"], tensorrt={"trt_fp16_enable": True})
+    assert m.session.get_providers() == ["CPUExecutionProvider"]
+    err = capfd.readouterr().err
+    assert "TensorrtExecutionProvider is not in this onnxruntime" in err and "CUDAExecutionProvider" in err
+    assert Model(teacher_path, providers="cpu").session.get_providers() == ["CPUExecutionProvider"]
+    m = Model(teacher_path, providers=["xnnpack", "cpu"])
+    assert m.session.get_providers()[-1] == "CPUExecutionProvider"
