@@ -124,8 +124,9 @@ def test_run_skips_corrupt_images_in_a_folder(teacher_path, awkward_images, tmp_
     events = tmp_path / "e.jsonl"
     proc = cli("run", "--teacher", teacher_path, "--source", awkward_images, "--events", events)
     assert proc.returncode == 0, proc.stderr
-    assert len(events.read_text().splitlines()) == 7 and "1 unreadable frames skipped" in proc.stderr
-    assert "g_corrupt.jpg" in proc.stderr
+    # g_corrupt is garbage; h_truncated stops 200 bytes in, before any pixel data.
+    assert len(events.read_text().splitlines()) == 6 and "2 unreadable frames skipped" in proc.stderr
+    assert "g_corrupt.jpg" in proc.stderr and "h_truncated.jpg" in proc.stderr
 
 
 def test_sigterm_flushes_the_sinks_and_exits_0(teacher_path, student_path, demo_data, tmp_path):
