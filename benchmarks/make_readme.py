@@ -1,0 +1,45 @@
+"""Rebuild benchmarks/README.md from the results the scripts wrote (nothing copied by hand).
+
+    python benchmarks/make_readme.py
+"""
+from __future__ import annotations
+
+import os
+
+from common import RESULTS
+
+ORDER = ["export_errors.md", "peers.md", "bench.md", "streams.md", "tradeoff.md", "localization.md"]
+INTRO = """# Benchmarks
+
+Each section below was written by the script named in it, on the machine and at the time it
+states; `python benchmarks/make_readme.py` rebuilds this page from `results/`. Reproduce with:
+
+| script | measures |
+|---|---|
+| `python benchmarks/export_errors.py` | export verification error per torchvision family (export extra) |
+| `python benchmarks/peers.py` | edge-cam vs torchcam and pytorch-grad-cam, CAM-folded vs plain graph (export + bench extras) |
+| `edge-cam bench --out benchmarks/results/bench` | per-stage latency, FPS, memory, energy of the cascade |
+| `python benchmarks/streams.py` | FPS for 1 and 4 streams, teacher runs with static-scene reuse |
+| `python benchmarks/tradeoff.py` | accuracy against cost of the cascade on the demo clip |
+| `python benchmarks/localization.py` | CorLoc / MaxBoxAccV2 on the raccoon photos, calibration on held-out halves |
+"""
+
+
+def main() -> None:
+    parts = [INTRO]
+    for name in ORDER:
+        path = os.path.join(RESULTS, name)
+        if name == "bench.md":
+            path = os.path.join(RESULTS, "bench", "bench.md")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                text = f.read().strip()
+            parts.append(text if text.startswith("## ") else "## Cascade latency (edge-cam bench)\n\n" + text)
+    readme = os.path.join(os.path.dirname(RESULTS), "README.md")
+    with open(readme, "w", encoding="utf-8") as f:
+        f.write("\n\n".join(parts) + "\n")
+    print(f"wrote {readme}")
+
+
+if __name__ == "__main__":
+    main()
