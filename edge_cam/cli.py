@@ -52,7 +52,7 @@ def _export(args) -> int:
         labels_file=args.labels, input_size=tuple(size), top_k=args.top_k, cam=not args.no_cam,
         feature_layer=args.feature_layer, classifier=args.classifier, mean=tuple(args.mean),
         std=tuple(args.std), resize=args.resize, threshold=args.threshold, opset=args.opset,
-        exporter=args.exporter)
+        exporter=args.exporter, quantize=args.quantize, calibration=args.calibration)
     print(f"wrote {result.path} ({os.path.getsize(result.path) / 1e6:.1f} MB)")
     return 0
 
@@ -311,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.2, help="default CAM threshold stored in the model")
     p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo")
     p.add_argument("--list-layers", action="store_true", help="print the model's layer names and exit")
+    p.add_argument("--quantize", choices=["int8"], help="static int8 (QDQ) for CPUs; the CAM head stays float")
+    p.add_argument("--calibration", help="folder of real images for --quantize")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("info", help="print a model's inputs, outputs and edge-cam metadata")

@@ -32,6 +32,7 @@ class ExportResult:
     info: ModelInfo
     reports: list[Report]
     layers: CamLayers | None
+    drift: dict | None = None  # int8 against fp32, when quantised
 
 
 def _progress(step: int, total: int, text: str, quiet: bool) -> None:
@@ -121,8 +122,31 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
 
 
 def export(spec: str, out: str, *, weights: str | None = None, num_classes: int | None = None,
-           labels_file: str | None = None, **kwargs) -> ExportResult:
-    """`edge-cam export MODEL -o OUT`: build, load weights, export, verify."""
+           labels_file: str | None = None, quantize: str | None = None, calibration: str | None = None,
+           **kwargs) -> ExportResult:
+    """`edge-cam export MODEL -o OUT`: build, load weights, export, verify (and quantise)."""
+    if quantize:
+        if quantize != "int8":
+            raise EdgeCamError(f"--quantize {quantize} is not supported; use int8.")
+        if not calibration:
+            raise EdgeCamError("--quantize int8 needs --calibration DIR: real images like those it will see.")
+        fp32 = out + ".fp32.onnx"
+        result = export(spec, fp32, weights=weights, num_classes=num_classes, labels_file=labels_file, **kwargs)
+        from .quantize import quantize_int8
+        if not kwargs.get("quiet"):
+            print(f"[5/5] int8: static QDQ quantisation on {calibration} (the CAM head stays float)",
+                  file=sys.stderr, flush=True)
+        try:
+            result.drift = quantize_int8(fp32, out, calibration)
+        finally:
+            os.remove(fp32)
+        if not kwargs.get("quiet"):
+            d = result.drift
+            print(f"      int8 against fp32 on {d['images']} images: top-1 agreement {d['top1_agreement']:.1%}, "
+                  f"CAM correlation (median) {d['cam_correlation_median']:.4f}, box IoU (median) "
+                  f"{d['box_iou_median']:.3f}", file=sys.stderr)
+        result.path = out
+        return result
     model = build_model(spec, num_classes)
     if weights:
         load_weights(model, weights, spec)

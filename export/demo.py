@@ -255,7 +255,7 @@ def _conv(cin: int, cout: int, kernel: int, stride: int, padding: int) -> nn.Seq
 
 
 class Teacher(nn.Module):
-    """128x128 → 128 maps of 16x16 (stride 8) → GAP → Linear.
+    """128x128 → 256 maps of 16x16 (stride 8) → GAP → Linear.
 
     Downsampling uses even kernels (4, then 2) at stride 2: with a 3x3 kernel each stride-2 layer
     centres its outputs half an input pixel off, and three of them shift the CAM by ~9 frame pixels.
@@ -264,10 +264,10 @@ class Teacher(nn.Module):
 
     def __init__(self, num_classes: int = len(CLASS_NAMES)):
         super().__init__()
-        self.features = nn.Sequential(_conv(3, 16, 4, 2, 1), _conv(16, 32, 4, 2, 1), _conv(32, 64, 3, 1, 1),
-                                      _conv(64, 96, 2, 2, 0), _conv(96, 128, 1, 1, 0))
+        self.features = nn.Sequential(_conv(3, 32, 4, 2, 1), _conv(32, 64, 4, 2, 1), _conv(64, 128, 3, 1, 1),
+                                      _conv(128, 192, 2, 2, 0), _conv(192, 256, 1, 1, 0))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(128, num_classes)
+        self.fc = nn.Linear(256, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))

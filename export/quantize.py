@@ -1,0 +1,115 @@
+"""int8: static QDQ quantisation of an exported teacher with ONNX Runtime's own tooling.
+
+The backbone is quantised on real calibration images; the CAM head stays float: everything from
+the feature map on (pooling, classifier, top-K, the CAM gather and matmul), and any node sharing
+a weight with it (the classifier's W feeds both the logits and the CAM gather, and a per-channel
+QDQ over a shared initializer breaks the graph).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+
+from edge_cam.errors import EdgeCamError
+from edge_cam.localize import BoxRule
+from edge_cam.model import Model
+from edge_cam.source import list_images, read_image
+
+
+def feature_tensor(model: onnx.ModelProto) -> str:
+    """The feature map F: the matmul that makes `cams` multiplies gathered W rows by F reshaped."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    node = producer.get("cams")
+    while node is not None and node.op_type != "MatMul":
+        node = producer.get(node.input[0])
+    if node is None:
+        raise EdgeCamError("this model has no `cams` output to keep in float; int8 needs a CAM teacher.")
+    name = node.input[1]
+    while name in producer and producer[name].op_type in ("Reshape", "Flatten"):
+        name = producer[name].input[0]
+    return name
+
+
+def head_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that stay float: downstream of F, and those sharing their weights."""
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    keep, stack = set(), [feature_tensor(model)]
+    while stack:
+        for n in consumers.get(stack.pop(), []):
+            if n.name not in keep:
+                keep.add(n.name)
+                stack.extend(n.output)
+    weights = {i.name for i in model.graph.initializer}
+    shared = {i for n in model.graph.node if n.name in keep for i in n.input if i in weights}
+    keep |= {n.name for n in model.graph.node if any(i in shared for i in n.input)}
+    return sorted(keep)
+
+
+def calibration_batches(model: Model, folder: str, limit: int = 200) -> list[np.ndarray]:
+    paths = list_images([folder])[:limit]
+    if not paths:
+        raise EdgeCamError(f"{folder} holds no calibration images.")
+    batches = []
+    for p in paths:
+        try:
+            batches.append(model.prepare(read_image(p))[0][None])
+        except EdgeCamError as e:
+            print(f"skipped calibration image {p}: {e}", file=sys.stderr)
+    return batches
+
+
+def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200) -> dict:
+    """Quantise `src` into `dst`; returns the drift against float on the calibration images."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fp32 = Model(src, providers=["CPUExecutionProvider"], spinning=False)
+    batches = calibration_batches(fp32, calibration, limit)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(batches)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {fp32.input_name: x}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = os.path.join(tmp, "pre.onnx")
+        quant_pre_process(src, pre, skip_symbolic_shape=True)
+        keep = head_nodes(onnx.load(pre))
+        quantize_static(pre, os.path.join(tmp, "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, nodes_to_exclude=keep, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
+                        extra_options={"CalibPercentile": 99.99})
+        from edge_cam.metadata import rewrite_metadata
+        props = onnx.load(src).metadata_props
+        rewrite_metadata(os.path.join(tmp, "q.onnx"), dst, {p.key: p.value for p in props})
+    return drift(fp32, Model(dst, providers=["CPUExecutionProvider"], spinning=False), batches)
+
+
+def drift(fp32: Model, int8: Model, batches: list[np.ndarray]) -> dict:
+    """Top-1 agreement, CAM correlation and box IoU of `int8` against `fp32` on the same inputs."""
+    agree, corr, iou = [], [], []
+    rule = BoxRule.for_model(fp32.info.cam)
+    from edge_cam.preprocess import Resize
+    size = fp32.input_size
+    identity = Resize(size, size, 1.0, 1.0)
+    for x in batches:
+        a, b = (m.predict_batch([], prepared=[(x[0], identity)])[0] for m in (fp32, int8))
+        agree.append(a.class_id == b.class_id)
+        same = np.flatnonzero(b.class_ids == a.class_id)  # the same class's map, where int8 has it
+        if same.size:
+            corr.append(float(np.corrcoef(a.cams[0].ravel(), b.cams[same[0]].ravel())[0, 1]))
+        box_a, box_b = rule.localize(a)[1], rule.localize(b)[1]
+        iou.append(box_a[0].iou(box_b[0]) if box_a and box_b else 0.0)
+    return {"images": len(batches), "top1_agreement": float(np.mean(agree)),
+            "cam_correlation_median": float(np.median(corr)) if corr else 0.0, "box_iou_median": float(np.median(iou))}
