@@ -86,11 +86,17 @@ def _load(args, path: str, teacher: bool = True) -> Model:
                  tensorrt=trt)
 
 
-def _localize(args) -> int:
-    model = _load(args, args.model)
+def _teacher(args, path: str) -> tuple[Model, BoxRule]:
+    """A CAM teacher and its box rule (the model's, with the command line's overrides)."""
+    model = _load(args, path)
     if not model.has_cam:
-        raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
-    rule = BoxRule.for_model(model.info.cam, args.threshold, args.box_mode, args.min_area, args.fuse_top)
+        raise EdgeCamError(f"{path} is a plain classifier with no CAM output; export the teacher with "
+                           "`edge-cam export` (without --no-cam).")
+    return model, BoxRule.for_model(model.info.cam, args.threshold, args.box_mode, args.min_area, args.fuse_top)
+
+
+def _localize(args) -> int:
+    model, rule = _teacher(args, args.model)
     paths = list_images(args.images)
     if args.overlays:
         os.makedirs(args.overlays, exist_ok=True)
@@ -148,11 +154,9 @@ def _numbered(path: str, i: int, n: int) -> str:
 
 
 def _run(args) -> int:
-    teacher = _load(args, args.teacher)
+    teacher, rule = _teacher(args, args.teacher)
     student = _load(args, args.student, teacher=False) if args.student else None
-    cascade = Cascade(teacher, student, every=args.every, change=args.change,
-                      rule=BoxRule.for_model(teacher.info.cam, args.threshold, args.box_mode, args.min_area,
-                                             args.fuse_top),
+    cascade = Cascade(teacher, student, every=args.every, change=args.change, rule=rule,
                       crop_spec=CropSpec(args.pad, not args.no_square, args.mask))
     _stop_on_sigterm()
     sources, sinks = [], []
@@ -207,10 +211,7 @@ def _labelled(args):
 
 
 def _eval(args) -> int:
-    model = _load(args, args.model)
-    if not model.has_cam:
-        raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
-    rule = BoxRule.for_model(model.info.cam, args.threshold, args.box_mode, args.min_area, args.fuse_top)
+    model, rule = _teacher(args, args.model)
     e = evaluate(model, _labelled(args), args.class_id, rule, progress=_progress_bar("evaluating"))
     mode = "GT-known (class %d)" % args.class_id if args.class_id is not None else "top-1 class (GT-unknown)"
     print(f"{e.images} images, CAM of the {mode}, resize {model.info.input.resize}")
@@ -231,9 +232,7 @@ def _eval(args) -> int:
 
 
 def _calibrate(args) -> int:
-    model = _load(args, args.model)
-    if not model.has_cam:
-        raise EdgeCamError(f"{args.model} has no CAM output; export it without --no-cam.")
+    model, _ = _teacher(args, args.model)
     c = calibrate(model, _labelled(args), args.class_id, progress=_progress_bar("calibrating"))
     r = c.rule
     print(f"best rule on the tuning half: threshold {r.threshold:g}, {r.mode} box, min area {r.min_area:g}, "

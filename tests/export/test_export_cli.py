@@ -117,6 +117,7 @@ def test_non_cam_and_corrupt_onnx_are_refused(tiny, tmp_path):
     student = tmp_path / "student.onnx"
     assert cli("export", "custom_models:tiny_gap", "-o", student, "--no-cam", "--input-size", "32").returncode == 0
     assert "no CAM output" in assert_one_sentence(cli("localize", student, image))
+    assert "no CAM output" in assert_one_sentence(cli("eval", student, "--voc", tmp_path))
     assert "no CAM output" in assert_one_sentence(cli("run", "--teacher", student, "--source", image))
     (tmp_path / "bad.onnx").write_bytes(b"\x08\x01garbage" * 10)
     assert "not a readable ONNX model" in assert_one_sentence(cli("localize", tmp_path / "bad.onnx", image))
