@@ -4,14 +4,14 @@ Regenerate with
 
     python -m edge_cam_export.demo --out edge_cam/data
 
-It takes about 4.5 minutes on 2 CPU cores (no GPU, no downloads) and holds ~0.8 GB of scenes in
+It takes about 10–19 minutes on 2 CPU cores (no GPU, no downloads; 19 on a loaded machine) and holds ~0.8 GB of scenes in
 memory. Everything is seeded: the same seed, torch build and thread count give the same weights
 and the same clip. `--quick` makes a tiny, useless set in ~10 s, for smoke tests.
 
 The data are procedural scenes: one small glyph (10 classes, 10–25% of the frame's shorter side)
 at a random place, scale, rotation and colour on a cluttered background. The teacher sees the
 whole 320x240 frame stretched to 128x128 and has a GAP → Linear head, so its CAM is exact; the
-student is 12x cheaper and only ever sees tight crops around the object, which is what makes the
+student is 45x cheaper and only ever sees tight crops around the object, which is what makes the
 cascade (teacher CAM box → crop → student) worth running.
 """
 from __future__ import annotations
@@ -274,7 +274,7 @@ class Teacher(nn.Module):
 
 
 class Student(nn.Module):
-    """32x32 crop → 64 maps of 4x4 → GAP → Linear; about a twelfth of the teacher's multiply-adds."""
+    """32x32 crop → 64 maps of 4x4 → GAP → Linear; about 1/45 of the teacher's multiply-adds."""
 
     def __init__(self, num_classes: int = len(CLASS_NAMES)):
         super().__init__()
