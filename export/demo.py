@@ -4,7 +4,7 @@ Regenerate with
 
     python -m edge_cam_export.demo --out edge_cam/data
 
-It takes about 10–19 minutes on 2 CPU cores (no GPU, no downloads; 19 on a loaded machine) and holds ~0.8 GB of scenes in
+It takes 10–20 minutes on 2 CPU cores (no GPU, no downloads) and holds ~0.8 GB of scenes in
 memory. Everything is seeded: the same seed, torch build and thread count give the same weights
 and the same clip. `--quick` makes a tiny, useless set in ~10 s, for smoke tests.
 
