@@ -68,10 +68,11 @@ class HeatMap:
             inside = up[y1:y2, x1:x2]
             lo, hi = float(inside.min()), float(inside.max())
             out = np.zeros_like(up)
-            out[y1:y2, x1:x2] = (inside - lo) / (hi - lo) if hi > lo else 0.0
+            out[y1:y2, x1:x2] = (inside - lo) / (hi - lo) if hi > lo else 1.0
             return cls(out, resize)
         lo, hi = float(up.min()), float(up.max())
-        return cls((up - lo) / (hi - lo) if hi > lo else np.zeros_like(up), resize)
+        # A flat map (a 1x1 photo, a blank wall) is equally hot everywhere: all of it is "≥ 20% of the max".
+        return cls((up - lo) / (hi - lo) if hi > lo else np.ones_like(up), resize)
 
     def region(self, x1: float, y1: float, x2: float, y2: float, size: tuple[int, int]) -> np.ndarray:
         """The map over a frame region (x1, y1, x2, y2), sampled at `size` (H, W)."""

@@ -56,11 +56,12 @@ def test_largest_component_and_all_components():
     assert len(boxes_from_heat(heat, 0.5, "all", min_area=0.05)) == 1
 
 
-def test_flat_map_gives_no_box_and_no_nan():
-    _, r = resize(np.zeros((50, 50, 3), np.uint8), (32, 32), "stretch")
+def test_flat_map_boxes_the_whole_frame_without_nan():
+    _, r = resize(np.zeros((50, 60, 3), np.uint8), (32, 32), "stretch")
     heat = HeatMap.from_cam(np.ones((4, 4), np.float32), r)
     assert np.isfinite(heat.values).all()
-    assert boxes_from_heat(heat, 0.2) == []
+    (box,) = boxes_from_heat(heat, 0.2)
+    assert (box.x1, box.y1, box.x2, box.y2) == (0, 0, 60, 50)
 
 
 def test_letterbox_padding_never_becomes_a_box():
