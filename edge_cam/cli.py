@@ -10,20 +10,19 @@ import time
 from dataclasses import replace
 
 import cv2
-import numpy as np
 
 from .annotate import draw_box, overlay_heat
+from .bench import BenchConfig, markdown, run_bench, write_report
 from .cascade import Cascade
 from .crop import CropSpec
-from .bench import BenchConfig, markdown, run_bench, write_report
 from .demo import data_path, run_demo
 from .errors import EdgeCamError
 from .evaluate import calibrate, evaluate, read_labelled
-from .localize import BOX_MODES, BoxRule, HeatMap
+from .localize import BOX_MODES, BoxRule
 from .metadata import RESIZE_MODES, rewrite_metadata
-from .plot import line_chart
 from .model import Model, open_session
 from .pipeline import run_streams
+from .plot import line_chart
 from .preprocess import to_rgb8
 from .sink import JsonlSink, VideoSink
 from .source import Source, list_images, read_image
@@ -112,13 +111,12 @@ def _localize(args) -> int:
                 print(f"skipped {path}: {e}", file=sys.stderr)
                 continue
             t0 = time.perf_counter()
-            rank = 0
-            if args.class_id is not None:
-                ranks = np.flatnonzero(pred.class_ids == args.class_id)
-                if not ranks.size:  # the graph computes CAMs for its top-K classes only
-                    raise EdgeCamError(f"--class-id {args.class_id} is not among the model's top-"
-                                       f"{len(pred.class_ids)} for {path}; export with a larger --top-k.")
-                rank = int(ranks[0])
+            rank = 0 if args.class_id is None else pred.rank_of(args.class_id)
+            if rank is None:
+                failed += 1
+                out.write_obj({"image": path, "error": f"class {args.class_id} is not among the model's top-"
+                               f"{len(pred.class_ids)} here; export with a larger --top-k."})
+                continue
             heat, boxes = rule.localize(pred, rank)
             loc_ms = (time.perf_counter() - t0) * 1e3
             h, w = image.shape[:2]
@@ -136,7 +134,7 @@ def _localize(args) -> int:
     finally:
         out.close()
     if failed:
-        print(f"{failed} of {len(paths)} images could not be read.", file=sys.stderr)
+        print(f"{failed} of {len(paths)} images gave no boxes (see their error lines).", file=sys.stderr)
     return 0
 
 

@@ -127,11 +127,8 @@ def predictions(model, annotations: list[Annotation], class_id: int | None = Non
     from .source import read_image
     for n, a in enumerate(annotations):
         pred = model.predict(read_image(a.image))
-        rank = 0
-        if class_id is not None:
-            ranks = np.flatnonzero(pred.class_ids == class_id)
-            rank = int(ranks[0]) if ranks.size else -1
-        yield a, pred, rank
+        rank = 0 if class_id is None else pred.rank_of(class_id)
+        yield a, pred, -1 if rank is None else rank
         if progress:
             progress(n + 1, len(annotations))
 

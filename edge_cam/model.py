@@ -49,6 +49,12 @@ class Prediction:
     def label(self) -> str:
         return self.labels[0]
 
+    def rank_of(self, class_id: int) -> int | None:
+        """Where `class_id` is in the top-K (its CAM is cams[rank]), or None: the graph computes
+        CAMs for its top-K classes only."""
+        ranks = np.flatnonzero(self.class_ids == class_id)
+        return int(ranks[0]) if ranks.size else None
+
     def topk(self) -> list[dict]:
         return [{"class_id": int(c), "label": lab, "score": round(float(s), 6)}
                 for c, lab, s in zip(self.class_ids, self.labels, self.scores)]
