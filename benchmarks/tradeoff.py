@@ -36,6 +36,8 @@ def main() -> None:
         ys.append(c["accuracy"])
     plot = os.path.join(RESULTS, "tradeoff.png")
     os.makedirs(RESULTS, exist_ok=True)
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    xs, ys = [xs[i] for i in order], [ys[i] for i in order]
     line_chart(plot, {"(c) cascade, N = 1..50": (xs, ys), "(a) teacher": ([a_ms], [a_acc]),
                       "(b) student": ([b_ms], [b_acc])}, "accuracy against compute per frame (demo clip)",
                "mean compute ms per frame", "top-1", markers=True)
