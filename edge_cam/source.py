@@ -385,5 +385,10 @@ class Source:
         self._thread.join(timeout=5)
 
 
+def read_video(path: str) -> list[np.ndarray]:
+    """Every decodable frame of a video file, in order (for short clips: it holds them all)."""
+    return [f.image for f in Source(path) if f.image is not None]
+
+
 def open_source(spec: str, loop: bool = False) -> Source:
     return Source(spec, loop=loop)

@@ -35,6 +35,7 @@ from edge_cam.crop import CropSpec, crop
 from edge_cam.localize import Box, HeatMap, boxes_from_heat
 from edge_cam.model import Model
 from edge_cam.preprocess import resize, to_rgb8
+from edge_cam.source import read_video
 
 from . import export_module
 
@@ -505,18 +506,6 @@ def render_clip(path: str, rng: np.random.Generator, cycles: int, segment_frames
             truth.append({"frame": len(truth), "class_id": class_id, "box": list(box)})
     writer.release()
     return {"fps": FPS, "width": FRAME_W, "height": FRAME_H, "labels": CLASS_NAMES, "frames": truth}
-
-
-def read_video(path: str) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(path)
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,10 +3,9 @@ import json
 import subprocess
 import sys
 
-import cv2
-
 from edge_cam.cascade import Cascade
 from edge_cam.model import Model
+from edge_cam.source import read_video
 
 
 def test_quick_demo_build_writes_models_and_a_clip_with_ground_truth(tmp_path):
@@ -16,13 +15,7 @@ def test_quick_demo_build_writes_models_and_a_clip_with_ground_truth(tmp_path):
     teacher, student = Model(tmp_path / "teacher.onnx"), Model(tmp_path / "student.onnx")
     assert teacher.has_cam and not student.has_cam and teacher.info.labels == student.info.labels
     truth = json.loads((tmp_path / "demo_clip.json").read_text())
-    cap = cv2.VideoCapture(str(tmp_path / "demo_clip.mp4"))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
+    frames = read_video(str(tmp_path / "demo_clip.mp4"))
     assert len(frames) == len(truth["frames"]) > 0
     assert frames[0].shape[:2] == (truth["height"], truth["width"])
     for g in truth["frames"]:

@@ -10,7 +10,7 @@ from edge_cam.cascade import Cascade
 from edge_cam.errors import EdgeCamError
 from edge_cam.model import Model
 from edge_cam.pipeline import run_stream, run_streams
-from edge_cam.source import Source, parse_source
+from edge_cam.source import Source, parse_source, read_video
 
 from mjpeg_server import Camera
 
@@ -18,14 +18,7 @@ from mjpeg_server import Camera
 @pytest.fixture(scope="module")
 def clip_frames(demo_data):
     import json
-    cap = cv2.VideoCapture(demo_data("demo_clip.mp4"))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
+    frames = read_video(demo_data("demo_clip.mp4"))
     with open(demo_data("demo_clip.json")) as f:
         truth = json.load(f)
     return frames, truth
