@@ -17,7 +17,8 @@ from edge_cam.errors import EdgeCamError
 from edge_cam.metadata import DEFAULT_THRESHOLD, CamSpec, InputSpec, ModelInfo
 from edge_cam.model import Model
 
-from .graph import CamGraph, split_outputs, to_onnx, write_metadata
+from .gradcam import GradHead
+from .graph import CamGraph, features_only, split_outputs, to_onnx, write_metadata
 from .heads import CamLayers, find_cam_layers, trace
 from .models import build_model, imagenet_labels, load_weights
 from .verify import Report, compare, sample_images
@@ -65,7 +66,9 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
         if layers is not None:
             body = split_outputs(layers)
             feat, logits = body(probe)
-            if feat.dim() != 4 or feat.shape[1] != layers.weight.shape[1]:
+            if layers.method == "gradcam":
+                body = features_only(model, layers)
+            if feat.dim() != 4 or (layers.weight is not None and feat.shape[1] != layers.weight.shape[1]):
                 raise EdgeCamError(
                     f"the feature layer gives shape {tuple(feat.shape)}, but the classifier expects "
                     f"{layers.weight.shape[1]} channels in a 4-D map; check --feature-layer.")
@@ -80,21 +83,28 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
     if labels and len(labels) != num_classes:
         raise EdgeCamError(f"{len(labels)} labels were given for a model with {num_classes} classes.")
     k = max(1, min(top_k, num_classes))
-    graph = CamGraph(body, mean, std, k, layers.weight if layers is not None else None).eval()
+    grad_head = GradHead(layers.graph, layers.feature_node, layers.gap, layers.head) \
+        if layers is not None and layers.method == "gradcam" else None
+    graph = CamGraph(body, mean, std, k, layers.weight if layers is not None else None, grad_head).eval()
 
     cam_spec = None
     if layers is not None:
         fh, fw = feat.shape[2:]
         stride = input_size[0] / fh
         stride = int(stride) if stride.is_integer() and input_size[1] == fw * stride else round(stride, 3)
-        cam_spec = CamSpec(method="cam", feature_layer=layers.feature_layer, classifier=layers.classifier,
+        cam_spec = CamSpec(method=layers.method, feature_layer=layers.feature_layer, classifier=layers.classifier,
                            stride=stride, feature_size=(int(fh), int(fw)), threshold=threshold)
     src = {"torch": torch.__version__, "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            **(source or {})}
     info = ModelInfo(InputSpec(tuple(input_size), "RGB", resize, tuple(mean), tuple(std)), labels, cam_spec, src)
 
+    if layers is not None and layers.method == "gradcam" and exporter == "dynamo":
+        # The dynamo exporter mistranslates the replayed MobileNetV3 head (its Grad-CAM is off by
+        # the map's whole range, while TorchScript's matches autograd to 1e-6): until that is found,
+        # Grad-CAM graphs go through TorchScript, and verification below guards either way.
+        exporter = "torchscript"
     _progress(2, steps, f"exporting to ONNX ({exporter}, opset {opset}, top-{k}"
-              f"{', CAM of ' + layers.feature_layer + ' x ' + layers.classifier if layers else ', no CAM'})", quiet)
+              f"{', ' + layers.method + ' of ' + layers.feature_layer if layers else ', no CAM'})", quiet)
     t0 = time.perf_counter()
     tmp = out + ".tmp.onnx"
     try:

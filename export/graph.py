@@ -15,6 +15,20 @@ from edge_cam.metadata import PREFIX, rewrite_metadata
 from .heads import CamLayers
 
 
+def features_only(model: nn.Module, layers: CamLayers) -> fx.GraphModule:
+    """A fresh trace of the model that stops at F (Grad-CAM replays the head itself). A trace of
+    its own, because the head's in-place activations, traced twice over shared tensors, confuse
+    the dynamo exporter, and because layers.graph must keep its head nodes for the replay."""
+    from .heads import trace
+    gm, _ = trace(model)
+    feature = next(n for n in gm.graph.nodes if n.name == layers.feature_node.name)
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    out.args = ((feature, None),)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return gm
+
+
 def split_outputs(layers: CamLayers) -> fx.GraphModule:
     """The traced model, made to return (F, logits) instead of logits alone."""
     gm = layers.graph
@@ -26,20 +40,23 @@ def split_outputs(layers: CamLayers) -> fx.GraphModule:
 
 
 class CamGraph(nn.Module):
-    """What runs on the board. With `weight` None it is a plain classifier (a student).
+    """What runs on the board. With neither `weight` nor `grad_head` it is a plain classifier.
 
     CAM_c(x, y) = Σ_k W[c, k] · F_k(x, y) for the top-K classes only: a gather of K rows of W and
-    one batched matmul, so the CAM costs K·C·h·w multiply-adds on top of the network.
+    one batched matmul, so the CAM costs K·C·h·w multiply-adds on top of the network. With a
+    `grad_head` the rows are Grad-CAM's α = ∂y_c/∂GAP(F) instead of W[c].
     """
 
-    def __init__(self, body: nn.Module, mean, std, top_k: int, weight: torch.Tensor | None = None):
+    def __init__(self, body: nn.Module, mean, std, top_k: int, weight: torch.Tensor | None = None,
+                 grad_head: nn.Module | None = None):
         super().__init__()
         self.body = body
         # (x/255 - mean)/std folded into one subtract and one divide.
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
         self.top_k = top_k
-        self.with_cam = weight is not None
+        self.with_cam = weight is not None or grad_head is not None
+        self.grad_head = grad_head
         if weight is not None:
             self.register_buffer("weight", weight.detach().to(torch.float32).clone())
 
@@ -54,9 +71,14 @@ class CamGraph(nn.Module):
             logits = self.body(x)
             return (logits, *self.top(logits))
         feat, logits = self.body(x)
-        class_ids, scores = self.top(logits)
         b, c, h, w = feat.shape
-        cams = torch.matmul(self.weight[class_ids], feat.reshape(b, c, h * w))
+        if self.grad_head is not None:  # Grad-CAM: α from the head's closed-form gradient
+            logits, class_ids, alpha = self.grad_head(feat, self.top_k)
+            scores = torch.gather(torch.softmax(logits, dim=1), 1, class_ids)
+        else:
+            class_ids, scores = self.top(logits)
+            alpha = self.weight[class_ids]
+        cams = torch.matmul(alpha, feat.reshape(b, c, h * w))
         return logits, class_ids, scores, cams.reshape(b, self.top_k, h, w)
 
 

@@ -37,6 +37,12 @@ class CamLayers:
     weight: torch.Tensor  # W, (num_classes, channels)
     hook_module: str  # outermost module whose output is F, or the one before `post_ops`
     post_ops: list[fx.Node] = field(default_factory=list)  # elementwise ops from hook_module to F
+    gap: fx.Node | None = None  # Grad-CAM only: the pooling node, and the head after it
+    head: list[fx.Node] | None = None
+
+    @property
+    def method(self) -> str:
+        return "cam" if self.head is None else "gradcam"
 
     @property
     def feature_layer(self) -> str:
@@ -160,7 +166,7 @@ def _hook_point(gm, names, feature: fx.Node) -> tuple[str, list[fx.Node]]:
 
 
 def find_cam_layers(model: nn.Module, feature_layer: str | None = None,
-                    classifier: str | None = None) -> CamLayers:
+                    classifier: str | None = None, gradcam: bool = True) -> CamLayers:
     """Locate F and W in `model`, or say plainly why this model has no exact CAM."""
     gm, names = trace(model)
     logits = _output_value(gm)
@@ -179,7 +185,10 @@ def find_cam_layers(model: nn.Module, feature_layer: str | None = None,
                                "whose weights turn these features into logits.")
         weight = _affine_weight(gm, classifier)
     else:
-        feature, weight, classifier = _auto(model, gm, names, logits, classifier)
+        feature, weight, classifier, gap, head = _auto(model, gm, names, logits, classifier, gradcam)
+        if head is not None:
+            hook, post = _hook_point(gm, names, feature)
+            return CamLayers(gm, feature, logits, "", None, hook, post, gap, head)
     hook, post = _hook_point(gm, names, feature)
     return CamLayers(gm, feature, logits, classifier, weight, hook, post)
 
@@ -197,7 +206,7 @@ def _affine_weight(gm: fx.GraphModule, name: str) -> torch.Tensor:
                        "1x1 Conv2d.")
 
 
-def _auto(model, gm, names, logits, classifier_override):
+def _auto(model, gm, names, logits, classifier_override, gradcam):
     pools = [n for n in gm.graph.nodes if _pool_kind(gm, n)]
     gaps = [n for n in pools if _pool_kind(gm, n) == "global"]
     if not gaps:
@@ -220,7 +229,7 @@ def _auto(model, gm, names, logits, classifier_override):
     layers = [n for n in chain if not _is_pass(gm, n)]
     if len(layers) == 1 and isinstance(_module(gm, layers[0]), nn.Linear):
         name = classifier_override or layers[0].target
-        return gap.all_input_nodes[0], _affine_weight(gm, name), name
+        return gap.all_input_nodes[0], _affine_weight(gm, name), name, None, None
     if not layers:
         # SqueezeNet: pooling gives the logits; the classifier is a 1x1 conv before it.
         conv = gap.all_input_nodes[0]
@@ -232,31 +241,43 @@ def _auto(model, gm, names, logits, classifier_override):
             while _is_pass(gm, feature):
                 feature = feature.all_input_nodes[0]
             name = classifier_override or conv.target
-            return feature, _affine_weight(gm, name), name
+            return feature, _affine_weight(gm, name), name, None, None
         raise EdgeCamError("this model's global average pooling gives the logits directly, with no "
                            "1x1 Conv classifier before it, so there are no class weights for a CAM.")
+    from .gradcam import head_chain
+    head = head_chain(gm, gap, logits) if gradcam else None
+    if head is not None and _pool_kind(gm, gap) == "global":
+        return gap.all_input_nodes[0], None, "", gap, head
     first_linear = isinstance(_module(gm, layers[0]), nn.Linear)
     blocker = layers[1] if first_linear else layers[0]
     where, what = _enclosing_module(model, names, blocker)
     raise EdgeCamError(
         f"this model's head is not affine after global average pooling (found {what} at "
-        f"{where!r}), so plain CAM is not exact for it; supported heads are "
-        "GAP → Linear and 1x1 Conv → GAP (Grad-CAM heads come in a later release).")
+        f"{where!r}) and has no closed-form gradient here, so neither CAM nor Grad-CAM can be folded "
+        "in; supported heads are Linear layers, element-wise activations, LayerNorm and Dropout after "
+        "global average pooling, or a 1x1 Conv before it.")
 
 
-def eager_features(model: nn.Module, layers: CamLayers, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def eager_features(model: nn.Module, layers: CamLayers, x: torch.Tensor,
+                   grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference: run the eager model with a forward hook on the feature layer, as the CAM
-    paper's code does, and return (logits, F)."""
+    paper's code does, and return (logits, F); with `grad`, both stay in autograd's graph."""
     captured = []
     handle = model.get_submodule(layers.hook_module).register_forward_hook(
         lambda _m, _i, out: captured.append(out))
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             logits = model(x)
     finally:
         handle.remove()
     feat = captured[-1]
-    for node in layers.post_ops:
+    with torch.set_grad_enabled(grad):
+        feat = _replay(model, layers.post_ops, feat)
+    return logits, feat
+
+
+def _replay(model: nn.Module, post_ops: list[fx.Node], feat: torch.Tensor) -> torch.Tensor:
+    for node in post_ops:
         args = [feat if a is node.all_input_nodes[0] else a for a in node.args]
         if node.op == "call_module":
             feat = model.get_submodule(node.target)(*args, **node.kwargs)
@@ -264,5 +285,5 @@ def eager_features(model: nn.Module, layers: CamLayers, x: torch.Tensor) -> tupl
             feat = getattr(args[0], node.target)(*args[1:], **node.kwargs)
         else:
             feat = node.target(*args, **node.kwargs)
-    return logits, feat
+    return feat
 

@@ -57,12 +57,30 @@ def reference(model: torch.nn.Module, layers: CamLayers | None, images: np.ndarr
     if layers is None:
         with torch.no_grad():
             return model(x).numpy(), None
+    if layers.method == "gradcam":
+        return gradcam_reference(model, layers, x, class_ids)
     logits, feat = eager_features(model, layers, x)
     cams = None
     if class_ids is not None:
         w = layers.weight[torch.from_numpy(class_ids)]  # (B, K, C)
         cams = torch.einsum("bkc,bchw->bkhw", w, feat).numpy()
     return logits.numpy(), cams
+
+
+def gradcam_reference(model, layers: CamLayers, x: torch.Tensor, class_ids: np.ndarray | None):
+    """Grad-CAM with autograd: α = h·w · mean over x, y of ∂y_c/∂F (h·w undoes the pooling's 1/hw,
+    so α = ∂y_c/∂GAP(F) exactly and the maps compare without a scale)."""
+    logits, feat = eager_features(model, layers, x, grad=True)
+    cams = None
+    if class_ids is not None:
+        h, w = feat.shape[2:]
+        cams = np.empty((*class_ids.shape, h, w), np.float32)
+        for b in range(class_ids.shape[0]):
+            for k, c in enumerate(class_ids[b]):
+                g = torch.autograd.grad(logits[b, int(c)], feat, retain_graph=True)[0][b]
+                alpha = g.sum((1, 2))
+                cams[b, k] = torch.einsum("c,chw->hw", alpha, feat[b]).detach().numpy()
+    return logits.detach().numpy(), cams
 
 
 def compare(model, layers, outputs: dict[str, np.ndarray], images: np.ndarray, mean, std) -> Report:

@@ -21,6 +21,18 @@ class TwoLayerHead(TinyGap):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(16, 16), nn.GELU(), nn.Linear(16, num_classes))
 
 
+class NormHead(TinyGap):
+    """A head with a BatchNorm1d after the Linear: no closed-form gradient is implemented for it."""
+
+    def __init__(self, num_classes: int = 4):
+        super().__init__(num_classes)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(16, 16), nn.BatchNorm1d(16), nn.Linear(16, num_classes))
+
+
+def norm_head(num_classes: int = 4) -> nn.Module:
+    return NormHead(num_classes)
+
+
 def tiny_gap(num_classes: int = 4) -> nn.Module:
     return TinyGap(num_classes)
 
