@@ -18,7 +18,6 @@ import pathlib
 import tempfile
 import time
 
-import cv2
 import numpy as np
 import torch
 from common import header, write

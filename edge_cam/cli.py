@@ -19,7 +19,7 @@ from .demo import data_path, run_demo
 from .errors import EdgeCamError
 from .evaluate import calibrate, evaluate, read_labelled
 from .localize import BOX_MODES, BoxRule
-from .metadata import RESIZE_MODES, rewrite_metadata
+from .metadata import RESIZE_MODES, ModelInfo, rewrite_metadata
 from .model import Model, open_session
 from .pipeline import run_streams
 from .plot import line_chart
@@ -66,7 +66,7 @@ def _info(args) -> int:
     if not any(k.startswith("edge_cam.") for k in props):
         print("  no edge_cam metadata: not an edge-cam model")
         return 0
-    info = Model(args.model, providers=["CPUExecutionProvider"]).info
+    info = ModelInfo.from_props(props, args.model)
     print(f"  role   {'CAM teacher' if info.cam else 'classifier (student)'}")
     for k in sorted(props):
         if k.startswith("edge_cam."):

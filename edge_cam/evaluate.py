@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import EdgeCamError
-from .localize import Box
+from .localize import Box, BoxRule, HeatMap, boxes_from_heat
+from .source import list_images, read_image
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,6 @@ def read_yolo_dir(root: str) -> list[Annotation]:
     images_dir, labels_dir = os.path.join(root, "images"), os.path.join(root, "labels")
     if not os.path.isdir(images_dir) or not os.path.isdir(labels_dir):
         raise EdgeCamError(f"{root} should hold images/ and labels/ folders (YOLO layout).")
-    from .source import list_images, read_image
     out = []
     for path in list_images([images_dir]):
         label = os.path.join(labels_dir, os.path.splitext(os.path.basename(path))[0] + ".txt")
@@ -98,7 +98,7 @@ IOU_LEVELS = (0.3, 0.5, 0.7)  # MaxBoxAccV2 (Choe et al., CVPR 2020)
 class Evaluation:
     """Localisation of one model on a labelled set."""
     images: int
-    rule: "BoxRule"
+    rule: BoxRule
     corloc: float  # with `rule` (the model's own), IoU ≥ 0.5
     thresholds: np.ndarray
     box_acc: dict[float, np.ndarray]  # IoU level → accuracy at each threshold, best of all boxes
@@ -124,7 +124,6 @@ class Evaluation:
 def predictions(model, annotations: list[Annotation], class_id: int | None = None, progress=None):
     """(annotation, prediction, rank) per image; rank is where the CAM to judge is in the top-K:
     `class_id`'s (GT-known; -1 when outside the top-K) or the top-1's (GT-unknown)."""
-    from .source import read_image
     for n, a in enumerate(annotations):
         pred = model.predict(read_image(a.image))
         rank = 0 if class_id is None else pred.rank_of(class_id)
@@ -137,7 +136,6 @@ def evaluate(model, annotations: list[Annotation], class_id: int | None = None, 
              thresholds: np.ndarray | None = None, progress=None) -> Evaluation:
     """CorLoc@0.5 with the model's box rule, and BoxAcc for every threshold with the best of all
     boxes (one per connected component), as MaxBoxAccV2 defines it."""
-    from .localize import BoxRule, HeatMap, boxes_from_heat
     rule = rule or BoxRule.for_model(model.info.cam)
     thresholds = np.round(np.arange(0.01, 1.0, 0.01), 2) if thresholds is None else thresholds
     hits, best, missing = [], [], 0
@@ -159,8 +157,8 @@ def evaluate(model, annotations: list[Annotation], class_id: int | None = None, 
 
 @dataclass
 class Calibration:
-    rule: "BoxRule"  # the best rule on the tuning half
-    baseline: "BoxRule"  # the model's rule before
+    rule: BoxRule  # the best rule on the tuning half
+    baseline: BoxRule  # the model's rule before
     tuned: dict[str, float]  # CorLoc@0.5 on the tuning half: {"baseline": .., "calibrated": ..}
     held_out: dict[str, float]  # the same on the held-out half, which chose nothing
 
@@ -175,7 +173,6 @@ def calibrate(model, annotations: list[Annotation], class_id: int | None = None,
     """Choose the box rule (threshold, box mode, minimum region area, top-k map fusion) with the
     best CorLoc@0.5 on every other image, and report it on the others, which played no part in
     the choice."""
-    from .localize import BoxRule
     preds = list(predictions(model, annotations, class_id, progress))
     halves = (preds[0::2], preds[1::2])
     baseline = BoxRule.for_model(model.info.cam)

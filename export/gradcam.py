@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from edge_cam.errors import EdgeCamError
 
 # d/dz of each supported activation, as a function of its input z.
 _DERIVATIVES = {

@@ -19,6 +19,8 @@ from torchvision.models.feature_extraction import NodePathTracer
 
 from edge_cam.errors import EdgeCamError
 
+from .gradcam import head_chain
+
 _PASS_MODULES = (nn.Flatten, nn.Dropout, nn.Identity)
 _PASS_FUNCS = {torch.flatten, F.dropout, torch.squeeze, torch.reshape}
 _PASS_METHODS = {"flatten", "view", "reshape", "squeeze", "contiguous"}
@@ -244,9 +246,8 @@ def _auto(model, gm, names, logits, classifier_override, gradcam):
             return feature, _affine_weight(gm, name), name, None, None
         raise EdgeCamError("this model's global average pooling gives the logits directly, with no "
                            "1x1 Conv classifier before it, so there are no class weights for a CAM.")
-    from .gradcam import head_chain
     head = head_chain(gm, gap, logits) if gradcam else None
-    if head is not None and _pool_kind(gm, gap) == "global":
+    if head is not None:
         return gap.all_input_nodes[0], None, "", gap, head
     first_linear = isinstance(_module(gm, layers[0]), nn.Linear)
     blocker = layers[1] if first_linear else layers[0]

@@ -16,7 +16,9 @@ import onnx
 
 from edge_cam.errors import EdgeCamError
 from edge_cam.localize import BoxRule
+from edge_cam.metadata import rewrite_metadata
 from edge_cam.model import Model
+from edge_cam.preprocess import Resize
 from edge_cam.source import list_images, read_image
 
 
@@ -90,7 +92,6 @@ def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200) -> dic
                         per_channel=True, nodes_to_exclude=keep, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
                         extra_options={"CalibPercentile": 99.99})
-        from edge_cam.metadata import rewrite_metadata
         props = onnx.load(src).metadata_props
         rewrite_metadata(os.path.join(tmp, "q.onnx"), dst, {p.key: p.value for p in props})
     return drift(fp32, Model(dst, providers=["CPUExecutionProvider"], spinning=False), batches)
@@ -100,7 +101,6 @@ def drift(fp32: Model, int8: Model, batches: list[np.ndarray]) -> dict:
     """Top-1 agreement, CAM correlation and box IoU of `int8` against `fp32` on the same inputs."""
     agree, corr, iou = [], [], []
     rule = BoxRule.for_model(fp32.info.cam)
-    from edge_cam.preprocess import Resize
     size = fp32.input_size
     identity = Resize(size, size, 1.0, 1.0)
     for x in batches:

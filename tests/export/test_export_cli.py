@@ -1,5 +1,4 @@
 """`edge-cam export` from the command line: a user's module, overrides, and every bad input."""
-import json
 import os
 import pathlib
 import subprocess

@@ -5,11 +5,10 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
 
-from edge_cam.evaluate import (IOU_LEVELS, Annotation, calibrate, evaluate, hit, read_labelled, read_voc,
+from edge_cam.evaluate import (IOU_LEVELS, Annotation, evaluate, hit, read_labelled, read_voc,
                                read_yolo_dir)
-from edge_cam.localize import Box, BoxRule, HeatMap
+from edge_cam.localize import Box
 from edge_cam.metadata import ModelInfo, rewrite_metadata
 from edge_cam.model import Model
 from edge_cam.preprocess import resize
