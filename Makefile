@@ -24,13 +24,13 @@ $(RUNTIME_VENV)/.installed: $(SOURCES)
 	test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
 	$(RUNTIME_VENV)/bin/python -m pip install -q --upgrade pip
 	$(RUNTIME_VENV)/bin/python -m pip install -q --force-reinstall --no-deps .
-	$(RUNTIME_VENV)/bin/python -m pip install -q '.[mqtt]' pytest
+	$(RUNTIME_VENV)/bin/python -m pip install -q '.[mqtt,tflite,onnx]' pytest
 	touch $@
 
 $(FULL_VENV)/.installed: pyproject.toml
 	test -x $(FULL_VENV)/bin/python || $(PYTHON) -m venv $(FULL_VENV)
 	$(FULL_VENV)/bin/python -m pip install -q --upgrade pip
-	$(FULL_VENV)/bin/python -m pip install -q -e '.[export,mqtt,dev]'
+	$(FULL_VENV)/bin/python -m pip install -q -e '.[export,mqtt,dev,tflite]'
 	touch $@
 
 clean:

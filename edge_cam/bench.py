@@ -32,6 +32,7 @@ class BenchConfig:
     change: float | None = None
     threads: int = 0
     providers: str | list[str] = "auto"
+    student_spec: str | dict | None = None  # a foreign student's description (see StudentSpec)
 
 
 def _peak_rss_mb() -> float:
@@ -43,7 +44,8 @@ def run_bench(cfg: BenchConfig, progress=None) -> dict:
     t0 = time.perf_counter()
     teacher = Model(cfg.teacher, providers=cfg.providers, threads=cfg.threads)
     t1 = time.perf_counter()
-    student = Model(cfg.student, providers=cfg.providers, threads=cfg.threads) if cfg.student else None
+    student = Model(cfg.student, providers=cfg.providers, threads=cfg.threads,
+                    describe=cfg.student_spec) if cfg.student else None
     t2 = time.perf_counter()
     cascade = Cascade(teacher, student, every=cfg.every, change=cfg.change)
     if cfg.warmup:
@@ -91,6 +93,7 @@ def markdown(result: dict) -> str:
              f"{result['machine']['cores']} cores, providers {','.join(result['machine']['providers'])}, "
              f"threads {c['threads'] or 'default'}, teacher every {c['every']}",
              f"`edge-cam bench --teacher {c['teacher']}" + (f" --student {c['student']}" if c['student'] else "")
+             + (f" --student-spec '{c['student_spec']}'" if c.get('student_spec') else "")
              + f" --source {c['source']} --frames {c['frames']} --every {c['every']}`", "",
              "| stage | median ms | p95 ms | p99 ms |", "|---|---|---|---|"]
     for stage, v in result["latency_ms"].items():

@@ -30,7 +30,49 @@ from .source import Source, list_images, read_image
 EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")
 
 
+def _export_onnx(args) -> int:
+    """An ONNX classifier the user already has: graph surgery, no torch (edge_cam.surgery)."""
+    torch_only = [f for f, v in (("--weights", args.weights), ("--num-classes", args.num_classes),
+                                 ("--no-cam", args.no_cam), ("--quantize", args.quantize),
+                                 ("--precision fp16", args.precision == "fp16"), ("--keep-float", args.keep_float),
+                                 ("--list-layers", args.list_layers), ("--feature-layer", args.feature_layer),
+                                 ("--classifier", args.classifier)) if v]
+    if torch_only:
+        raise EdgeCamError(f"{', '.join(torch_only)} apply to torch models only; an ONNX model's CAM layers "
+                           "are found in its graph.")
+    if not args.output:
+        raise EdgeCamError("export needs an output path: -o OUT.onnx.")
+    if args.input_size is not None and len(args.input_size) not in (1, 2):
+        raise EdgeCamError("--input-size takes one size S or two sizes H W.")
+    from .surgery import cam_from_onnx, read_labels  # needs the onnx extra: imported only here
+    size = args.input_size * 2 if args.input_size and len(args.input_size) == 1 else args.input_size
+    result = cam_from_onnx(
+        args.model, args.output, input_size=size, color=args.color, layout=args.layout, scale=args.scale,
+        mean=args.mean, std=args.std, labels=read_labels(args.labels) if args.labels else None,
+        top_k=args.top_k, resize_mode=args.resize, threshold=args.threshold, verify_images=args.verify_images)
+    h = result.head
+    print(f"found {h.kind} head: feature map {h.feature!r} {list(result.info.cam.feature_size)}, classifier "
+          f"{h.classifier!r} ({h.num_classes} classes), pooled by {h.pool!r}", file=sys.stderr)
+    print(f"verified on {result.verification}", file=sys.stderr)
+    print(f"wrote {result.path} ({os.path.getsize(result.path) / 1e6:.1f} MB)")
+    return 0
+
+
+def _fraction(text: str) -> float:
+    """--scale accepts 1/255 as well as 0.00392."""
+    num, _, den = text.partition("/")
+    try:
+        return float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or a fraction like 1/255") from None
+
+
 def _export(args) -> int:
+    fmt = args.format or ("tflite" if (args.output or "").lower().endswith(".tflite") else "onnx")
+    if fmt == "tflite" and args.model.lower().endswith(".onnx"):
+        raise EdgeCamError("--format tflite converts torch models; an existing .onnx classifier exports to ONNX only.")
+    if args.model.lower().endswith(".onnx"):
+        return _export_onnx(args)
     try:
         import edge_cam_export
     except ModuleNotFoundError as e:
@@ -43,7 +85,8 @@ def _export(args) -> int:
         return 0
     if not args.output:
         raise EdgeCamError("export needs an output path: -o OUT.onnx.")
-    size = args.input_size * 2 if len(args.input_size) == 1 else args.input_size
+    sizes = args.input_size or [224]
+    size = sizes * 2 if len(sizes) == 1 else sizes
     if len(size) != 2 or min(size) < 8:
         raise EdgeCamError("--input-size takes one size S or two sizes H W, each at least 8.")
     result = edge_cam_export.export(
@@ -51,18 +94,27 @@ def _export(args) -> int:
         labels_file=args.labels, input_size=tuple(size), top_k=args.top_k, cam=not args.no_cam,
         feature_layer=args.feature_layer, classifier=args.classifier, mean=tuple(args.mean),
         std=tuple(args.std), resize=args.resize, threshold=args.threshold, opset=args.opset,
-        exporter=args.exporter, quantize=args.quantize, calibration=args.calibration)
+        exporter=args.exporter, quantize=args.quantize, calibration=args.calibration, format=fmt,
+        precision=args.precision, keep_float=tuple(args.keep_float or ()))
     print(f"wrote {result.path} ({os.path.getsize(result.path) / 1e6:.1f} MB)")
     return 0
 
 
 def _info(args) -> int:
-    sess = open_session(args.model, ["CPUExecutionProvider"])
+    if args.model.lower().endswith(".tflite"):
+        from .litert import LiteRTSession
+        sess = LiteRTSession(args.model, threads=1)
+        rows = [(kind, t.name, str(t.dtype) + (" (scale %g, zero point %d)" % t.quant if t.quant else ""),
+                 list(t.shape)) for kind, ts in (("input", sess.inputs), ("output", sess.outputs)) for t in ts]
+        props = sess.props
+    else:
+        sess = open_session(args.model, ["CPUExecutionProvider"])
+        rows = [(kind, v.name, v.type, v.shape)
+                for kind, vs in (("input", sess.get_inputs()), ("output", sess.get_outputs())) for v in vs]
+        props = sess.get_modelmeta().custom_metadata_map
     print(f"{args.model}")
-    for kind, items in (("input", sess.get_inputs()), ("output", sess.get_outputs())):
-        for v in items:
-            print(f"  {kind:6s} {v.name:10s} {v.type:16s} {v.shape}")
-    props = sess.get_modelmeta().custom_metadata_map
+    for kind, name, typ, shape in rows:
+        print(f"  {kind:6s} {name:10s} {typ:16s} {shape}")
     if not any(k.startswith("edge_cam.") for k in props):
         print("  no edge_cam metadata: not an edge-cam model")
         return 0
@@ -82,7 +134,12 @@ def _load(args, path: str, teacher: bool = True) -> Model:
     trt = {"trt_fp16_enable": args.trt_fp16, "trt_int8_enable": args.trt_int8,
            **({"trt_engine_cache_enable": True, "trt_engine_cache_path": args.trt_cache} if args.trt_cache else {})}
     return Model(path, providers=args.providers, threads=args.threads, resize=args.resize if teacher else None,
-                 tensorrt=trt)
+                 tensorrt=trt, describe=None if teacher else args.student_spec)
+
+
+def _check_student_spec(args) -> None:
+    if args.student_spec and not args.student:
+        raise EdgeCamError("--student-spec describes the --student model; give --student too.")
 
 
 def _teacher(args, path: str) -> tuple[Model, BoxRule]:
@@ -153,6 +210,7 @@ def _numbered(path: str, i: int, n: int) -> str:
 
 def _run(args) -> int:
     teacher, rule = _teacher(args, args.teacher)
+    _check_student_spec(args)
     student = _load(args, args.student, teacher=False) if args.student else None
     cascade = Cascade(teacher, student, every=args.every, change=args.change, rule=rule,
                       crop_spec=CropSpec(args.pad, not args.no_square, args.mask))
@@ -247,9 +305,10 @@ def _calibrate(args) -> int:
 
 def _bench(args) -> int:
     teacher = args.teacher or data_path("teacher.onnx")
+    _check_student_spec(args)
     student = args.student if args.teacher else (args.student or data_path("student.onnx"))
     cfg = BenchConfig(teacher, student, args.source or data_path("demo_clip.mp4"), args.frames, args.warmup,
-                      args.every, args.change, args.threads, args.providers)
+                      args.every, args.change, args.threads, args.providers, args.student_spec)
     result = run_bench(cfg, progress=_progress_bar("benchmarking"))
     print(markdown(result))
     for path in write_report(result, args.out):
@@ -289,11 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("export", help="trace a GAP classifier to ONNX with its CAM in the graph")
-    p.add_argument("model", help="torchvision:<builder> or package.module:callable")
+    p.add_argument("model", help="torchvision:<builder>, package.module:callable, or an existing "
+                   "classifier.onnx to CAM-ify without torch")
     p.add_argument("-o", "--output", help="output .onnx path")
     p.add_argument("--weights", help="state_dict file, or a torchvision weights name (needs internet)")
     p.add_argument("--num-classes", type=int)
-    p.add_argument("--input-size", type=int, nargs="+", default=[224], metavar="S", help="S or H W")
+    p.add_argument("--input-size", type=int, nargs="+", metavar="S",
+                   help="S or H W (default: 224, or an ONNX model's own fixed size)")
     p.add_argument("--labels", help="text file, one class name per line")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--opset", type=int, default=18)
@@ -306,10 +367,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mean", type=float, nargs=3, default=[0.485, 0.456, 0.406])
     p.add_argument("--std", type=float, nargs=3, default=[0.229, 0.224, 0.225])
     p.add_argument("--threshold", type=float, default=0.2, help="default CAM threshold stored in the model")
+    # An existing .onnx MODEL: how its float input is made from pixels (x = (pixel*scale - mean)/std).
+    p.add_argument("--color", choices=["RGB", "BGR"], default="RGB",
+                   help=".onnx MODEL: the channel order it expects (--mean/--std are in this order)")
+    p.add_argument("--scale", type=_fraction, default=1 / 255, help=".onnx MODEL: pixel scale, e.g. 1/255")
+    p.add_argument("--layout", choices=["NCHW", "NHWC"], default="NCHW", help=".onnx MODEL: its input layout")
+    p.add_argument("--verify-images", help=".onnx MODEL: folder of real images to verify on (default: synthetic)")
     p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo")
     p.add_argument("--list-layers", action="store_true", help="print the model's layer names and exit")
     p.add_argument("--quantize", choices=["int8"], help="static int8 (QDQ) for CPUs; the CAM head stays float")
-    p.add_argument("--calibration", help="folder of real images for --quantize")
+    p.add_argument("--calibration", help="folder of real images for --quantize (and the drift of --precision fp16)")
+    p.add_argument("--keep-float", nargs="+", metavar="LAYER",
+                   help="--quantize int8: torch layers that stay float, e.g. features.14 features.15")
+    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                   help="fp16: half precision for GPUs (TensorRT, CUDA); outputs stay float32")
+    p.add_argument("--format", choices=["onnx", "tflite"],
+                   help="output format (default: from -o's suffix); tflite goes through litert-torch, batch 1")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("info", help="print a model's inputs, outputs and edge-cam metadata")
@@ -328,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the streaming cascade: teacher → CAM box → crop → student")
     p.add_argument("--teacher", required=True)
     p.add_argument("--student")
+    p.add_argument("--student-spec", metavar="JSON", help="describe a foreign classifier (.onnx or .tflite "
+                   "without edge_cam metadata) as the student: a JSON file or inline JSON (README: Any student)")
     p.add_argument("--source", required=True, action="append",
                    help="camera index, v4l2:///dev/videoN, csi://N, rtsp://..., http://... (MJPEG), a "
                         "video, an image, a folder, a glob or a GStreamer pipeline; repeat for several streams")
@@ -371,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="per-stage latency, FPS, memory and energy of the cascade")
     p.add_argument("--teacher", help="default: the bundled demo teacher (and student)")
     p.add_argument("--student")
+    p.add_argument("--student-spec", metavar="JSON", help="describe a foreign classifier (.onnx or .tflite "
+                   "without edge_cam metadata) as the student: a JSON file or inline JSON (README: Any student)")
     p.add_argument("--source", help="frames to run on, looped (default: the bundled clip)")
     p.add_argument("--frames", type=int, default=300, help="measured frames, after --warmup")
     p.add_argument("--warmup", type=int, default=20)
