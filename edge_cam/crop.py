@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from .localize import Box, HeatMap
+from .preprocess import as_rgb, in_order
 
 
 @dataclass(frozen=True)
@@ -41,25 +42,25 @@ def expand(box: Box, frame_size: tuple[int, int], pad: float, square: bool) -> t
     return ix1, iy1, max(ix1 + 1, int(np.ceil(x2))), max(iy1 + 1, int(np.ceil(y2)))
 
 
-def crop(rgb: np.ndarray, box: Box, size: tuple[int, int], spec: CropSpec = CropSpec(),
-         heat: HeatMap | None = None, fill: tuple[int, int, int] = (124, 116, 104)) -> Crop:
-    """One ROI at the student's input `size` (H, W).
+def crop(image: np.ndarray, box: Box, size: tuple[int, int], spec: CropSpec = CropSpec(),
+         heat: HeatMap | None = None, fill: tuple[int, int, int] = (124, 116, 104), order: str = "RGB") -> Crop:
+    """One ROI at the student's input `size` (H, W), in RGB, from a uint8 frame in `order`.
 
     Masking works on the small output, not on the frame: the heat map is sampled straight onto
-    the crop's pixels. `fill` is the student's mean colour, which its normalisation turns into
-    zeros, so the masked area carries no signal.
+    the crop's pixels. `fill` (RGB) is the student's mean colour, which its normalisation turns
+    into zeros, so the masked area carries no signal.
     """
-    x1, y1, x2, y2 = expand(box, rgb.shape[:2], spec.pad, spec.square)
-    patch = rgb[y1:y2, x1:x2]
+    x1, y1, x2, y2 = expand(box, image.shape[:2], spec.pad, spec.square)
+    patch = image[y1:y2, x1:x2]
     interp = cv2.INTER_AREA if patch.shape[0] * patch.shape[1] > size[0] * size[1] else cv2.INTER_LINEAR
     out = cv2.resize(patch, (size[1], size[0]), interpolation=interp)
     if spec.mask != "none" and heat is not None:
         cold = heat.region(x1, y1, x2, y2, size) < spec.threshold
         if spec.mask == "mean":
-            out[cold] = fill
+            out[cold] = in_order(fill, order)
         elif spec.mask == "blur":
             k = max(3, (min(size) // 4) | 1)
             out[cold] = cv2.GaussianBlur(out, (k, k), 0)[cold]
         else:
             raise ValueError(f"unknown mask mode {spec.mask!r}")
-    return Crop((x1, y1, x2, y2), out)
+    return Crop((x1, y1, x2, y2), as_rgb(out, order))

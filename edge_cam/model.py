@@ -19,7 +19,7 @@ import onnxruntime as ort
 from .errors import EdgeCamError
 from .litert import Tensor
 from .metadata import PREFIX, RESIZE_MODES, ModelInfo, StudentSpec
-from .preprocess import Resize, pad_colour, resize, to_rgb8
+from .preprocess import Resize, as_rgb, in_order, pad_colour, resize, to_8bit
 
 # Short names users type, and what "auto" tries, best first; CPU is always the last resort.
 PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "xnnpack": "XnnpackExecutionProvider",
@@ -249,7 +249,9 @@ class Model:
 
     def prepare(self, frame: np.ndarray, color: str = "BGR") -> tuple[np.ndarray, Resize]:
         """One frame → the model's uint8 input (H, W, 3) and the mapping back to the frame."""
-        return resize(to_rgb8(frame, color), self.input_size, self.info.input.resize, self._pad)
+        image, order = to_8bit(frame, color)
+        small, where = resize(image, self.input_size, self.info.input.resize, in_order(self._pad, order))
+        return as_rgb(small, order), where
 
     def _graph(self, x: np.ndarray) -> list[np.ndarray]:
         if self.backend == "litert":

@@ -9,8 +9,13 @@ import numpy as np
 from .errors import EdgeCamError
 
 
-def to_rgb8(image: np.ndarray, color: str = "BGR") -> np.ndarray:
-    """Any image OpenCV can hold (grey, BGR(A)/RGB(A), 8/16-bit, float in [0,1]) → HxWx3 uint8 RGB."""
+def to_8bit(image: np.ndarray, color: str = "BGR") -> tuple[np.ndarray, str]:
+    """Any image OpenCV can hold (grey, BGR(A)/RGB(A), 8/16-bit, float in [0,1]) → HxWx3 uint8
+    in its own channel order, and that order ("BGR" or "RGB").
+
+    The channels are not swapped here: resizing and cropping treat channels alike, so the swap
+    waits until the image is the model's small input, not the whole camera frame.
+    """
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
         raise EdgeCamError(f"expected an HxW or HxWxC image array, got "
                            f"{getattr(image, 'shape', type(image).__name__)}.")
@@ -21,13 +26,27 @@ def to_rgb8(image: np.ndarray, color: str = "BGR") -> np.ndarray:
     elif image.dtype != np.uint8:
         raise EdgeCamError(f"unsupported pixel type {image.dtype}; use uint8, uint16 or float.")
     if image.ndim == 2 or image.shape[2] == 1:
-        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB), "RGB"
     channels = image.shape[2]
     if channels not in (3, 4):
         raise EdgeCamError(f"unsupported channel count {channels}; use 1, 3 or 4 channels.")
-    if color.upper() == "BGR":
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if channels == 4 else cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(image[:, :, :3])
+    order = "BGR" if color.upper() == "BGR" else "RGB"
+    return (np.ascontiguousarray(image[:, :, :3]) if channels == 4 else image), order
+
+
+def as_rgb(image: np.ndarray, order: str) -> np.ndarray:
+    """An HxWx3 uint8 image in `order` → contiguous RGB."""
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if order == "BGR" else np.ascontiguousarray(image)
+
+
+def in_order(rgb: tuple[int, int, int], order: str) -> tuple[int, int, int]:
+    """An RGB colour in the channel order of an image."""
+    return tuple(reversed(rgb)) if order == "BGR" else tuple(rgb)
+
+
+def to_rgb8(image: np.ndarray, color: str = "BGR") -> np.ndarray:
+    """Any image OpenCV can hold → HxWx3 uint8 RGB."""
+    return as_rgb(*to_8bit(image, color))
 
 
 @dataclass(frozen=True)

@@ -38,3 +38,17 @@ def test_crop_size_and_cold_masking(mask):
     if mask == "none":
         unmasked = crop(rgb, Box(30, 20, 130, 100), (32, 32), CropSpec(pad=1.6), None)
         assert np.array_equal(unmasked.image, c.image)
+
+
+@pytest.mark.parametrize("mask", ["none", "mean", "blur"])
+def test_cropping_a_bgr_frame_gives_the_rgb_crop(mask):
+    rng = np.random.default_rng(4)
+    bgr = rng.integers(0, 256, (120, 160, 3), np.uint8)
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    _, r = resize(rgb, (12, 16))
+    heat = HeatMap.from_cam(rng.random((12, 16)).astype(np.float32), r)
+    spec = CropSpec(mask=mask)
+    fill = (10, 20, 30)
+    a = crop(rgb, Box(30, 20, 90, 80), (32, 32), spec, heat, fill)
+    b = crop(bgr, Box(30, 20, 90, 80), (32, 32), spec, heat, fill, order="BGR")
+    assert a.region == b.region and np.array_equal(a.image, b.image)

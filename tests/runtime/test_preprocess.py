@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edge_cam.errors import EdgeCamError
-from edge_cam.preprocess import Resize, resize, to_rgb8
+from edge_cam.preprocess import Resize, as_rgb, in_order, resize, to_8bit, to_rgb8
 
 
 def test_to_rgb8_handles_every_common_image_kind():
@@ -57,3 +57,18 @@ def test_letterbox_content_and_padding():
     assert out[0, 0].tolist() == [124, 116, 104]  # the mean colour: zero after normalisation
     assert out[50, 50].tolist() == [255, 255, 255]
     assert isinstance(r, Resize) and r.scale_x == r.scale_y == 0.5
+
+
+@pytest.mark.parametrize("mode", ["stretch", "letterbox", "crop"])
+def test_resizing_before_the_channel_swap_gives_the_same_pixels(mode):
+    """Models swap BGR→RGB after resizing (cheap on the small input): it must not change a pixel."""
+    rng = np.random.default_rng(3)
+    bgr = rng.integers(0, 256, (181, 263, 3), np.uint8)
+    pad = (124, 116, 104)
+    reference, r1 = resize(to_rgb8(bgr, "BGR"), (64, 96), mode, pad)
+    image, order = to_8bit(bgr, "BGR")
+    small, r2 = resize(image, (64, 96), mode, in_order(pad, order))
+    assert order == "BGR" and image is bgr  # no copy of the frame
+    assert np.array_equal(as_rgb(small, order), reference) and r1 == r2
+    bgra = np.dstack([bgr, np.full(bgr.shape[:2], 7, np.uint8)])
+    assert np.array_equal(as_rgb(*to_8bit(bgra, "BGR")), to_rgb8(bgr))
