@@ -1,13 +1,15 @@
 """Grad-CAM folded into the graph, for heads that are not affine after global average pooling.
 
 Grad-CAM weighs the feature maps by α = ∂y_c/∂g, g = GAP(F) (its spatial mean of ∂y_c/∂F is that,
-over h·w). For a head of Linear layers, element-wise activations, LayerNorm, Dropout and reshapes
-the derivative has a closed form in the head's own forward values, so the graph computes it with
-ordinary ops — no autograd at run time. For an affine head it is exactly W[c]: CAM.
+over h·w). For a head of Linear layers, 1×1 Convs on the pooled map, eval-mode BatchNorm,
+element-wise activations, LayerNorm, Dropout and reshapes the derivative has a closed form in the
+head's own forward values, so the graph computes it with ordinary ops — no autograd at run time.
+For an affine head it is exactly W[c]: CAM.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -26,60 +28,141 @@ _DERIVATIVES = {
     nn.GELU: lambda z: 0.5 * (1 + torch.erf(z / math.sqrt(2))) + z * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi),
 }
 # The same activations out of place: the replay must not overwrite the inputs it differentiates at
-# (torchvision builds them with inplace=True, and the dynamo exporter mis-orders such writes).
+# (torchvision and timm build them with inplace=True).
 _OUT_OF_PLACE = {nn.ReLU: F.relu, nn.ReLU6: F.relu6, nn.Hardswish: F.hardswish, nn.Hardsigmoid: F.hardsigmoid,
                  nn.SiLU: F.silu, nn.Sigmoid: torch.sigmoid, nn.Tanh: torch.tanh, nn.GELU: F.gelu}
 _FUNCTIONS = {F.relu: nn.ReLU, torch.relu: nn.ReLU, F.relu6: nn.ReLU6, F.hardswish: nn.Hardswish,
               F.hardsigmoid: nn.Hardsigmoid, F.silu: nn.SiLU, torch.sigmoid: nn.Sigmoid, torch.tanh: nn.Tanh,
               F.gelu: nn.GELU}
-_SHAPE_FUNCS = {torch.flatten, torch.reshape, torch.squeeze, F.dropout}
-_SHAPE_METHODS = {"flatten", "view", "reshape", "squeeze", "contiguous"}
+_SHAPE_FUNCS = {torch.flatten, torch.reshape, torch.squeeze}
+_SHAPE_METHODS = {"flatten", "view", "reshape", "squeeze"}
+_IDENTITY_METHODS = {"contiguous"}
+# Kinds that keep a pooled (B, C, 1, 1) map as it is, so a 1×1 Conv after them still sees 1×1.
+_KEEP_SPATIAL = {"identity", "activation", "batchnorm", "conv1x1"}
+
+
+def _activation(gm: fx.GraphModule, node: fx.Node) -> type[nn.Module] | None:
+    """The activation a head node computes. Exact types only: a subclass may override forward."""
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        if type(m) in _DERIVATIVES and getattr(m, "approximate", "none") == "none":
+            return type(m)
+        return None
+    if node.op == "call_function" and node.target in _FUNCTIONS:
+        return None if node.kwargs.get("approximate", "none") != "none" else _FUNCTIONS[node.target]
+    return None
+
+
+def _is_conv1x1(m: nn.Module) -> bool:
+    """A 1×1 Conv2d without padding: on a 1×1 map, a Linear over the channels."""
+    return (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1
+            and m.padding in ((0, 0), "valid", "same"))
+
+
+def _batchnorm_args(gm: fx.GraphModule, node: fx.Node) -> tuple[str, str | None, float] | None:
+    """Attribute paths of (running_var, weight) and eps of a BatchNorm that uses its running
+    statistics (eval mode), else None."""
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        if type(m) not in (nn.BatchNorm1d, nn.BatchNorm2d) or m.running_var is None:
+            return None
+        return f"{node.target}.running_var", f"{node.target}.weight" if m.weight is not None else None, m.eps
+    if node.op == "call_function" and node.target is F.batch_norm:
+        names = ["input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"]
+        a = {**dict(zip(names, node.args)), **node.kwargs}
+        var, weight = a.get("running_var"), a.get("weight")
+        if a.get("training", False) or not isinstance(var, fx.Node) or var.op != "get_attr":
+            return None
+        if weight is not None and not (isinstance(weight, fx.Node) and weight.op == "get_attr"):
+            return None
+        return var.target, weight.target if weight is not None else None, a.get("eps", 1e-5)
+    return None
 
 
 def _kind(gm: fx.GraphModule, node: fx.Node) -> str | None:
     """How the backward treats a head node, or None if it has no closed form here."""
+    if _activation(gm, node) is not None:
+        return "activation"
+    if _batchnorm_args(gm, node) is not None:
+        return "batchnorm"
     if node.op == "call_module":
         m = gm.get_submodule(node.target)
         if isinstance(m, nn.Linear):
             return "linear"
+        if _is_conv1x1(m):
+            return "conv1x1"
         if isinstance(m, nn.LayerNorm):
             return "layernorm"
-        if isinstance(m, (nn.Dropout, nn.Identity, nn.Flatten)):
+        if isinstance(m, (nn.Dropout, nn.Identity)):
+            return "identity"
+        if isinstance(m, nn.Flatten):
             return "shape"
-        if type(m) in _DERIVATIVES and getattr(m, "approximate", "none") == "none":
-            return "activation"
         return None
     if node.op == "call_function":
-        if node.target in _FUNCTIONS:
-            return "activation"
         if node.target is F.layer_norm:
             return "layernorm"
         if node.target is F.linear:
             return "linear"
+        if node.target is F.dropout:
+            return "identity"
         if node.target in _SHAPE_FUNCS:
             return "shape"
         return None
     if node.op == "call_method":
         if node.target == "permute":
             return "permute"
+        if node.target in _IDENTITY_METHODS:
+            return "identity"
         return "shape" if node.target in _SHAPE_METHODS else None
     return None
+
+
+def _keeps_dims(gap: fx.Node) -> bool:
+    """Whether the pooling gives (B, C, 1, 1), as adaptive pooling and mean(keepdim=True) do."""
+    if gap.op == "call_method" or gap.target is torch.mean:
+        return bool(gap.args[2] if len(gap.args) > 2 else gap.kwargs.get("keepdim", False))
+    return True
+
+
+def _walk(gm: fx.GraphModule, gap: fx.Node, logits: fx.Node) -> tuple[list[fx.Node], fx.Node | None]:
+    """The head nodes from the pooling's output towards the logits, and the first one without a
+    closed form here (one that branches, takes a second data input or is unsupported), if any."""
+    chain, node = [], gap
+    spatial = _keeps_dims(gap)  # still the pooled (B, C, 1, 1) map
+    while node is not logits:
+        users = [u for u in node.users if u.op != "output"]
+        if len(users) != 1:
+            return chain, node
+        node = users[0]
+        data = [a for a in node.all_input_nodes if a.op != "get_attr"]
+        kind = _kind(gm, node)
+        if data != [chain[-1] if chain else gap] or kind is None or (kind == "conv1x1" and not spatial):
+            return chain, node
+        spatial = spatial and kind in _KEEP_SPATIAL
+        chain.append(node)
+    return chain, None
 
 
 def head_chain(gm: fx.GraphModule, gap: fx.Node, logits: fx.Node) -> list[fx.Node] | None:
     """The nodes from the pooling's output to the logits, if each has one data input from the
     chain and a closed-form derivative; None otherwise."""
-    chain, node = [], gap
-    while node is not logits:
-        users = [u for u in node.users if u.op != "output"]
-        if len(users) != 1:
-            return None
-        node = users[0]
-        data = [a for a in node.all_input_nodes if a.op != "get_attr"]
-        if data != [chain[-1] if chain else gap] or _kind(gm, node) is None:
-            return None
-        chain.append(node)
-    return chain
+    chain, blocker = _walk(gm, gap, logits)
+    return chain if blocker is None else None
+
+
+def first_unsupported(gm: fx.GraphModule, gap: fx.Node, logits: fx.Node) -> fx.Node | None:
+    """The node after the pooling that stops head_chain, to name it in an error."""
+    return _walk(gm, gap, logits)[1]
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One head node, classified once, eagerly: tracers (torch.export's among them) may wrap
+    submodules in proxy subclasses while they run the forward, where type lookups would fail."""
+    node: fx.Node
+    kind: str
+    activation: type[nn.Module] | None
+    batchnorm: tuple[str, str | None, float] | None
 
 
 class GradHead(nn.Module):
@@ -87,31 +170,34 @@ class GradHead(nn.Module):
 
     def __init__(self, gm: fx.GraphModule, feature: fx.Node, gap: fx.Node, chain: list[fx.Node]):
         super().__init__()
-        self.gm, self.feature, self.gap, self.chain = gm, feature, gap, chain
+        self.gm, self.feature, self.gap = gm, feature, gap
+        self.steps = [_Step(n, _kind(gm, n), _activation(gm, n), _batchnorm_args(gm, n)) for n in chain]
+        unknown = [s.node.name for s in self.steps if s.kind is None]
+        if unknown:
+            raise ValueError(f"head nodes without a closed-form derivative: {unknown}")
+
+    def _attr(self, path: str):
+        obj = self.gm
+        for part in path.split("."):
+            obj = getattr(obj, part)
+        return obj
 
     def _value(self, a, env):
         if isinstance(a, fx.Node):
-            if a.op != "get_attr":
-                return env[a]
-            obj = self.gm
-            for part in a.target.split("."):
-                obj = getattr(obj, part)
-            return obj
+            return self._attr(a.target) if a.op == "get_attr" else env[a]
         if isinstance(a, (list, tuple)):
             return type(a)(self._value(x, env) for x in a)
         return a
 
-    def _run(self, node: fx.Node, env):
+    def _run(self, node: fx.Node, env, step: _Step | None = None):
         args = [self._value(a, env) for a in node.args]
         kwargs = {k: self._value(v, env) for k, v in node.kwargs.items()}
+        if step is not None and step.kind == "identity":  # eval mode: Dropout, Identity (some in place)
+            return args[0]
+        if step is not None and step.activation is not None:
+            return _OUT_OF_PLACE[step.activation](args[0])
         if node.op == "call_module":
-            m = self.gm.get_submodule(node.target)
-            if isinstance(m, (nn.Dropout, nn.Identity)):  # eval mode: the identity (some are in place)
-                return args[0]
-            fn = _OUT_OF_PLACE.get(type(m)) if _kind(self.gm, node) == "activation" else None
-            return fn(args[0]) if fn is not None else m(*args, **kwargs)
-        if node.op == "call_function" and kwargs.get("inplace"):
-            kwargs = {**kwargs, "inplace": False}
+            return self.gm.get_submodule(node.target)(*args, **kwargs)
         if node.op == "call_method":
             return getattr(args[0], node.target)(*args[1:], **kwargs)
         return node.target(*args, **kwargs)
@@ -121,44 +207,55 @@ class GradHead(nn.Module):
         env = {self.feature: feat}
         env[self.gap] = self._run(self.gap, env)
         inputs = []
-        for node in self.chain:
-            inputs.append(env[[a for a in node.all_input_nodes if a.op != "get_attr"][0]])
-            env[node] = self._run(node, env)
-        logits = env[self.chain[-1]]
+        for step in self.steps:
+            inputs.append(env[[a for a in step.node.all_input_nodes if a.op != "get_attr"][0]])
+            env[step.node] = self._run(step.node, env, step)
+        logits = env[self.steps[-1].node]
         class_ids = torch.topk(logits, top_k, dim=1).indices
         # v: (B, K, ...) — one row per chosen class, pulled back through the head.
         v = F.one_hot(class_ids, logits.shape[1]).to(logits.dtype)
-        for node, x in zip(reversed(self.chain), reversed(inputs)):
-            v = self._back(node, v, x, env)
+        for step, x in zip(reversed(self.steps), reversed(inputs)):
+            v = self._back(step, v, x, env)
         return logits, class_ids, v.reshape(v.shape[0], v.shape[1], -1)
 
-    def _back(self, node: fx.Node, v: torch.Tensor, x: torch.Tensor, env) -> torch.Tensor:
-        kind = _kind(self.gm, node)
+    def _back(self, step: _Step, v: torch.Tensor, x: torch.Tensor, env) -> torch.Tensor:
+        node, kind = step.node, step.kind
         if kind == "linear":
             w = self.gm.get_submodule(node.target).weight if node.op == "call_module" else self._value(node.args[1], env)
             return torch.matmul(v, w)
+        if kind == "conv1x1":  # on a 1×1 map: a Linear over the channels
+            w = self.gm.get_submodule(node.target).weight
+            return torch.matmul(v.flatten(2), w.flatten(1)).reshape(v.shape[0], v.shape[1], *x.shape[1:])
         if kind == "activation":
-            cls = type(self.gm.get_submodule(node.target)) if node.op == "call_module" else _FUNCTIONS[node.target]
-            return v * _DERIVATIVES[cls](x).unsqueeze(1)
+            return v * _DERIVATIVES[step.activation](x).unsqueeze(1)
+        if kind == "batchnorm":  # running statistics: a per-channel scale γ/√(σ²+ε)
+            var, gamma, eps = step.batchnorm
+            scale = torch.rsqrt(self._attr(var) + eps)
+            scale = scale * self._attr(gamma) if gamma is not None else scale
+            return v * scale.reshape(1, 1, -1, *[1] * (x.dim() - 2))
+        if kind == "identity":
+            return v
         if kind == "permute":
             dims = node.args[1:] if len(node.args) > 2 else node.args[1]
             inverse = [list(dims).index(i) for i in range(len(dims))]
             return v.permute(0, 1, *[d + 1 for d in inverse[1:]])
         if kind == "layernorm":
-            if node.op == "call_module":
-                m = self.gm.get_submodule(node.target)
-                shape, gamma, eps = m.normalized_shape, m.weight, m.eps
-            else:
-                shape = node.args[1]
-                gamma = self._value(node.args[2], env) if len(node.args) > 2 else node.kwargs.get("weight")
-                gamma = self._value(gamma, env) if isinstance(gamma, fx.Node) else gamma
-                eps = node.args[4] if len(node.args) > 4 else node.kwargs.get("eps", 1e-5)
-            dims = tuple(range(-len(shape), 0))
-            xe = x.unsqueeze(1)
-            mu = xe.mean(dims, keepdim=True)
-            sigma = torch.sqrt(((xe - mu) ** 2).mean(dims, keepdim=True) + eps)
-            xhat = (xe - mu) / sigma
-            dy = v * gamma if gamma is not None else v
-            return (dy - dy.mean(dims, keepdim=True) - xhat * (dy * xhat).mean(dims, keepdim=True)) / sigma
-        return v.reshape(v.shape[0], v.shape[1], *x.shape[1:])  # shape-only: undo the reshape
+            return self._back_layernorm(node, v, x, env)
+        return v.reshape(v.shape[0], v.shape[1], *x.shape[1:])  # "shape": undo the reshape
 
+    def _back_layernorm(self, node: fx.Node, v: torch.Tensor, x: torch.Tensor, env) -> torch.Tensor:
+        if node.op == "call_module":
+            m = self.gm.get_submodule(node.target)
+            shape, gamma, eps = m.normalized_shape, m.weight, m.eps
+        else:
+            shape = node.args[1]
+            gamma = self._value(node.args[2], env) if len(node.args) > 2 else node.kwargs.get("weight")
+            gamma = self._value(gamma, env) if isinstance(gamma, fx.Node) else gamma
+            eps = node.args[4] if len(node.args) > 4 else node.kwargs.get("eps", 1e-5)
+        dims = tuple(range(-len(shape), 0))
+        xe = x.unsqueeze(1)
+        mu = xe.mean(dims, keepdim=True)
+        sigma = torch.sqrt(((xe - mu) ** 2).mean(dims, keepdim=True) + eps)
+        xhat = (xe - mu) / sigma
+        dy = v * gamma if gamma is not None else v
+        return (dy - dy.mean(dims, keepdim=True) - xhat * (dy * xhat).mean(dims, keepdim=True)) / sigma

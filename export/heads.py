@@ -2,13 +2,17 @@
 affine layer that turns pooled features into logits.
 
 The model is traced with torch.fx (torchvision's NodePathTracer, so nodes carry the dotted
-module names users see in `print(model)`). Two head shapes are CAM-exact:
+module names users see in `print(model)`; timm's own leaf modules stay whole). Two head shapes are
+CAM-exact:
   features → GAP → [Flatten/Dropout/Identity] → Linear → logits         (ResNet, GoogLeNet, ...)
   features → [Dropout] → 1×1 Conv → [ReLU] → GAP → [Flatten] → logits    (SqueezeNet)
-Anything else after GAP (an activation, a norm, a second Linear) is refused with its name.
+Other heads after GAP get Grad-CAM when each layer has a closed-form derivative (gradcam.py):
+Linear, a 1×1 Conv on the pooled map (timm's conv_head), eval-mode BatchNorm, element-wise
+activations, LayerNorm, Dropout, reshapes. Anything else is refused with its name.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -19,7 +23,7 @@ from torchvision.models.feature_extraction import NodePathTracer
 
 from edge_cam.errors import EdgeCamError
 
-from .gradcam import head_chain
+from .gradcam import first_unsupported, head_chain
 
 _PASS_MODULES = (nn.Flatten, nn.Dropout, nn.Identity)
 _PASS_FUNCS = {torch.flatten, F.dropout, torch.squeeze, torch.reshape}
@@ -51,8 +55,18 @@ class CamLayers:
         return self.hook_module + "".join(f"+{_describe(n)}" for n in self.post_ops)
 
 
+def _tracer() -> NodePathTracer:
+    # timm declares the modules and functions fx must not enter (Conv2dSame pads by the input's
+    # size, which a symbolic trace cannot branch on); it is in use only if it is imported.
+    timm_layers = sys.modules.get("timm.layers")
+    if timm_layers is None:
+        return NodePathTracer()
+    return NodePathTracer(leaf_modules=timm_layers.get_notrace_modules(),
+                          autowrap_functions=timm_layers.get_notrace_functions())
+
+
 def trace(model: nn.Module) -> tuple[fx.GraphModule, dict[fx.Node, str]]:
-    tracer = NodePathTracer()
+    tracer = _tracer()
     try:
         graph = tracer.trace(model.eval())
     except Exception as e:
@@ -249,14 +263,13 @@ def _auto(model, gm, names, logits, classifier_override, gradcam):
     head = head_chain(gm, gap, logits) if gradcam else None
     if head is not None:
         return gap.all_input_nodes[0], None, "", gap, head
-    first_linear = isinstance(_module(gm, layers[0]), nn.Linear)
-    blocker = layers[1] if first_linear else layers[0]
+    blocker = first_unsupported(gm, gap, logits) or layers[0]
     where, what = _enclosing_module(model, names, blocker)
     raise EdgeCamError(
         f"this model's head is not affine after global average pooling (found {what} at "
         f"{where!r}) and has no closed-form gradient here, so neither CAM nor Grad-CAM can be folded "
-        "in; supported heads are Linear layers, element-wise activations, LayerNorm and Dropout after "
-        "global average pooling, or a 1x1 Conv before it.")
+        "in; supported heads are Linear layers, 1x1 Convs on the pooled map, BatchNorm, element-wise "
+        "activations, LayerNorm and Dropout after global average pooling, or a 1x1 Conv before it.")
 
 
 def eager_features(model: nn.Module, layers: CamLayers, x: torch.Tensor,

@@ -18,7 +18,7 @@ def imagenet_labels() -> list[str]:
 
 
 def build_model(spec: str, num_classes: int | None = None) -> nn.Module:
-    """`torchvision:<builder>` or `package.module:callable` → an nn.Module in eval mode."""
+    """`torchvision:<builder>`, `timm:<name>` or `package.module:callable` → an nn.Module in eval mode."""
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     if spec.startswith("torchvision:"):
         name = spec.split(":", 1)[1]
@@ -31,6 +31,8 @@ def build_model(spec: str, num_classes: int | None = None) -> nn.Module:
             model = torchvision.models.get_model(name, weights=None, **kwargs)
         except Exception as e:
             raise EdgeCamError(f"cannot build torchvision:{name} ({e}).") from None
+    elif spec.startswith("timm:"):
+        model = _timm_model(spec.split(":", 1)[1], kwargs)
     elif ":" in spec:
         module_name, attr = spec.split(":", 1)
         try:
@@ -41,9 +43,24 @@ def build_model(spec: str, num_classes: int | None = None) -> nn.Module:
         if not isinstance(model, nn.Module):
             raise EdgeCamError(f"{spec} gave a {type(model).__name__}, not a torch nn.Module.")
     else:
-        raise EdgeCamError(f"model {spec!r} should be 'torchvision:<builder>' or "
+        raise EdgeCamError(f"model {spec!r} should be 'torchvision:<builder>', 'timm:<name>' or "
                            "'package.module:callable'.")
     return model.eval()
+
+
+def _timm_model(name: str, kwargs: dict) -> nn.Module:
+    """A timm architecture with its own initialisation (never its pretrained download: pretrained
+    weights come through --weights as a state_dict file)."""
+    try:
+        import timm
+    except ImportError:
+        raise EdgeCamError(f"timm:{name} needs timm; install it with `pip install timm`.") from None
+    if not timm.is_model(name):
+        raise EdgeCamError(f"timm has no model {name!r}; see timm.list_models() for the names.")
+    try:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    except Exception as e:
+        raise EdgeCamError(f"cannot build timm:{name} ({str(e).splitlines()[0][:160]}).") from None
 
 
 def load_weights(model: nn.Module, weights: str, spec: str) -> None:

@@ -70,7 +70,7 @@ def test_overrides_and_layer_listing(tmp_path):
 @pytest.mark.parametrize("spec,words", [
     ("torchvision:vgg11", "fixed grid"),
     ("torchvision:alexnet", "fixed grid"),
-    ("custom_models:norm_head", "BatchNorm1d"),
+    ("custom_models:group_norm_head", "GroupNorm"),
     ("torchvision:not_a_model", "no model"),
     ("no_such_package.mod:fn", "cannot import"),
     ("resnet18", "should be"),
