@@ -19,7 +19,7 @@ from .demo import data_path, run_demo
 from .errors import EdgeCamError
 from .evaluate import calibrate, evaluate, read_labelled
 from .localize import BOX_MODES, BoxRule
-from .metadata import RESIZE_MODES, ModelInfo, rewrite_metadata
+from .metadata import RESIZE_MODES, ModelInfo, read_labels, rewrite_metadata
 from .model import Model, open_session
 from .pipeline import run_streams
 from .plot import line_chart
@@ -44,7 +44,7 @@ def _export_onnx(args) -> int:
         raise EdgeCamError("export needs an output path: -o OUT.onnx.")
     if args.input_size is not None and len(args.input_size) not in (1, 2):
         raise EdgeCamError("--input-size takes one size S or two sizes H W.")
-    from .surgery import cam_from_onnx, read_labels  # needs the onnx extra: imported only here
+    from .surgery import cam_from_onnx  # needs the onnx extra: imported only here
     size = args.input_size * 2 if args.input_size and len(args.input_size) == 1 else args.input_size
     result = cam_from_onnx(
         args.model, args.output, input_size=size, color=args.color, layout=args.layout, scale=args.scale,

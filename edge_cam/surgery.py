@@ -122,14 +122,6 @@ def _need_onnx() -> None:
                            "install it with: pip install 'edge-cam[onnx]'.")
 
 
-def read_labels(path: str) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f if line.strip()]
-    except OSError as e:
-        raise EdgeCamError(f"cannot read labels file {path} ({e.strerror}).") from None
-
-
 def load(path: str) -> "onnx.ModelProto":
     _need_onnx()
     if not os.path.isfile(path):
