@@ -30,7 +30,7 @@ $(RUNTIME_VENV)/.installed: $(SOURCES)
 $(FULL_VENV)/.installed: pyproject.toml
 	test -x $(FULL_VENV)/bin/python || $(PYTHON) -m venv $(FULL_VENV)
 	$(FULL_VENV)/bin/python -m pip install -q --upgrade pip
-	$(FULL_VENV)/bin/python -m pip install -q -e '.[export,mqtt,dev,tflite]'
+	$(FULL_VENV)/bin/python -m pip install -q -e '.[export,mqtt,dev,tflite,tflite-export]'
 	touch $@
 
 clean:

@@ -126,8 +126,11 @@ class LiteRTSession:
         data = _read(path)
         self.props = _metadata_from_bytes(data, path)
         self._data, self.threads = data, threads or os.cpu_count() or 1
-        self._batchable: bool | None = None  # unknown until a batch of more than one is tried
         self._open()
+        # A batch dimension fixed at 1 in the signature means one image an invoke: resizing such a
+        # graph may "work" and still return one image's outputs (measured with litert-torch's).
+        # Otherwise it is unknown until a batch of more than one is tried.
+        self._batchable: bool | None = False if self.inputs[0].shape[:1] == (1,) else None
 
     def _open(self) -> None:
         module = _litert("interpreter")
@@ -182,6 +185,8 @@ class LiteRTSession:
         if len(x) > 1 and self._batchable is not False:
             try:
                 out = self._invoke(names, x)
+                if any(len(a) != len(x) for a in out):
+                    raise ValueError("the outputs do not follow the batch")
                 self._batchable = True
             except (ValueError, RuntimeError):
                 if self._batchable:  # a batch worked before: this is a real failure

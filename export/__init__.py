@@ -4,6 +4,7 @@ Workstation only: this is the one part of edge-cam that imports torch.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -14,13 +15,14 @@ import torch
 from torch import nn
 
 from edge_cam.errors import EdgeCamError
-from edge_cam.metadata import DEFAULT_THRESHOLD, CamSpec, InputSpec, ModelInfo
+from edge_cam.metadata import DEFAULT_THRESHOLD, CamSpec, InputSpec, ModelInfo, read_labels
 from edge_cam.model import Model
 
 from .gradcam import GradHead
 from .graph import CamGraph, features_only, split_outputs, to_onnx, write_metadata
 from .heads import CamLayers, find_cam_layers, trace
 from .models import build_model, imagenet_labels, load_weights
+from .tflite import TfliteCheck, export_tflite, litert_torch  # litert-torch itself: only when converting
 from .verify import Report, compare, sample_images
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,19 +36,12 @@ class ExportResult:
     reports: list[Report]
     layers: CamLayers | None
     drift: dict | None = None  # int8 against fp32, when quantised
+    tflite: TfliteCheck | None = None  # a .tflite export against eager and ONNX Runtime
 
 
 def _progress(step: int, total: int, text: str, quiet: bool) -> None:
     if not quiet:
         print(f"[{step}/{total}] {text}", file=sys.stderr, flush=True)
-
-
-def read_labels(path: str) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f if line.strip()]
-    except OSError as e:
-        raise EdgeCamError(f"cannot read labels file {path} ({e.strerror}).") from None
 
 
 def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (224, 224),
@@ -55,10 +50,18 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
                   mean=IMAGENET_MEAN, std=IMAGENET_STD, resize: str = "stretch",
                   threshold: float = DEFAULT_THRESHOLD, opset: int = 18, exporter: str = "dynamo",
                   source: dict | None = None, verify_batches: tuple[int, ...] = (2,),
-                  quiet: bool = False) -> ExportResult:
-    """Export an nn.Module (any GAP classifier) and verify it; the Python API behind the CLI."""
+                  quiet: bool = False, format: str = "onnx") -> ExportResult:
+    """Export an nn.Module (any GAP classifier) and verify it; the Python API behind the CLI.
+
+    format "tflite" converts the same graph with litert-torch after the ONNX export, which stays
+    as the reference the .tflite is checked against (and is then removed)."""
+    if format not in ("onnx", "tflite"):
+        raise EdgeCamError(f"unknown export format {format!r}; use onnx or tflite.")
+    if format == "tflite":
+        litert_torch()  # a missing extra fails now, not after the ONNX export
     model = model.eval()
-    steps = 4
+    steps = 4 if format == "onnx" else 6
+    onnx_out = out if format == "onnx" else out + ".reference.onnx"
     _progress(1, steps, f"tracing {type(model).__name__} and locating the CAM layers", quiet)
     layers = find_cam_layers(model, feature_layer, classifier) if cam else None
     with torch.no_grad():
@@ -98,25 +101,35 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
            **(source or {})}
     info = ModelInfo(InputSpec(tuple(input_size), "RGB", resize, tuple(mean), tuple(std)), labels, cam_spec, src)
 
-    if layers is not None and layers.method == "gradcam" and exporter == "dynamo":
-        # The dynamo exporter mistranslates the replayed MobileNetV3 head (its Grad-CAM is off by
-        # the map's whole range, while TorchScript's matches autograd to 1e-6): until that is found,
-        # Grad-CAM graphs go through TorchScript, and verification below guards either way.
-        exporter = "torchscript"
     _progress(2, steps, f"exporting to ONNX ({exporter}, opset {opset}, top-{k}"
               f"{', ' + layers.method + ' of ' + layers.feature_layer if layers else ', no CAM'})", quiet)
     t0 = time.perf_counter()
-    tmp = out + ".tmp.onnx"
+    tmp = onnx_out + ".tmp.onnx"
     try:
         to_onnx(graph, torch.from_numpy(sample_images(2, input_size)), tmp, opset, exporter)
         _progress(3, steps, f"writing metadata ({time.perf_counter() - t0:.1f} s to export)", quiet)
-        write_metadata(tmp, info.to_props(), out)
+        write_metadata(tmp, info.to_props(), onnx_out)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
     _progress(4, steps, "verifying ONNX Runtime against the eager model", quiet)
-    runtime = Model(out, providers=["CPUExecutionProvider"], spinning=False)
+    try:
+        runtime, reports = _verify_onnx(onnx_out, model, layers, input_size, mean, std, verify_batches, quiet)
+        if format == "onnx":
+            return ExportResult(out, info, reports, layers)
+        _progress(5, steps, "converting to TFLite with litert-torch (batch 1)", quiet)
+        check = export_tflite(graph, info, out, model=model, layers=layers, onnx_model=runtime,
+                              verify_batches=verify_batches, quiet=quiet,
+                              log=lambda text: _progress(6, steps, text, quiet))
+        return ExportResult(out, info, check.eager, layers, tflite=check)
+    finally:
+        if format == "tflite":  # the ONNX file was only the reference
+            if os.path.exists(onnx_out):
+                os.remove(onnx_out)
+
+
+def _verify_onnx(path, model, layers, input_size, mean, std, verify_batches, quiet) -> tuple[Model, list[Report]]:
+    runtime = Model(path, providers=["CPUExecutionProvider"], spinning=False)
     reports = []
     for i, b in enumerate(verify_batches):
         images = sample_images(b, input_size, seed=100 + i)
@@ -125,46 +138,75 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
         if not quiet:
             print(f"      {r}", file=sys.stderr)
     if not all(r.ok for r in reports):
-        os.replace(out, out + ".failed.onnx")
+        os.replace(path, path + ".failed.onnx")
         raise EdgeCamError(f"the exported graph disagrees with the eager model ({reports[-1]}); "
-                           f"kept it as {out}.failed.onnx for inspection.")
-    return ExportResult(out, info, reports, layers)
+                           f"kept it as {path}.failed.onnx for inspection.")
+    return runtime, reports
 
 
 def export(spec: str, out: str, *, weights: str | None = None, num_classes: int | None = None,
            labels_file: str | None = None, quantize: str | None = None, calibration: str | None = None,
-           **kwargs) -> ExportResult:
-    """`edge-cam export MODEL -o OUT`: build, load weights, export, verify (and quantise)."""
-    if quantize:
-        if quantize != "int8":
-            raise EdgeCamError(f"--quantize {quantize} is not supported; use int8.")
-        if not calibration:
-            raise EdgeCamError("--quantize int8 needs --calibration DIR: real images like those it will see.")
-        fp32 = out + ".fp32.onnx"
-        result = export(spec, fp32, weights=weights, num_classes=num_classes, labels_file=labels_file, **kwargs)
-        from .quantize import quantize_int8
-        if not kwargs.get("quiet"):
-            print(f"[5/5] int8: static QDQ quantisation on {calibration} (the CAM head stays float)",
-                  file=sys.stderr, flush=True)
-        try:
-            result.drift = quantize_int8(fp32, out, calibration)
-        finally:
-            os.remove(fp32)
-        if not kwargs.get("quiet"):
-            d = result.drift
-            print(f"      int8 against fp32 on {d['images']} images: top-1 agreement {d['top1_agreement']:.1%}, "
-                  f"CAM correlation (median) {d['cam_correlation_median']:.4f}, box IoU (median) "
-                  f"{d['box_iou_median']:.3f}", file=sys.stderr)
-        result.path = out
-        return result
+           precision: str = "fp32", keep_float: tuple[str, ...] = (), **kwargs) -> ExportResult:
+    """`edge-cam export MODEL -o OUT`: build, load weights, export, verify (and quantise or halve)."""
+    if quantize or precision != "fp32":
+        return _reduced(spec, out, quantize, precision, calibration, keep_float,
+                        dict(weights=weights, num_classes=num_classes, labels_file=labels_file, **kwargs))
     model = build_model(spec, num_classes)
     if weights:
         load_weights(model, weights, spec)
     labels = read_labels(labels_file) if labels_file else None
-    if labels is None and spec.startswith("torchvision:") and (num_classes or 1000) == 1000:
+    if labels is None and spec.startswith(("torchvision:", "timm:")) and (num_classes or 1000) == 1000:
         labels = imagenet_labels()
     source = {"model": spec, "weights": os.path.basename(weights) if weights else None}
     return export_module(model, out, labels=labels, source=source, **kwargs)
+
+
+def _reduced(spec: str, out: str, quantize: str | None, precision: str, calibration: str | None,
+             keep_float: tuple[str, ...], options: dict) -> ExportResult:
+    """Export in fp32 next to `out`, then quantise it to int8 or halve it to fp16 into `out`; the
+    drift against fp32 is printed and kept in the result."""
+    if quantize not in (None, "int8"):
+        raise EdgeCamError(f"--quantize {quantize} is not supported; use int8.")
+    if precision not in ("fp32", "fp16"):
+        raise EdgeCamError(f"--precision {precision} is not supported; use fp32 or fp16.")
+    if quantize and precision == "fp16":
+        raise EdgeCamError("choose one of --quantize int8 and --precision fp16.")
+    if quantize and not calibration:
+        raise EdgeCamError("--quantize int8 needs --calibration DIR: real images like those it will see.")
+    tflite = options.get("format") == "tflite"
+    if tflite and precision == "fp16":
+        raise EdgeCamError("--precision fp16 is for ONNX (TensorRT, CUDA); export TFLite in fp32 or int8.")
+    if tflite and keep_float:
+        raise EdgeCamError("--keep-float applies to ONNX int8 exports only.")
+    quiet = options.get("quiet")
+    fp32 = out + (".fp32.tflite" if tflite else ".fp32.onnx")
+    result = export(spec, fp32, **options)
+    if quantize and tflite:
+        from .tflite import quantize_int8 as reduce
+        how = "[7/7] int8: static quantisation with ai-edge-quantizer"
+    elif quantize:
+        from .quantize import quantize_int8
+        reduce = functools.partial(quantize_int8, keep_float=list(keep_float))
+        how = "[5/5] int8: static QDQ quantisation"
+    else:
+        from .quantize import convert_fp16
+        reduce = convert_fp16
+        how = "[5/5] fp16: weights and activations in half precision"
+    if not quiet:
+        print(f"{how} (the CAM head stays float)" if quantize else how, file=sys.stderr, flush=True)
+    try:
+        result.drift = reduce(fp32, out, calibration)
+    finally:
+        os.remove(fp32)
+    if not quiet:
+        d = result.drift
+        print(f"      {quantize or precision} against fp32 on {d['images']} images: top-1 agreement "
+              f"{d['top1_agreement']:.1%} ({d['top1_agreement_clear']:.1%} where fp32's top-1 leads by "
+              f"≥ 0.5 logit, {d['clear_images']} images), fp32's top-1 in the top-5 {d['top1_in_top5']:.1%}, "
+              f"CAM correlation (median) {d['cam_correlation_median']:.4f}, box IoU (median) "
+              f"{d['box_iou_median']:.3f}", file=sys.stderr)
+    result.path = out
+    return result
 
 
 def list_layers(spec: str, num_classes: int | None = None) -> list[str]:
