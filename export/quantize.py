@@ -1,9 +1,12 @@
-"""int8: static QDQ quantisation of an exported teacher with ONNX Runtime's own tooling.
+"""Reduced precision for an exported teacher, with ONNX Runtime's own tooling.
 
-The backbone is quantised on real calibration images; the CAM head stays float: everything from
-the feature map on (pooling, classifier, top-K, the CAM gather and matmul), and any node sharing
-a weight with it (the classifier's W feeds both the logits and the CAM gather, and a per-channel
-QDQ over a shared initializer breaks the graph).
+int8: static QDQ quantisation of the backbone on real calibration images; the CAM head stays float:
+everything from the feature map on (pooling, classifier, top-K, the CAM gather and matmul), and any
+node sharing a weight with it (the classifier's W feeds both the logits and the CAM gather, and a
+per-channel QDQ over a shared initializer breaks the graph). Layers the user names stay float too.
+
+fp16: every weight and activation in half precision for GPUs (TensorRT, CUDA), with float32 kept at
+the graph's outputs so the interface does not change.
 """
 from __future__ import annotations
 
@@ -54,6 +57,27 @@ def head_nodes(model: onnx.ModelProto) -> list[str]:
     return sorted(keep)
 
 
+def layer_nodes(model: onnx.ModelProto, layers: list[str]) -> list[str]:
+    """Names of the nodes that come from the torch layers `layers` (prefixes such as
+    "features.16"), read from the exporter's scope records: the dynamo exporter's name_scopes
+    metadata, or the scope in TorchScript's node names ("/body/features.16/conv/...")."""
+    def scope(n) -> str:
+        record = [p.value for p in n.metadata_props if p.key == "pkg.torch.onnx.name_scopes"]
+        return (record[0] if record else n.name).replace("'", ".").replace("/", ".") + "."
+
+    found = {layer: [n.name for n in model.graph.node if f"body.{layer}." in scope(n)] for layer in layers}
+    missing = [layer for layer, names in found.items() if not names]
+    if missing:
+        raise EdgeCamError(f"no node of the graph comes from the layer(s) {', '.join(missing)}; name torch "
+                           "layers as `edge-cam export MODEL --list-layers` prints them.")
+    keep = {name for names in found.values() for name in names}
+    # A residual Add has no module of its own: it stays float with the block that feeds it, else
+    # the quantised residual stream (where MobileNetV2's outliers live) undoes the point.
+    outputs = {o for n in model.graph.node if n.name in keep for o in n.output}
+    keep |= {n.name for n in model.graph.node if n.op_type == "Add" and outputs.intersection(n.input)}
+    return sorted(keep)
+
+
 def calibration_batches(model: Model, folder: str, limit: int = 200) -> list[np.ndarray]:
     paths = list_images([folder])[:limit]
     if not paths:
@@ -67,8 +91,9 @@ def calibration_batches(model: Model, folder: str, limit: int = 200) -> list[np.
     return batches
 
 
-def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200) -> dict:
-    """Quantise `src` into `dst`; returns the drift against float on the calibration images."""
+def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200, keep_float: list[str] = ()) -> dict:
+    """Quantise `src` into `dst`; returns the drift against float on the calibration images.
+    `keep_float`: torch layer names (prefixes) whose nodes stay float."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -87,7 +112,7 @@ def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200) -> dic
     with tempfile.TemporaryDirectory() as tmp:
         pre = os.path.join(tmp, "pre.onnx")
         quant_pre_process(src, pre, skip_symbolic_shape=True)
-        keep = head_nodes(onnx.load(pre))
+        keep = head_nodes(onnx.load(pre)) + (layer_nodes(onnx.load(src), list(keep_float)) if keep_float else [])
         quantize_static(pre, os.path.join(tmp, "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, nodes_to_exclude=keep, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
@@ -97,19 +122,46 @@ def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200) -> dic
     return drift(fp32, Model(dst, providers=["CPUExecutionProvider"], spinning=False), batches)
 
 
+def convert_fp16(src: str, dst: str, calibration: str | None = None, limit: int = 200) -> dict:
+    """Half precision everywhere but the outputs; returns the drift against float on the images
+    of `calibration` (synthetic ones without it)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    # TopK and the softmax stay float32: ranks and probabilities of near-equal logits must not
+    # change because of rounding to 11 bits of mantissa.
+    half = convert_float_to_float16(onnx.load(src), keep_io_types=True, op_block_list=["TopK", "Softmax"])
+    onnx.save(half, dst + ".part")  # the converter keeps the metadata
+    os.replace(dst + ".part", dst)
+    fp32 = Model(src, providers=["CPUExecutionProvider"], spinning=False)
+    if calibration:
+        batches = calibration_batches(fp32, calibration, limit)
+    else:
+        from .verify import sample_images
+        batches = list(sample_images(16, fp32.input_size, seed=7)[:, None])
+    return drift(fp32, Model(dst, providers=["CPUExecutionProvider"], spinning=False), batches)
+
+
 def drift(fp32: Model, int8: Model, batches: list[np.ndarray]) -> dict:
-    """Top-1 agreement, CAM correlation and box IoU of `int8` against `fp32` on the same inputs."""
-    agree, corr, iou = [], [], []
+    """Top-1 agreement, CAM correlation and box IoU of `int8` (or any reduced-precision copy)
+    against `fp32` on the same inputs. Agreement is also given where fp32's top-1 leads its
+    top-2 by at least half a logit: a near tie flips under any perturbation, so the overall figure
+    alone says more about the images than about the quantisation."""
+    agree, corr, iou, margin, top5 = [], [], [], [], []
     rule = BoxRule.for_model(fp32.info.cam)
     size = fp32.input_size
     identity = Resize(size, size, 1.0, 1.0)
     for x in batches:
         a, b = (m.predict_batch([], prepared=[(x[0], identity)])[0] for m in (fp32, int8))
         agree.append(a.class_id == b.class_id)
+        margin.append(float(a.logits[a.class_ids[0]] - a.logits[a.class_ids[1]]) if len(a.class_ids) > 1 else np.inf)
+        top5.append(a.class_id in b.class_ids[:5])
         same = np.flatnonzero(b.class_ids == a.class_id)  # the same class's map, where int8 has it
         if same.size:
             corr.append(float(np.corrcoef(a.cams[0].ravel(), b.cams[same[0]].ravel())[0, 1]))
         box_a, box_b = rule.localize(a)[1], rule.localize(b)[1]
         iou.append(box_a[0].iou(box_b[0]) if box_a and box_b else 0.0)
+    clear = np.asarray(margin) >= 0.5
     return {"images": len(batches), "top1_agreement": float(np.mean(agree)),
+            "top1_agreement_clear": float(np.mean(np.asarray(agree)[clear])) if clear.any() else None,
+            "clear_images": int(clear.sum()), "top1_in_top5": float(np.mean(top5)),
             "cam_correlation_median": float(np.median(corr)) if corr else 0.0, "box_iou_median": float(np.median(iou))}
