@@ -6,13 +6,15 @@ Regenerate with
 
 It takes 10–20 minutes on 2 CPU cores (no GPU, no downloads) and holds ~0.8 GB of scenes in
 memory. Everything is seeded: the same seed, torch build and thread count give the same weights
-and the same clip. `--quick` makes a tiny, useless set in ~10 s, for smoke tests.
+and the same clip. `--quick` makes a tiny, useless set in ~10 s, for smoke tests;
+`--student-only` keeps OUT/teacher.onnx and retrains the student alone (~6 minutes).
 
 The data are procedural scenes: one small glyph (10 classes, 10–25% of the frame's shorter side)
 at a random place, scale, rotation and colour on a cluttered background. The teacher sees the
 whole 320x240 frame stretched to 128x128 and has a GAP → Linear head, so its CAM is exact; the
 student is 45x cheaper and only ever sees tight crops around the object, which is what makes the
-cascade (teacher CAM box → crop → student) worth running.
+cascade (teacher CAM box → crop → student) worth running. Half of the student's training crops are
+cut around the exported teacher's own CAM boxes, the crops it will get at run time.
 """
 from __future__ import annotations
 
@@ -412,19 +414,47 @@ def outside_cells(boxes: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return (~(inside_y[:, :, None] & inside_x[:, None, :])).astype(np.float32)
 
 
-def train_student(train: Scenes, val_crops: np.ndarray, val_labels: np.ndarray, epochs: int,
-                  rng: np.random.Generator) -> Student:
+def cam_box(teacher: Model, pred, frame_size: tuple[int, int]) -> Box:
+    """The runtime's box for the teacher's top-1 CAM (the whole frame when the map is flat)."""
+    found = boxes_from_heat(HeatMap.from_cam(pred.cams[0], pred.resize), teacher.info.cam.threshold)
+    return found[0] if found else Box(0, 0, frame_size[1], frame_size[0])
+
+
+def cam_crops(rng: np.random.Generator, teacher_path: str, count: int, per_scene: int) -> tuple[np.ndarray, np.ndarray]:
+    """Student crops cut around the exported teacher's own CAM boxes on `count` fresh scenes.
+
+    At run time the student sees exactly these crops, with the CAM box's errors (too wide, off
+    centre, a piece of clutter) rather than a jittered ground truth: training on them as well
+    lifted the student on the clip's CAM crops from 92-93% to 95% (measured).
+    """
+    teacher = Model(teacher_path, providers=["CPUExecutionProvider"], spinning=False)
+    labels = rng.permutation(np.arange(count) % len(CLASS_NAMES)).astype(np.int64)
+    crops = np.empty((count * per_scene, *STUDENT_SIZE, 3), np.uint8)
+    t0 = time.perf_counter()
+    for start in range(0, count, 200):  # 200 frames at a time: the scenes themselves are not kept
+        rgbs = [to_rgb8(render_scene(rng, int(c))[0]) for c in labels[start:start + 200]]
+        for i, (rgb, pred) in enumerate(zip(rgbs, teacher.predict_batch(rgbs, "RGB")), start):
+            box = cam_box(teacher, pred, rgb.shape[:2])
+            for j in range(per_scene):
+                spec = CropSpec(pad=rng.uniform(1.1, 1.6), square=bool(rng.random() < 0.75))
+                crops[i * per_scene + j] = crop(rgb, box, STUDENT_SIZE, spec).image
+    say(f"  {count} scenes, {len(crops)} crops around the teacher's CAM boxes ({time.perf_counter() - t0:.1f} s)")
+    return crops, np.repeat(labels, per_scene)
+
+
+def train_student(crops: np.ndarray, labels: np.ndarray, val_crops: np.ndarray, val_labels: np.ndarray,
+                  epochs: int, rng: np.random.Generator) -> Student:
     student = Student()
-    targets = torch.from_numpy(train.crop_labels)
+    targets = torch.from_numpy(labels)
 
     def loss(idx: np.ndarray):
-        logits = student(to_tensor(train.crops[idx]))
+        logits = student(to_tensor(crops[idx]))
         return nn.functional.cross_entropy(logits, targets[idx]), logits, targets[idx]
 
     def validate() -> str:
         return f", val top-1 {accuracy(student, val_crops, val_labels):.1%}"
 
-    fit(student, "student on crops, pass", rng, len(train.crop_labels), epochs, 3e-3, loss, validate)
+    fit(student, "student on crops, pass", rng, len(labels), epochs, 3e-3, loss, validate)
     return student
 
 
@@ -454,16 +484,15 @@ def score(teacher_path: str, student_path: str, frames: list[np.ndarray], labels
         preds = teacher.predict_batch(chunk)
         hits["teacher"] += [p.class_id for p in preds]
         hits["whole"] += [p.class_id for p in student.predict_batch(chunk)]
-        gt_crops, cam_crops = [], []
+        gt_crops, at_cam = [], []
         for frame, pred, gt in zip(chunk, preds, chunk_boxes):
             rgb = to_rgb8(frame)
-            found = boxes_from_heat(HeatMap.from_cam(pred.cams[0], pred.resize), teacher.info.cam.threshold)
-            cam_box = found[0] if found else Box(0, 0, frame.shape[1], frame.shape[0])
-            ious.append(cam_box.iou(Box(*gt)))
+            box = cam_box(teacher, pred, frame.shape[:2])
+            ious.append(box.iou(Box(*gt)))
             gt_crops.append(crop(rgb, Box(*gt), size).image)
-            cam_crops.append(crop(rgb, cam_box, size).image)
+            at_cam.append(crop(rgb, box, size).image)
         hits["gt"] += list(student.run(np.stack(gt_crops))["class_ids"][:, 0])
-        hits["cam"] += list(student.run(np.stack(cam_crops))["class_ids"][:, 0])
+        hits["cam"] += list(student.run(np.stack(at_cam))["class_ids"][:, 0])
     top1 = {k: float(np.mean(np.array(v) == labels)) for k, v in hits.items()}
     ious = np.array(ious)
     return Scores(top1["teacher"], top1["whole"], top1["gt"], top1["cam"], float(ious.mean()),
@@ -524,41 +553,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=6,
                         help="passes over the training scenes (the teacher's window stage makes 3 per epoch)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke-test run (< 1 min); useless models")
+    parser.add_argument("--student-only", action="store_true",
+                        help="keep OUT/teacher.onnx and retrain only the student (on its CAM crops)")
     args = parser.parse_args(argv)
 
     if args.quick:
-        n_train, n_val, n_test, epochs, cycles, segment_frames = 320, 100, 100, 1, 1, 8
+        n_train, n_val, n_test, n_student, epochs, cycles, segment_frames = 320, 100, 100, 100, 1, 1, 8
     else:
-        n_train, n_val, n_test, epochs, cycles, segment_frames = 12000, 500, 500, args.epochs, 2, 2 * FPS
+        n_train, n_val, n_test, n_student, epochs, cycles, segment_frames = 12000, 500, 500, 12000, args.epochs, 2, 2 * FPS
     torch.set_num_threads(2)
     torch.manual_seed(args.seed)
-    data_rng, val_rng, test_rng, clip_rng, train_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(5))
+    # The student's streams are its own, so --student-only trains the same student as a full build.
+    data_rng, val_rng, test_rng, clip_rng, train_rng, crop_rng, student_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(7))
     os.makedirs(args.out, exist_ok=True)
+    teacher_path, student_path = os.path.join(args.out, "teacher.onnx"), os.path.join(args.out, "student.onnx")
+    if args.student_only and not os.path.isfile(teacher_path):
+        raise SystemExit(f"--student-only needs the teacher {teacher_path}; build everything first.")
     t_start = time.perf_counter()
     timings = {}
+    weights = f"trained by export/demo.py, seed {args.seed}" + (" (--quick)" if args.quick else "")
 
     say("[1/5] rendering scenes")
     train = make_scenes(data_rng, n_train, CROPS_PER_SCENE, "train")
     val = make_scenes(val_rng, n_val, 1, "val")
     timings["scenes"] = time.perf_counter() - t_start
 
-    say(f"[2/5] training the teacher ({count_macs(Teacher(), TEACHER_SIZE) / 1e6:.1f} M multiply-adds)")
+    teacher = Teacher()
+    if args.student_only:
+        say(f"[2/5] keeping the teacher {teacher_path}")
+    else:
+        say(f"[2/5] training the teacher ({count_macs(Teacher(), TEACHER_SIZE) / 1e6:.1f} M multiply-adds)")
+        t0 = time.perf_counter()
+        teacher = train_teacher(train, val, epochs, train_rng)
+        export_module(teacher, teacher_path, input_size=TEACHER_SIZE, labels=CLASS_NAMES, top_k=3, cam=True,
+                      mean=MEAN, std=STD, source={"model": "edge_cam_export.demo:Teacher", "weights": weights})
+        timings["teacher"] = time.perf_counter() - t0
+    say(f"[3/5] training the student ({count_macs(Student(), STUDENT_SIZE) / 1e6:.1f} M multiply-adds) on "
+        "jittered ground-truth crops and on crops around the teacher's own CAM boxes")
     t0 = time.perf_counter()
-    teacher = train_teacher(train, val, epochs, train_rng)
-    timings["teacher"] = time.perf_counter() - t0
-    say(f"[3/5] training the student ({count_macs(Student(), STUDENT_SIZE) / 1e6:.1f} M multiply-adds)")
-    t0 = time.perf_counter()
-    student = train_student(train, val.crops, val.crop_labels, epochs, train_rng)
+    at_cam, at_cam_labels = cam_crops(crop_rng, teacher_path, n_student, 2)
+    crops = np.concatenate([train.crops[::2], at_cam])
+    labels = np.concatenate([train.crop_labels[::2], at_cam_labels])
+    del train, at_cam  # ~0.8 GB
+    torch.manual_seed(args.seed)
+    student = train_student(crops, labels, val.crops, val.crop_labels, epochs, student_rng)
     timings["student"] = time.perf_counter() - t0
-    del train, val  # ~0.8 GB
+    del val, crops
 
-    say("[4/5] exporting")
+    say("[4/5] exporting the student")
     t0 = time.perf_counter()
-    teacher_path, student_path = os.path.join(args.out, "teacher.onnx"), os.path.join(args.out, "student.onnx")
-    weights = f"trained by export/demo.py, seed {args.seed}" + (" (--quick)" if args.quick else "")
-    export_module(teacher, teacher_path, input_size=TEACHER_SIZE, labels=CLASS_NAMES, top_k=3, cam=True,
-                  mean=MEAN, std=STD, source={"model": "edge_cam_export.demo:Teacher", "weights": weights})
     export_module(student, student_path, input_size=STUDENT_SIZE, labels=CLASS_NAMES, top_k=3, cam=False,
                   mean=MEAN, std=STD, source={"model": "edge_cam_export.demo:Student", "weights": weights})
     timings["export"] = time.perf_counter() - t0

@@ -24,3 +24,14 @@ def test_quick_demo_build_writes_models_and_a_clip_with_ground_truth(tmp_path):
         assert 0 <= g["class_id"] < len(truth["labels"])
     result = Cascade(teacher, student).process(frames[0])
     assert result.rois and result.rois[0].student
+
+
+def test_student_only_keeps_the_teacher_and_needs_one(tmp_path):
+    build = [sys.executable, "-m", "edge_cam_export.demo", "--quick", "--out", tmp_path]
+    assert subprocess.run(build + ["--student-only"], capture_output=True, text=True, timeout=300).returncode != 0
+    assert subprocess.run(build, capture_output=True, timeout=300).returncode == 0
+    teacher = (tmp_path / "teacher.onnx").read_bytes()
+    proc = subprocess.run(build + ["--student-only"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "keeping the teacher" in proc.stdout and (tmp_path / "teacher.onnx").read_bytes() == teacher
+    assert Model(tmp_path / "student.onnx").info.labels == Model(tmp_path / "teacher.onnx").info.labels
