@@ -20,7 +20,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--frames", type=int, default=300, help="frames per stream")
     args = ap.parse_args()
-    teacher, student = Model(data_path("teacher.onnx")), Model(data_path("student.onnx"))
+    teacher, student = Model(data_path("teacher.onnx")), Model(data_path("student.onnx"), threads=1)
     clip = data_path("demo_clip.mp4")
     rows = ["| streams | teacher cadence | frames | teacher runs per 100 frames | FPS (all streams) | FPS per stream |",
             "|---|---|---|---|---|---|"]

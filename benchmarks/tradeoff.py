@@ -17,7 +17,7 @@ from edge_cam.plot import line_chart
 
 
 def main() -> None:
-    teacher, student = Model(data_path("teacher.onnx")), Model(data_path("student.onnx"))
+    teacher, student = Model(data_path("teacher.onnx")), Model(data_path("student.onnx"), threads=1)
     clip, truth = data_path("demo_clip.mp4"), load_truth()
     a_acc, a_ms = score_alone(teacher, clip, truth)
     b_acc, b_ms = score_alone(student, clip, truth)

@@ -33,6 +33,7 @@ class BenchConfig:
     threads: int = 0
     providers: str | list[str] = "auto"
     student_spec: str | dict | None = None  # a foreign student's description (see StudentSpec)
+    student_threads: int = 1
 
 
 def _peak_rss_mb() -> float:
@@ -44,7 +45,7 @@ def run_bench(cfg: BenchConfig, progress=None) -> dict:
     t0 = time.perf_counter()
     teacher = Model(cfg.teacher, providers=cfg.providers, threads=cfg.threads)
     t1 = time.perf_counter()
-    student = Model(cfg.student, providers=cfg.providers, threads=cfg.threads,
+    student = Model(cfg.student, providers=cfg.providers, threads=cfg.student_threads,
                     describe=cfg.student_spec) if cfg.student else None
     t2 = time.perf_counter()
     cascade = Cascade(teacher, student, every=cfg.every, change=cfg.change)

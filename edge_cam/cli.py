@@ -133,7 +133,8 @@ def _load(args, path: str, teacher: bool = True) -> Model:
     """A model with the runtime options of the command line (resize applies to teachers)."""
     trt = {"trt_fp16_enable": args.trt_fp16, "trt_int8_enable": args.trt_int8,
            **({"trt_engine_cache_enable": True, "trt_engine_cache_path": args.trt_cache} if args.trt_cache else {})}
-    return Model(path, providers=args.providers, threads=args.threads, resize=args.resize if teacher else None,
+    return Model(path, providers=args.providers, threads=args.threads if teacher else args.student_threads,
+                 resize=args.resize if teacher else None,
                  tensorrt=trt, describe=None if teacher else args.student_spec)
 
 
@@ -308,7 +309,8 @@ def _bench(args) -> int:
     _check_student_spec(args)
     student = args.student if args.teacher else (args.student or data_path("student.onnx"))
     cfg = BenchConfig(teacher, student, args.source or data_path("demo_clip.mp4"), args.frames, args.warmup,
-                      args.every, args.change, args.threads, args.providers, args.student_spec)
+                      args.every, args.change, args.threads, args.providers, args.student_spec,
+                      args.student_threads)
     result = run_bench(cfg, progress=_progress_bar("benchmarking"))
     print(markdown(result))
     for path in write_report(result, args.out):
@@ -329,7 +331,9 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trt-fp16", action="store_true", help="TensorRT: allow fp16 kernels")
     p.add_argument("--trt-int8", action="store_true", help="TensorRT: allow int8 kernels")
     p.add_argument("--trt-cache", help="TensorRT: folder that keeps built engines between runs")
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads per model (0: one per core)")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads of the teacher (0: one per core)")
+    p.add_argument("--student-threads", type=int, default=1,
+                   help="intra-op threads of the student (default 1: a tiny graph loses more waking a pool than it gains)")
     p.add_argument("--threshold", type=float, default=None,
                    help="CAM threshold as a fraction of the map's range (default: the model's, 0.2)")
     p.add_argument("--box-mode", choices=BOX_MODES, default=None,
@@ -455,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--change", type=float)
     p.add_argument("--out", default="edge-cam-bench", help="folder for bench.json, bench.md, latency.png")
     p.add_argument("--providers", default="auto", type=lambda s: s if s == "auto" else s.split(","))
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads of the teacher (0: one per core)")
+    p.add_argument("--student-threads", type=int, default=1, help="intra-op threads of the student")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("demo", help="the whole cascade on the bundled models and clip, offline")

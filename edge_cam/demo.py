@@ -74,7 +74,7 @@ def score_alone(model: Model, clip: str, truth: dict[int, dict]) -> tuple[float,
 def run_demo(out_dir: str = "edge-cam-demo", every: int | None = None, mask: str = "none",
              quiet: bool = False) -> dict:
     every = every or DEMO_EVERY
-    teacher, student = Model(data_path("teacher.onnx")), Model(data_path("student.onnx"))
+    teacher, student = Model(data_path("teacher.onnx")), Model(data_path("student.onnx"), threads=1)
     clip, truth = data_path("demo_clip.mp4"), load_truth()
     os.makedirs(out_dir, exist_ok=True)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))

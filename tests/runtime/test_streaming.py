@@ -103,6 +103,29 @@ def test_static_scene_reuses_the_teacher_and_keeps_the_rois_right(clip_frames, m
         assert r.rois[0].student["class_id"] == g["class_id"]
 
 
+def test_a_moving_object_brings_the_teacher_back_though_the_frame_hardly_changes(clip_frames, models):
+    """A small object moving over a still background barely changes the whole frame's thumbnail;
+    its crop changes, and that alone must bring the teacher back before the crop loses it."""
+    from edge_cam.cascade import thumbnail
+    from edge_cam.localize import Box
+    frames, truth = clip_frames
+    segment = frames[:30]  # one glyph drifting and turning on one background
+    assert len({g["class_id"] for g in truth["frames"][:30]}) == 1
+    teacher, student = models
+    whole = [float(np.abs(thumbnail(f) - thumbnail(segment[0])).mean()) for f in segment]
+    assert max(whole) < 10.0  # the whole-frame score alone would never fire
+    cascade = Cascade(teacher, student, every=1000, change=10.0)
+    results = [cascade.process(f) for f in segment]
+    reruns = [r.frame for r in results[1:] if r.teacher_ran]
+    assert reruns and all(results[i].reason == "change" for i in reruns)
+    start = Box(*truth["frames"][0]["box"])
+    assert Box(*truth["frames"][29]["box"]).iou(start) < 0.5  # it really moved
+    for r, g in zip(results, truth["frames"][:30]):  # and the ROI kept up with it
+        assert r.rois and r.rois[0].box.iou(Box(*g["box"])) >= 0.3, r.frame
+    still = Cascade(teacher, student, every=1000, change=10.0)
+    assert sum(still.process(segment[0]).teacher_ran for _ in range(30)) == 1
+
+
 def test_several_streams_batch_the_teacher_and_match_single_runs(clip_frames, models, tmp_path):
     frames, _ = clip_frames
     paths = [write_clip(tmp_path / f"s{i}.avi", frames[i * 30:i * 30 + 20]) for i in range(4)]
