@@ -8,7 +8,7 @@ import os
 
 from common import RESULTS
 
-ORDER = ["export_errors.md", "peers.md", "bench.md", "streams.md", "tradeoff.md", "localization.md"]
+ORDER = ["export_errors.md", "peers.md", "variants.md", "bench.md", "streams.md", "tradeoff.md", "localization.md"]
 INTRO = """# Benchmarks
 
 Each section below was written by the script named in it, on the machine and at the time it
@@ -18,6 +18,7 @@ states; `python benchmarks/make_readme.py` rebuilds this page from `results/`. R
 |---|---|
 | `python benchmarks/export_errors.py` | export verification error per torchvision family (export extra) |
 | `python benchmarks/peers.py` | edge-cam vs torchcam and pytorch-grad-cam, CAM-folded vs plain graph (export + bench extras) |
+| `python benchmarks/variants.py` | fp32 / int8 / fp16 ONNX and TFLite: drift, CorLoc, latency, size |
 | `edge-cam bench --out benchmarks/results/bench` | per-stage latency, FPS, memory, energy of the cascade |
 | `python benchmarks/streams.py` | FPS for 1 and 4 streams, teacher runs with static-scene reuse |
 | `python benchmarks/tradeoff.py` | accuracy against cost of the cascade on the demo clip |
