@@ -12,14 +12,18 @@ from edge_cam_export.quantize import feature_tensor, head_nodes
 from edge_cam_export.verify import sample_images
 
 
-def test_int8_keeps_the_cam_head_float_and_reports_drift(tmp_path):
+def _calibration(tmp_path, n=24, size=(64, 64)):
     cal = tmp_path / "cal"
     cal.mkdir()
-    for i, im in enumerate(sample_images(24, (64, 64), seed=5)):
+    for i, im in enumerate(sample_images(n, size, seed=5)):
         cv2.imwrite(str(cal / f"{i}.png"), im)
+    return str(cal)
+
+
+def test_int8_keeps_the_cam_head_float_and_reports_drift(tmp_path):
     out = str(tmp_path / "q.onnx")
-    result = export("custom_models:tiny_gap", out, input_size=(64, 64), quantize="int8", calibration=str(cal),
-                    quiet=True)
+    result = export("custom_models:tiny_gap", out, input_size=(64, 64), quantize="int8",
+                    calibration=_calibration(tmp_path), quiet=True)
     d = result.drift
     assert d["images"] == 24 and 0 <= d["top1_agreement"] <= 1 and d["box_iou_median"] > 0.5
     q = onnx.load(out)
@@ -33,14 +37,6 @@ def test_int8_keeps_the_cam_head_float_and_reports_drift(tmp_path):
     pred = m.predict(np.zeros((40, 50, 3), np.uint8))
     assert pred.cams.shape[1:] == (16, 16)
     assert feature_tensor(q)
-
-
-def _calibration(tmp_path, n=24, size=(64, 64)):
-    cal = tmp_path / "cal"
-    cal.mkdir()
-    for i, im in enumerate(sample_images(n, size, seed=5)):
-        cv2.imwrite(str(cal / f"{i}.png"), im)
-    return str(cal)
 
 
 def test_keep_float_layers_stay_out_of_quantisation(tmp_path):
