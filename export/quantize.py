@@ -16,6 +16,7 @@ import tempfile
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from edge_cam.errors import EdgeCamError
 from edge_cam.localize import BoxRule
@@ -78,6 +79,26 @@ def layer_nodes(model: onnx.ModelProto, layers: list[str]) -> list[str]:
     return sorted(keep)
 
 
+def full_size_normalisation(model: onnx.ModelProto, size: tuple[int, int]) -> None:
+    """Broadcast the graph's per-channel mean and std ([1, 3, 1, 1]) to the whole input.
+
+    ORT runs int8 convolutions channels-last and moves the input Transpose behind the
+    normalisation, where broadcasting a 3-vector over the last axis costs 0.7 ms at 224x224 —
+    an eighth of the whole int8 MobileNetV2 (ORT profiler). Same-shape operands take 0.17 ms.
+    """
+    consumers = {i for n in model.graph.node if n.op_type in ("Sub", "Div") for i in n.input}
+    done = set()
+    for k, init in enumerate(model.graph.initializer):
+        if init.name in consumers and list(init.dims) == [1, 3, 1, 1]:
+            a = numpy_helper.to_array(init)
+            full = np.ascontiguousarray(np.broadcast_to(a, (1, 3, *size)))
+            model.graph.initializer[k].CopyFrom(numpy_helper.from_array(full, init.name))
+            done.add(init.name)
+    for info in (model.graph.value_info, model.graph.input):  # stale shape records of the old constants
+        for v in [v for v in info if v.name in done]:
+            info.remove(v)
+
+
 def calibration_batches(model: Model, folder: str, limit: int = 200) -> list[np.ndarray]:
     paths = list_images([folder])[:limit]
     if not paths:
@@ -112,7 +133,10 @@ def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200, keep_f
     with tempfile.TemporaryDirectory() as tmp:
         pre = os.path.join(tmp, "pre.onnx")
         quant_pre_process(src, pre, skip_symbolic_shape=True)
-        keep = head_nodes(onnx.load(pre)) + (layer_nodes(onnx.load(src), list(keep_float)) if keep_float else [])
+        model = onnx.load(pre)
+        full_size_normalisation(model, fp32.input_size)
+        onnx.save(model, pre)
+        keep = head_nodes(model) + (layer_nodes(onnx.load(src), list(keep_float)) if keep_float else [])
         quantize_static(pre, os.path.join(tmp, "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, nodes_to_exclude=keep, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
