@@ -14,12 +14,8 @@ CATS = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian
 
 
 @pytest.fixture(scope="module")
-def teacher(shared_data, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("any_student") / "mobilenet_v2.onnx")
-    result = export("torchvision:mobilenet_v2", path, weights=str(shared_data / "models" / "mobilenet_v2_imagenet.pt"),
-                    resize="crop", quiet=True)
-    assert all(r.ok for r in result.reports)
-    return Model(path)
+def teacher(mobilenet_v2_path):
+    return Model(mobilenet_v2_path)
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,13 @@ from edge_cam.evaluate import hit, read_voc_dir
 from edge_cam.localize import HeatMap, boxes_from_heat
 from edge_cam.model import Model
 from edge_cam.source import read_image
-from edge_cam_export import export
 from edge_cam_export.models import build_model
 from edge_cam_export.heads import find_cam_layers, eager_features
 
 
 @pytest.fixture(scope="module")
-def mobilenet(shared_data, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("real") / "mobilenet_v2.onnx")
-    # The weights' own protocol (README of the data): shorter side 256, centre crop 224.
-    result = export("torchvision:mobilenet_v2", path, weights=str(shared_data / "models" / "mobilenet_v2_imagenet.pt"),
-                    resize="crop", quiet=True)
-    assert all(r.ok for r in result.reports)
-    return path
+def mobilenet(mobilenet_v2_path):
+    return mobilenet_v2_path
 
 
 @pytest.mark.parametrize("image,class_id,label", [("cat.bmp", 285, "Egyptian cat"), ("hot_dog.jpg", 934, "hotdog")])
