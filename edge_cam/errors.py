@@ -6,3 +6,10 @@ class EdgeCamError(Exception):
 
     The CLI prints the message alone and exits with status 2.
     """
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of a foreign exception's message, cut to `limit` characters, for an
+    EdgeCamError sentence (native libraries raise multi-line logs, or no message at all)."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import EdgeCamError
+from .errors import EdgeCamError, first_line
 
 METADATA_NAME = "edge_cam"
 INSTALL = "running .tflite models needs ai-edge-litert: pip install 'edge-cam[tflite]'"
@@ -156,8 +156,7 @@ class LiteRTSession:
         except EdgeCamError:
             raise
         except Exception as e:  # LiteRT raises ValueError/RuntimeError with multi-line native logs
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EdgeCamError(f"{self.path} is not a readable TFLite model ({first[:200]}); "
+            raise EdgeCamError(f"{self.path} is not a readable TFLite model ({first_line(e)}); "
                                "check the file.") from None
         if len(self.inputs) != 1:
             raise EdgeCamError(f"{self.path} has {len(self.inputs)} inputs; edge-cam runs image "

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from .errors import EdgeCamError
+from .errors import EdgeCamError, first_line
 from .litert import Tensor
 from .metadata import PREFIX, RESIZE_MODES, ModelInfo, StudentSpec
 from .preprocess import Resize, as_rgb, in_order, pad_colour, resize, to_8bit
@@ -112,8 +112,7 @@ def open_session(path: str, providers: list[str], threads: int = 0,
     try:
         return ort.InferenceSession(path, sess_options=opts, providers=providers)
     except Exception as e:  # ORT raises several unrelated types for unreadable files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgeCamError(f"{path} is not a readable ONNX model ({first[:200]}); "
+        raise EdgeCamError(f"{path} is not a readable ONNX model ({first_line(e)}); "
                            "re-export it or check the file.") from None
 
 

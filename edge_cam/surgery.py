@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from .errors import EdgeCamError
+from .errors import EdgeCamError, first_line
 from .metadata import DEFAULT_THRESHOLD, PREFIX, RESIZE_MODES, CamSpec, InputSpec, ModelInfo
 from .preprocess import pad_colour, resize, to_rgb8
 from .source import list_images, read_image
@@ -579,7 +579,7 @@ def cam_from_onnx(src: str, dst: str, *, input_size: Sequence[int] | None = None
             model = onnx.version_converter.convert_version(model, MIN_OPSET)
         except Exception as e:
             raise EdgeCamError(f"{src} uses opset {opset}, and upgrading it to {MIN_OPSET} for TopK "
-                               f"failed ({str(e).splitlines()[0][:160]}).") from None
+                               f"failed ({first_line(e, 160)}).") from None
         opset = MIN_OPSET
     head = find_head(model)
     size, dynamic = _input_geometry(model, pre.layout, input_size)
@@ -611,7 +611,7 @@ def cam_from_onnx(src: str, dst: str, *, input_size: Sequence[int] | None = None
         onnx.checker.check_model(cam_model)
     except onnx.checker.ValidationError as e:
         raise EdgeCamError(f"the CAM graph built from {src} is not valid ONNX "
-                           f"({str(e).splitlines()[0][:160]}); please report it.") from None
+                           f"({first_line(e, 160)}); please report it.") from None
     part = dst + ".part"
     onnx.save(cam_model, part)
     try:

@@ -9,7 +9,7 @@ import warnings
 import torch
 from torch import fx, nn
 
-from edge_cam.errors import EdgeCamError
+from edge_cam.errors import EdgeCamError, first_line
 from edge_cam.metadata import PREFIX, rewrite_metadata
 
 from .heads import CamLayers
@@ -103,7 +103,7 @@ def to_onnx(graph: CamGraph, example: torch.Tensor, path: str, opset: int = 18,
     except EdgeCamError:
         raise
     except Exception as e:
-        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        detail = first_line(e)
         raise EdgeCamError(f"torch.onnx could not export this model ({detail}); try "
                            "--exporter torchscript or another --opset.") from None
 

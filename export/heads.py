@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.feature_extraction import NodePathTracer
 
-from edge_cam.errors import EdgeCamError
+from edge_cam.errors import EdgeCamError, first_line
 
 from .gradcam import first_unsupported, head_chain
 
@@ -71,7 +71,7 @@ def trace(model: nn.Module) -> tuple[fx.GraphModule, dict[fx.Node, str]]:
         graph = tracer.trace(model.eval())
     except Exception as e:
         raise EdgeCamError(
-            f"torch.fx cannot trace {type(model).__name__} ({str(e).splitlines()[0][:160]}); make its "
+            f"torch.fx cannot trace {type(model).__name__} ({first_line(e, 160)}); make its "
             "forward free of data-dependent Python control flow.") from None
     return fx.GraphModule(tracer.root, graph, type(model).__name__), tracer.node_to_qualname
 

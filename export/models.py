@@ -8,7 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
-from edge_cam.errors import EdgeCamError
+from edge_cam.errors import EdgeCamError, first_line
 
 
 def imagenet_labels() -> list[str]:
@@ -60,7 +60,7 @@ def _timm_model(name: str, kwargs: dict) -> nn.Module:
     try:
         return timm.create_model(name, pretrained=False, **kwargs)
     except Exception as e:
-        raise EdgeCamError(f"cannot build timm:{name} ({str(e).splitlines()[0][:160]}).") from None
+        raise EdgeCamError(f"cannot build timm:{name} ({first_line(e, 160)}).") from None
 
 
 def load_weights(model: nn.Module, weights: str, spec: str) -> None:
@@ -71,7 +71,7 @@ def load_weights(model: nn.Module, weights: str, spec: str) -> None:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise EdgeCamError(f"cannot read weights {weights} ({str(e).splitlines()[0][:160]}).") from None
+            raise EdgeCamError(f"cannot read weights {weights} ({first_line(e, 160)}).") from None
         for key in ("state_dict", "model", "model_state_dict"):
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]

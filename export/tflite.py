@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_cam.errors import EdgeCamError
+from edge_cam.errors import EdgeCamError, first_line
 from edge_cam.metadata import PREFIX, ModelInfo
 from edge_cam.model import Model
 
@@ -89,9 +89,7 @@ def convert(graph: CamGraph, input_size: tuple[int, int], path: str) -> float:
             edge = lt.convert(NamedOutputs(graph).eval(), sample_kwargs={"image": sample})
             edge.export(path)
         except Exception as e:  # torch.export, the JAX lowering and the MLIR passes all raise their own
-            text = str(e).strip()
-            detail = text.splitlines()[0][:200] if text else type(e).__name__
-            raise EdgeCamError(f"litert-torch could not convert this model to TFLite ({detail}); "
+            raise EdgeCamError(f"litert-torch could not convert this model to TFLite ({first_line(e)}); "
                                "export it to ONNX instead.") from None
     return time.perf_counter() - t0
 
@@ -150,10 +148,8 @@ def run_items(runtime: Model, images: np.ndarray, path: str) -> dict[str, np.nda
     try:
         parts = [runtime.run(images[i:i + 1]) for i in range(len(images))]
     except (ValueError, RuntimeError) as e:  # a kernel that converts but cannot be prepared
-        text = str(e).strip()
-        detail = text.splitlines()[0][:200] if text else type(e).__name__
         os.replace(path, path + ".failed.tflite")
-        raise EdgeCamError(f"the converted model does not run in LiteRT ({detail}); kept it as "
+        raise EdgeCamError(f"the converted model does not run in LiteRT ({first_line(e)}); kept it as "
                            f"{path}.failed.tflite; export it to ONNX instead.") from None
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -294,9 +290,7 @@ def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200) -> dic
     except EdgeCamError:
         raise
     except Exception as e:
-        text = str(e).strip()
-        detail = text.splitlines()[0][:200] if text else type(e).__name__
-        raise EdgeCamError(f"ai-edge-quantizer could not quantise {src} ({detail}); "
+        raise EdgeCamError(f"ai-edge-quantizer could not quantise {src} ({first_line(e)}); "
                            "export fp32 TFLite or int8 ONNX instead.") from None
     finally:
         if os.path.exists(tmp):
