@@ -176,6 +176,9 @@ class Model:
 
     def _read_metadata(self) -> None:
         inputs, outputs, props = self._tensors()
+        # A graph with its batch fixed at 1 (a fixed-shape ONNX source, a Coral model) takes a batch
+        # one image at a time. LiteRT's session does that itself (see litert.py).
+        self._one_by_one = self.backend == "onnxruntime" and bool(inputs) and inputs[0].shape[:1] == (1,)
         if self.spec is not None:
             self._describe(inputs, outputs)
             return
@@ -255,6 +258,9 @@ class Model:
     def _graph(self, x: np.ndarray) -> list[np.ndarray]:
         if self.backend == "litert":
             return self.session.run(self.output_names, x)
+        if self._one_by_one and len(x) > 1:
+            parts = [self.session.run(self.output_names, {self.input_name: x[i:i + 1]}) for i in range(len(x))]
+            return [np.concatenate(p) for p in zip(*parts)]
         return self.session.run(self.output_names, {self.input_name: x})
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:

@@ -525,11 +525,7 @@ def verify(path: str, head: Head, images: np.ndarray, ref_logits: np.ndarray, fe
     """Run the CAM graph at `path` on the pixels the original saw (as floats) and compare."""
     from .model import Model  # the runtime's own loader: the result must pass its checks
     runtime = Model(path, providers=["CPUExecutionProvider"], spinning=False)
-    if dynamic_batch:
-        out = runtime.run(images)
-    else:
-        parts = [runtime.run(images[i:i + 1]) for i in range(len(images))]
-        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    out = runtime.run(images)  # a batch fixed at 1 runs image by image inside Model
     ids = out["class_ids"]
     w = head.weight.astype(np.float64)
     ref_cams = np.einsum("bkc,bchw->bkhw", w[ids], feats.astype(np.float64))

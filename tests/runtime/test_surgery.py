@@ -146,10 +146,10 @@ def _init(name, a):
 
 
 def tiny(head: str, path: pathlib.Path, layout: str = "NCHW", in_name: str = "x", out_name: str = "y",
-         opset: int = 13, size: int | None = 32) -> pathlib.Path:
+         opset: int = 13, size: int | None = 32, batch: int | None = None) -> pathlib.Path:
     """3×32×32 → Conv 3×3/2 → Relu (F: 8×16×16) → the head under test → 5 classes; size None
-    leaves H and W dynamic."""
-    shape = [None, 3, size, size] if layout == "NCHW" else [None, size, size, 3]
+    leaves H and W dynamic, batch None the batch."""
+    shape = [batch, 3, size, size] if layout == "NCHW" else [batch, size, size, 3]
     nodes, inits = [], [_init("conv_w", CONV_W), _init("conv_b", CONV_B)]
     x = in_name
     if layout == "NHWC":
@@ -193,7 +193,7 @@ def tiny(head: str, path: pathlib.Path, layout: str = "NCHW", in_name: str = "x"
         nodes += [helper.make_node("Flatten", ["F"], ["flat"]),
                   helper.make_node("Gemm", ["flat", "fc_w"], [out_name], transB=1)]
     graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info(in_name, TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [None, 5])], inits)
+                              [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [batch, 5])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -235,6 +235,20 @@ def test_tiny_heads_against_numpy(head, tmp_path):
     want = np.take_along_axis(cams, got["class_ids"][:, :, None, None], 1)
     assert got["cams"].shape == (3, 3, 16, 16)
     assert np.abs(got["cams"] - want).max() < 1e-4 * np.ptp(want)
+
+
+def test_a_source_with_its_batch_fixed_at_1_takes_a_batch_image_by_image(tmp_path):
+    src = tiny("gemm", tmp_path / "src.onnx", batch=1)
+    out = tmp_path / "cam.onnx"
+    result = cam_from_onnx(str(src), str(out), mean=MEAN, std=STD, top_k=3, input_size=(32, 32))
+    assert result.verification.ok and not result.dynamic_batch
+    images = np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    model = Model(out, providers=["cpu"])
+    got = model.run(images)
+    logits, _ = numpy_reference(images, "gemm")
+    assert got["logits"].shape == (3, 5) and got["cams"].shape == (3, 3, 16, 16)
+    assert np.abs(got["logits"] - logits).max() < 1e-4 * np.ptp(logits)
+    assert len(model.predict_batch(list(images), "RGB")) == 3
 
 
 def test_bgr_nhwc_source_and_reserved_names(tmp_path):
