@@ -28,7 +28,7 @@ from edge_cam.metadata import PREFIX, ModelInfo
 from edge_cam.model import Model
 
 from .graph import CamGraph
-from .verify import CAM_TOLERANCE, LOGIT_TOLERANCE, Report, compare, sample_images
+from .verify import CAM_TOLERANCE, LOGIT_TOLERANCE, Report, compare, logits_error, maps_error, sample_images
 
 INSTALL = "exporting to TFLite needs litert-torch: pip install 'edge-cam[tflite-export]'"
 SIGNATURE = "serving_default"
@@ -129,17 +129,13 @@ class Agreement:
 
 def agreement(tfl: dict[str, np.ndarray], ort: dict[str, np.ndarray]) -> Agreement:
     span = float(np.ptp(ort["logits"])) or 1.0
-    logit_error = float(np.abs(tfl["logits"] - ort["logits"]).max()) / span
+    logit_error = logits_error(tfl["logits"], ort["logits"])
     # The same top-K, where a swap is allowed only between classes whose logits tie (random
     # weights make exact ties that either runtime may order either way).
     picked = np.take_along_axis(ort["logits"], tfl["class_ids"], axis=1)
     expected = np.take_along_axis(ort["logits"], ort["class_ids"], axis=1)
     same = bool(np.all(np.abs(picked - expected) <= LOGIT_TOLERANCE * span))
-    cam_error = None
-    if "cams" in ort:
-        ref = ort["cams"].reshape(*ort["cams"].shape[:2], -1)
-        ranges = np.maximum(np.ptp(ref, axis=2), 1e-12 + 1e-6 * np.abs(ref).max())
-        cam_error = float((np.abs(tfl["cams"].reshape(ref.shape) - ref).max(axis=2) / ranges).max())
+    cam_error = maps_error(tfl["cams"], ort["cams"]) if "cams" in ort else None
     return Agreement(cam_error, logit_error, same, len(ort["logits"]))
 
 

@@ -31,6 +31,19 @@ class Report:
                 f"{'agrees' if self.top1_agree else 'DISAGREES'}")
 
 
+def logits_error(logits: np.ndarray, ref: np.ndarray) -> float:
+    """max |logits - ref| / the range of ref."""
+    return float(np.abs(logits - ref).max()) / (float(np.ptp(ref)) or 1.0)
+
+
+def maps_error(cams: np.ndarray, ref: np.ndarray) -> float:
+    """max over the (B, K) maps of max |cams - ref| / that reference map's range (a flat map's
+    range is floored, so it is compared to the largest map instead of divided by zero)."""
+    flat = ref.reshape(*ref.shape[:2], -1)
+    ranges = np.maximum(np.ptp(flat, axis=2), 1e-12 + 1e-6 * np.abs(ref).max())
+    return float((np.abs(cams.reshape(flat.shape) - flat).max(axis=2) / ranges).max())
+
+
 def sample_images(batch: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
     """Deterministic test images with structure (blobs on gradients) rather than pure noise, so
     the maps have hot and cold regions."""
@@ -85,19 +98,12 @@ def gradcam_reference(model, layers: CamLayers, x: torch.Tensor, class_ids: np.n
 
 def compare(model, layers, outputs: dict[str, np.ndarray], images: np.ndarray, mean, std) -> Report:
     logits_ref, cams_ref = reference(model, layers, images, mean, std, outputs["class_ids"])
-    logits = outputs["logits"]
-    span = float(np.ptp(logits_ref)) or 1.0
-    logit_error = float(np.abs(logits - logits_ref).max()) / span
+    logit_error = logits_error(outputs["logits"], logits_ref)
     # ORT's top-1 must be a most probable class of the eager model; random weights give exact
     # ties in float32 softmax that either side may order differently.
     p = np.exp(logits_ref.astype(np.float64) - logits_ref.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     chosen = np.take_along_axis(p, outputs["class_ids"][:, :1], axis=1)[:, 0]
     agree = bool(np.all(chosen >= p.max(1) - 1e-6))
-    cam_error = None
-    if cams_ref is not None:
-        ranges = np.ptp(cams_ref.reshape(*cams_ref.shape[:2], -1), axis=2)
-        ranges = np.maximum(ranges, 1e-12 + 1e-6 * np.abs(cams_ref).max())
-        errors = np.abs(outputs["cams"] - cams_ref).reshape(*cams_ref.shape[:2], -1).max(axis=2)
-        cam_error = float((errors / ranges).max())
+    cam_error = None if cams_ref is None else maps_error(outputs["cams"], cams_ref)
     return Report(cam_error, logit_error, agree, images.shape[0])
