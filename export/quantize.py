@@ -141,8 +141,8 @@ def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200, keep_f
                         per_channel=True, nodes_to_exclude=keep, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
                         extra_options={"CalibPercentile": 99.99})
-        props = onnx.load(src).metadata_props
-        rewrite_metadata(os.path.join(tmp, "q.onnx"), dst, {p.key: p.value for p in props})
+        # the fp32 session already holds the metadata: no second parse of the whole model
+        rewrite_metadata(os.path.join(tmp, "q.onnx"), dst, dict(fp32.session.get_modelmeta().custom_metadata_map))
     return drift(fp32, Model(dst, providers=["CPUExecutionProvider"], spinning=False), batches)
 
 
