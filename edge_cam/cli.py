@@ -331,9 +331,7 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trt-fp16", action="store_true", help="TensorRT: allow fp16 kernels")
     p.add_argument("--trt-int8", action="store_true", help="TensorRT: allow int8 kernels")
     p.add_argument("--trt-cache", help="TensorRT: folder that keeps built engines between runs")
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads of the teacher (0: one per core)")
-    p.add_argument("--student-threads", type=int, default=1,
-                   help="intra-op threads of the student (default 1: a tiny graph loses more waking a pool than it gains)")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads of the model or teacher (0: one per core)")
     p.add_argument("--threshold", type=float, default=None,
                    help="CAM threshold as a fraction of the map's range (default: the model's, 0.2)")
     p.add_argument("--box-mode", choices=BOX_MODES, default=None,
@@ -405,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the streaming cascade: teacher → CAM box → crop → student")
     p.add_argument("--teacher", required=True)
     p.add_argument("--student")
+    p.add_argument("--student-threads", type=int, default=1,
+                   help="intra-op threads of the student (default 1: a tiny graph loses more waking a pool than it gains)")
     p.add_argument("--student-spec", metavar="JSON", help="describe a foreign classifier (.onnx or .tflite "
                    "without edge_cam metadata) as the student: a JSON file or inline JSON (README: Any student)")
     p.add_argument("--source", required=True, action="append",
