@@ -12,7 +12,7 @@ import tempfile
 
 from common import header, write
 
-from edge_cam.evaluate import calibrate, evaluate, read_labelled
+from edge_cam.tools.evaluate import calibrate, evaluate, read_labelled
 from edge_cam.localize import BoxRule
 from edge_cam.model import Model
 from edge_cam_export import export

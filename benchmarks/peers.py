@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from common import header, write
 
-from edge_cam.evaluate import hit, read_labelled
+from edge_cam.tools.evaluate import hit, read_labelled
 from edge_cam.localize import BoxRule, HeatMap
 from edge_cam.model import Model
 from edge_cam.preprocess import resize, to_rgb8

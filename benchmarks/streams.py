@@ -10,9 +10,9 @@ import argparse
 from common import header, write
 
 from edge_cam.cascade import Cascade
-from edge_cam.demo import data_path
+from edge_cam.tools.demo import data_path
 from edge_cam.model import Model
-from edge_cam.pipeline import run_streams
+from edge_cam.stream import run_streams
 from edge_cam.source import Source
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import EdgeCamError, first_line
-from .litert import Tensor
+from .backends.litert import Tensor
 from .metadata import PREFIX, RESIZE_MODES, ModelInfo, StudentSpec
 from .preprocess import Resize, as_rgb, in_order, pad_colour, resize, to_8bit
 
@@ -160,7 +160,7 @@ class Model:
         # stop spinning, and is opened once.
         if self.backend == "litert":
             if not hasattr(self, "session"):
-                from .litert import LiteRTSession
+                from .backends.litert import LiteRTSession
                 self.session = LiteRTSession(self.path, self.threads)
         else:
             self.session = open_session(self.path, self.providers, self.threads, spinning)

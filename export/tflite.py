@@ -1,5 +1,5 @@
 """TFLite export through litert-torch: the same CamGraph as the ONNX export, converted, with the
-edge_cam metadata attached (edge_cam.litert's format), and verified against the eager model and
+edge_cam metadata attached (edge_cam.backends.litert's format), and verified against the eager model and
 against the ONNX export.
 
 litert-torch lowers the graph with a fixed batch of 1 (its JAX lowering rejects a symbolic batch
@@ -164,7 +164,7 @@ class TfliteCheck:
 def export_tflite(graph: CamGraph, info: ModelInfo, out: str, *, model: nn.Module, layers, onnx_model,
                   verify_batches: tuple[int, ...] = (2,), quiet: bool = False, log=None) -> TfliteCheck:
     """Convert `graph` to `out` and verify it; above tolerance the file is kept as OUT.failed.tflite."""
-    from edge_cam.litert import write_metadata
+    from edge_cam.backends.litert import write_metadata
     lt = litert_torch()
     tmp = out + ".tmp.tflite"
     try:
@@ -258,7 +258,7 @@ def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200) -> dic
     ai-edge-quantizer, calibrated on real images; returns the drift against fp32."""
     import re
 
-    from edge_cam.litert import read_metadata, write_metadata
+    from edge_cam.backends.litert import read_metadata, write_metadata
 
     from .quantize import calibration_batches, drift
     try:

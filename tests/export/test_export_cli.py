@@ -16,7 +16,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 def cli(*args, cwd=None):
     env = dict(os.environ, PYTHONPATH=str(HERE))
-    return subprocess.run([sys.executable, "-m", "edge_cam.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "edge_cam", *map(str, args)], capture_output=True,
                           text=True, env=env, cwd=cwd, timeout=600)
 
 

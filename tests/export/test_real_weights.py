@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_cam.evaluate import hit, read_voc_dir
+from edge_cam.tools.evaluate import hit, read_voc_dir
 from edge_cam.localize import HeatMap, boxes_from_heat
 from edge_cam.model import Model
 from edge_cam.source import read_image

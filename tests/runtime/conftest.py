@@ -25,7 +25,7 @@ def _no_torch_imported():
 
 @pytest.fixture(scope="session")
 def demo_data():
-    from edge_cam.demo import data_path
+    from edge_cam.tools.demo import data_path
     return data_path
 
 

@@ -4,7 +4,7 @@ import sys
 
 
 def test_bench_reports_every_stage_and_never_invents_energy(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "edge_cam.cli", "bench", "--frames", "40", "--warmup", "5",
+    proc = subprocess.run([sys.executable, "-m", "edge_cam", "bench", "--frames", "40", "--warmup", "5",
                            "--every", "4", "--out", tmp_path], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "bench.json").read_text())

@@ -11,7 +11,7 @@ import pytest
 
 
 def cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "edge_cam.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "edge_cam", *map(str, args)], capture_output=True,
                           text=True, timeout=600, **kw)
 
 
@@ -131,7 +131,7 @@ def test_run_skips_corrupt_images_in_a_folder(teacher_path, awkward_images, tmp_
 
 def test_sigterm_flushes_the_sinks_and_exits_0(teacher_path, student_path, demo_data, tmp_path):
     events, video = tmp_path / "e.jsonl", tmp_path / "v.avi"
-    proc = subprocess.Popen([sys.executable, "-m", "edge_cam.cli", "run", "--teacher", teacher_path,
+    proc = subprocess.Popen([sys.executable, "-m", "edge_cam", "run", "--teacher", teacher_path,
                              "--student", student_path, "--source", demo_data("demo_clip.mp4"),
                              "--events", events, "--video-out", video],
                             stderr=subprocess.PIPE, text=True)

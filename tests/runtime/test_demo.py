@@ -1,6 +1,6 @@
 import json
 
-from edge_cam.demo import run_demo
+from edge_cam.tools.demo import run_demo
 
 
 def test_demo_runs_end_to_end_and_the_crop_beats_the_whole_frame(tmp_path):

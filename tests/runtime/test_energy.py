@@ -1,4 +1,4 @@
-"""edge_cam.energy: parsers on sample outputs, backends on fake sysfs trees and fake tools on PATH,
+"""edge_cam.tools.energy: parsers on sample outputs, backends on fake sysfs trees and fake tools on PATH,
 and the sampling/integration against meters whose power is known."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from edge_cam import energy
-from edge_cam.energy import Meter, Sample, detect, describe_unavailable, measure
+from edge_cam.tools import energy
+from edge_cam.tools.energy import Meter, Sample, detect, describe_unavailable, measure
 from edge_cam.errors import EdgeCamError
 
 TEGRASTATS_ORIN = ("12-01-2024 10:00:00 RAM 2448/7772MB (lfb 2x4MB) SWAP 0/3886MB (cached 0MB) "

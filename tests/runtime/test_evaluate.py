@@ -6,7 +6,7 @@ import sys
 import cv2
 import numpy as np
 
-from edge_cam.evaluate import (IOU_LEVELS, Annotation, evaluate, hit, read_labelled, read_voc,
+from edge_cam.tools.evaluate import (IOU_LEVELS, Annotation, evaluate, hit, read_labelled, read_voc,
                                read_yolo_dir)
 from edge_cam.localize import Box
 from edge_cam.metadata import ModelInfo, rewrite_metadata
@@ -103,7 +103,7 @@ def test_calibrate_writes_a_rule_that_localize_uses(teacher_path, demo_data, tmp
         (tmp_path / "set" / "labels" / f"{g['frame']:04d}.txt").write_text(
             f"{g['class_id']} {(x1 + x2) / 2 / w} {(y1 + y2) / 2 / h} {(x2 - x1) / w} {(y2 - y1) / h}\n")
     out = tmp_path / "calibrated.onnx"
-    proc = subprocess.run([sys.executable, "-m", "edge_cam.cli", "calibrate", teacher_path, "--yolo",
+    proc = subprocess.run([sys.executable, "-m", "edge_cam", "calibrate", teacher_path, "--yolo",
                            tmp_path / "set", "-o", out], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     cal = Model(out).info
@@ -112,7 +112,7 @@ def test_calibrate_writes_a_rule_that_localize_uses(teacher_path, demo_data, tmp
                                                                        stored["min_area"])
     held = cal.source["calibration"]["held_out_half"]
     assert held["calibrated"] >= held["baseline"] - 0.05
-    ev = subprocess.run([sys.executable, "-m", "edge_cam.cli", "eval", out, "--yolo", tmp_path / "set",
+    ev = subprocess.run([sys.executable, "-m", "edge_cam", "eval", out, "--yolo", tmp_path / "set",
                          "--plot", tmp_path / "curve.png", "--json", tmp_path / "e.json"],
                         capture_output=True, text=True)
     assert ev.returncode == 0, ev.stderr

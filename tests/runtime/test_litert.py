@@ -17,7 +17,7 @@ from edge_cam.source import read_image
 pytest.importorskip("ai_edge_litert", reason="the tflite extra (ai-edge-litert) is not installed")
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-from edge_cam.litert import read_metadata, write_metadata  # noqa: E402
+from edge_cam.backends.litert import read_metadata, write_metadata  # noqa: E402
 
 CATS = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 

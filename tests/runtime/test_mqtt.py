@@ -16,7 +16,7 @@ import pytest
 from broker import Broker, Subscriber, free_port, mosquitto_binary
 from edge_cam.cascade import FrameResult
 from edge_cam.errors import EdgeCamError
-from edge_cam.mqtt import MqttSink, topic_for
+from edge_cam.sinks.mqtt import MqttSink, topic_for
 
 SOURCE = "file:test-clip.mp4"
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -218,7 +218,7 @@ def test_without_paho_the_error_says_what_to_install(monkeypatch):
 
 
 def test_importing_edge_cam_does_not_import_paho():
-    code = "import sys, edge_cam, edge_cam.mqtt, edge_cam.sink; sys.exit('paho' in sys.modules)"
+    code = "import sys, edge_cam, edge_cam.sinks.mqtt, edge_cam.sinks; sys.exit('paho' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -227,7 +227,7 @@ def test_edge_cam_run_delivers_every_frame_across_a_broker_restart(broker, subsc
     """The whole product: `edge-cam run --mqtt` on the real clip, the broker restarted mid-stream."""
     sub = subscribe(broker.port, "edge-cam/+/+/events")
     n = 300
-    proc = subprocess.Popen([sys.executable, "-m", "edge_cam.cli", "run", "--teacher", teacher_path, "--student",
+    proc = subprocess.Popen([sys.executable, "-m", "edge_cam", "run", "--teacher", teacher_path, "--student",
                              student_path, "--source", demo_data("demo_clip.mp4"), "--every", "5",
                              "--mqtt", broker.url(), "--device", "board-7", "--max-frames", str(n), "--quiet"],
                             stderr=subprocess.PIPE, text=True)

@@ -9,7 +9,7 @@ import pytest
 from edge_cam.cascade import Cascade
 from edge_cam.errors import EdgeCamError
 from edge_cam.model import Model
-from edge_cam.pipeline import run_stream, run_streams
+from edge_cam.stream import run_stream, run_streams
 from edge_cam.source import Source, parse_source, read_video
 
 from mjpeg_server import Camera

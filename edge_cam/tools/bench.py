@@ -14,11 +14,11 @@ from datetime import datetime, timezone
 import numpy as np
 
 from . import energy
-from .cascade import Cascade
-from .model import Model
-from .pipeline import StreamStats, run_stream
+from ..cascade import Cascade
+from ..model import Model
+from ..stream import StreamStats, run_stream
 from .plot import line_chart
-from .source import Source
+from ..source import Source
 
 
 @dataclass

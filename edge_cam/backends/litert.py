@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import EdgeCamError, first_line
+from ..errors import EdgeCamError, first_line
 
 METADATA_NAME = "edge_cam"
 INSTALL = "running .tflite models needs ai-edge-litert: pip install 'edge-cam[tflite]'"

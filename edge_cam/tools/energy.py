@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
-from .errors import EdgeCamError
+from ..errors import EdgeCamError
 
 # A rail that feeds the whole board already includes every other rail: summing would double count.
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN")

@@ -8,8 +8,8 @@ import sys
 import cv2
 import numpy as np
 
-from .annotate import annotate
-from .errors import EdgeCamError
+from ..tools.annotate import annotate
+from ..errors import EdgeCamError
 
 
 class JsonlSink:

@@ -15,13 +15,13 @@ from importlib import resources
 
 import numpy as np
 
-from .cascade import Cascade
-from .crop import CropSpec
-from .localize import Box
-from .model import Model
-from .pipeline import StreamStats, run_stream
-from .sink import JsonlSink, VideoSink
-from .source import Source
+from ..cascade import Cascade
+from ..crop import CropSpec
+from ..localize import Box
+from ..model import Model
+from ..stream import StreamStats, run_stream
+from ..sinks import JsonlSink, VideoSink
+from ..source import Source
 
 DEMO_EVERY = 5  # teacher cadence on the demo clip: objects move slowly, the crop's padding keeps up
 

@@ -11,27 +11,27 @@ from dataclasses import replace
 
 import cv2
 
-from .annotate import draw_box, overlay_heat
-from .bench import BenchConfig, markdown, run_bench, write_report
-from .cascade import Cascade
-from .crop import CropSpec
-from .demo import data_path, run_demo
-from .errors import EdgeCamError
-from .evaluate import calibrate, evaluate, read_labelled
-from .localize import BOX_MODES, BoxRule
-from .metadata import RESIZE_MODES, ModelInfo, read_labels, rewrite_metadata
-from .model import Model, open_session
-from .pipeline import run_streams
-from .plot import line_chart
-from .preprocess import to_rgb8
-from .sink import JsonlSink, VideoSink
-from .source import Source, list_images, read_image
+from ..tools.annotate import draw_box, overlay_heat
+from ..tools.bench import BenchConfig, markdown, run_bench, write_report
+from ..cascade import Cascade
+from ..crop import CropSpec
+from ..tools.demo import data_path, run_demo
+from ..errors import EdgeCamError
+from ..tools.evaluate import calibrate, evaluate, read_labelled
+from ..localize import BOX_MODES, BoxRule
+from ..metadata import RESIZE_MODES, ModelInfo, read_labels, rewrite_metadata
+from ..model import Model, open_session
+from ..stream import run_streams
+from ..tools.plot import line_chart
+from ..preprocess import to_rgb8
+from ..sinks import JsonlSink, VideoSink
+from ..source import Source, list_images, read_image
 
 EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")
 
 
 def _export_onnx(args) -> int:
-    """An ONNX classifier the user already has: graph surgery, no torch (edge_cam.surgery)."""
+    """An ONNX classifier the user already has: graph surgery, no torch (edge_cam_export.surgery)."""
     torch_only = [f for f, v in (("--weights", args.weights), ("--num-classes", args.num_classes),
                                  ("--no-cam", args.no_cam), ("--quantize", args.quantize),
                                  ("--precision fp16", args.precision == "fp16"), ("--keep-float", args.keep_float),
@@ -44,7 +44,7 @@ def _export_onnx(args) -> int:
         raise EdgeCamError("export needs an output path: -o OUT.onnx.")
     if args.input_size is not None and len(args.input_size) not in (1, 2):
         raise EdgeCamError("--input-size takes one size S or two sizes H W.")
-    from .surgery import cam_from_onnx  # needs the onnx extra: imported only here
+    from edge_cam_export.surgery import cam_from_onnx  # needs the onnx extra: imported only here
     size = args.input_size * 2 if args.input_size and len(args.input_size) == 1 else args.input_size
     result = cam_from_onnx(
         args.model, args.output, input_size=size, color=args.color, layout=args.layout, scale=args.scale,
@@ -74,7 +74,7 @@ def _export(args) -> int:
     if args.model.lower().endswith(".onnx"):
         return _export_onnx(args)
     try:
-        import edge_cam_export
+        import edge_cam_export.torch_export as edge_cam_export
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in EXPORT_EXTRA:
             raise EdgeCamError(f"exporting needs {e.name.split('.')[0]}, which is not installed here; "
@@ -102,7 +102,7 @@ def _export(args) -> int:
 
 def _info(args) -> int:
     if args.model.lower().endswith(".tflite"):
-        from .litert import LiteRTSession
+        from ..backends.litert import LiteRTSession
         sess = LiteRTSession(args.model, threads=1)
         rows = [(kind, t.name, str(t.dtype) + (" (scale %g, zero point %d)" % t.quant if t.quant else ""),
                  list(t.shape)) for kind, ts in (("input", sess.inputs), ("output", sess.outputs)) for t in ts]
@@ -227,7 +227,7 @@ def _run(args) -> int:
             if args.video_out:
                 mine.append(VideoSink(_numbered(args.video_out, i, n), args.fps))
             if args.mqtt:
-                from .mqtt import MqttSink
+                from ..sinks.mqtt import MqttSink
                 mine.append(MqttSink(args.mqtt, device=args.device, stream=str(i), spill_dir=args.mqtt_spill))
             if events:
                 mine.append(events)

@@ -45,5 +45,5 @@ def line_chart(path: str, series: dict[str, tuple], title: str, xlabel: str, yla
         cv2.line(img, (w - right - 150, ly - 4), (w - right - 125, ly - 4), colour, 2)
         cv2.putText(img, name, (w - right - 120, ly), font, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
     if not cv2.imwrite(path, img):
-        from .errors import EdgeCamError
+        from ..errors import EdgeCamError
         raise EdgeCamError(f"cannot write the plot {path}.")

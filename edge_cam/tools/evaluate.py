@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import EdgeCamError
-from .localize import Box, BoxRule, HeatMap, boxes_from_heat
-from .source import list_images, read_image
+from ..errors import EdgeCamError
+from ..localize import Box, BoxRule, HeatMap, boxes_from_heat
+from ..source import list_images, read_image
 
 
 @dataclass(frozen=True)

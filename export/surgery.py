@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from .errors import EdgeCamError, first_line
-from .metadata import DEFAULT_THRESHOLD, PREFIX, RESIZE_MODES, CamSpec, InputSpec, ModelInfo
-from .preprocess import pad_colour, resize, to_rgb8
-from .source import list_images, read_image
+from edge_cam.errors import EdgeCamError, first_line
+from edge_cam.metadata import DEFAULT_THRESHOLD, PREFIX, RESIZE_MODES, CamSpec, InputSpec, ModelInfo
+from edge_cam.preprocess import pad_colour, resize, to_rgb8
+from edge_cam.source import list_images, read_image
 
 try:  # an optional extra: the board runtime imports this module without it
     import onnx
@@ -523,7 +523,7 @@ def _relative(a: np.ndarray, ref: np.ndarray, axes: tuple[int, ...]) -> float:
 def verify(path: str, head: Head, images: np.ndarray, ref_logits: np.ndarray, feats: np.ndarray,
            source: str, dynamic_batch: bool, tolerance: float = TOLERANCE) -> Verification:
     """Run the CAM graph at `path` on the pixels the original saw (as floats) and compare."""
-    from .model import Model  # the runtime's own loader: the result must pass its checks
+    from edge_cam.model import Model  # the runtime's own loader: the result must pass its checks
     runtime = Model(path, providers=["CPUExecutionProvider"], spinning=False)
     out = runtime.run(images)  # a batch fixed at 1 runs image by image inside Model
     ids = out["class_ids"]
@@ -596,7 +596,7 @@ def cam_from_onnx(src: str, dst: str, *, input_size: Sequence[int] | None = None
     cam = CamSpec(method="cam", feature_layer=head.feature, classifier=head.classifier, stride=stride,
                   feature_size=(int(fh), int(fw)), threshold=threshold)
     info = ModelInfo(spec, labels, cam, {
-        "model": os.path.basename(src), "converted": "edge_cam.surgery", "producer":
+        "model": os.path.basename(src), "converted": "edge_cam_export.surgery", "producer":
         f"{model.producer_name} {model.producer_version}".strip(), "opset": opset,
         "original_input": {"color": pre.color, "layout": pre.layout, "scale": pre.scale,
                            "mean": list(pre.mean), "std": list(pre.std)},

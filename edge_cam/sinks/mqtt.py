@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from .errors import EdgeCamError
+from ..errors import EdgeCamError
 
 DEFAULT_PORT = 1883
 DEFAULT_PREFIX = "edge-cam"

@@ -1,0 +1,217 @@
+"""Tracing a torch classifier → a self-describing ONNX graph with its CAM folded in (torch).
+
+Workstation only: torch is imported here and in the modules beside it, never by edge_cam.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import torch
+from torch import nn
+
+from edge_cam.errors import EdgeCamError
+from edge_cam.metadata import DEFAULT_THRESHOLD, CamSpec, InputSpec, ModelInfo, read_labels
+from edge_cam.model import Model
+
+from .gradcam import GradHead
+from .graph import CamGraph, features_only, split_outputs, to_onnx, write_metadata
+from .heads import CamLayers, find_cam_layers, trace
+from .models import build_model, imagenet_labels, load_weights
+from .tflite import TfliteCheck, export_tflite, litert_torch  # litert-torch itself: only when converting
+from .verify import Report, compare, sample_images
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ExportResult:
+    path: str
+    info: ModelInfo
+    reports: list[Report]
+    layers: CamLayers | None
+    drift: dict | None = None  # int8 against fp32, when quantised
+    tflite: TfliteCheck | None = None  # a .tflite export against eager and ONNX Runtime
+
+
+def _progress(step: int, total: int, text: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"[{step}/{total}] {text}", file=sys.stderr, flush=True)
+
+
+def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (224, 224),
+                  labels: list[str] | None = None, top_k: int = 5, cam: bool = True,
+                  feature_layer: str | None = None, classifier: str | None = None,
+                  mean=IMAGENET_MEAN, std=IMAGENET_STD, resize: str = "stretch",
+                  threshold: float = DEFAULT_THRESHOLD, opset: int = 18, exporter: str = "dynamo",
+                  source: dict | None = None, verify_batches: tuple[int, ...] = (2,),
+                  quiet: bool = False, format: str = "onnx") -> ExportResult:
+    """Export an nn.Module (any GAP classifier) and verify it; the Python API behind the CLI.
+
+    format "tflite" converts the same graph with litert-torch after the ONNX export, which stays
+    as the reference the .tflite is checked against (and is then removed)."""
+    if format not in ("onnx", "tflite"):
+        raise EdgeCamError(f"unknown export format {format!r}; use onnx or tflite.")
+    if format == "tflite":
+        litert_torch()  # a missing extra fails now, not after the ONNX export
+    model = model.eval()
+    steps = 4 if format == "onnx" else 6
+    onnx_out = out if format == "onnx" else out + ".reference.onnx"
+    _progress(1, steps, f"tracing {type(model).__name__} and locating the CAM layers", quiet)
+    layers = find_cam_layers(model, feature_layer, classifier) if cam else None
+    with torch.no_grad():
+        probe = torch.zeros(1, 3, *input_size)
+        if layers is not None:
+            body = split_outputs(layers)
+            feat, logits = body(probe)
+            if layers.method == "gradcam":
+                body = features_only(model, layers)
+            if feat.dim() != 4 or (layers.weight is not None and feat.shape[1] != layers.weight.shape[1]):
+                raise EdgeCamError(
+                    f"the feature layer gives shape {tuple(feat.shape)}, but the classifier expects "
+                    f"{layers.weight.shape[1]} channels in a 4-D map; check --feature-layer.")
+        else:
+            body, _ = trace(model)
+            logits = body(probe)
+    if logits.dim() != 2:
+        raise EdgeCamError(f"the model's output has shape {tuple(logits.shape)}; a classifier "
+                           "must return logits of shape (batch, classes).")
+    num_classes = logits.shape[1]
+    labels = list(labels or [])
+    if labels and len(labels) != num_classes:
+        raise EdgeCamError(f"{len(labels)} labels were given for a model with {num_classes} classes.")
+    k = max(1, min(top_k, num_classes))
+    grad_head = GradHead(layers.graph, layers.feature_node, layers.gap, layers.head) \
+        if layers is not None and layers.method == "gradcam" else None
+    graph = CamGraph(body, mean, std, k, layers.weight if layers is not None else None, grad_head).eval()
+
+    cam_spec = None
+    if layers is not None:
+        fh, fw = feat.shape[2:]
+        stride = input_size[0] / fh
+        stride = int(stride) if stride.is_integer() and input_size[1] == fw * stride else round(stride, 3)
+        cam_spec = CamSpec(method=layers.method, feature_layer=layers.feature_layer, classifier=layers.classifier,
+                           stride=stride, feature_size=(int(fh), int(fw)), threshold=threshold)
+    src = {"torch": torch.__version__, "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           **(source or {})}
+    info = ModelInfo(InputSpec(tuple(input_size), "RGB", resize, tuple(mean), tuple(std)), labels, cam_spec, src)
+
+    _progress(2, steps, f"exporting to ONNX ({exporter}, opset {opset}, top-{k}"
+              f"{', ' + layers.method + ' of ' + layers.feature_layer if layers else ', no CAM'})", quiet)
+    t0 = time.perf_counter()
+    tmp = onnx_out + ".tmp.onnx"
+    try:
+        to_onnx(graph, torch.from_numpy(sample_images(2, input_size)), tmp, opset, exporter)
+        _progress(3, steps, f"writing metadata ({time.perf_counter() - t0:.1f} s to export)", quiet)
+        write_metadata(tmp, info.to_props(), onnx_out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    _progress(4, steps, "verifying ONNX Runtime against the eager model", quiet)
+    try:
+        runtime, reports = _verify_onnx(onnx_out, model, layers, input_size, mean, std, verify_batches, quiet)
+        if format == "onnx":
+            return ExportResult(out, info, reports, layers)
+        _progress(5, steps, "converting to TFLite with litert-torch (batch 1)", quiet)
+        check = export_tflite(graph, info, out, model=model, layers=layers, onnx_model=runtime,
+                              verify_batches=verify_batches, quiet=quiet,
+                              log=lambda text: _progress(6, steps, text, quiet))
+        return ExportResult(out, info, check.eager, layers, tflite=check)
+    finally:
+        if format == "tflite":  # the ONNX file was only the reference
+            if os.path.exists(onnx_out):
+                os.remove(onnx_out)
+
+
+def _verify_onnx(path, model, layers, input_size, mean, std, verify_batches, quiet) -> tuple[Model, list[Report]]:
+    runtime = Model(path, providers=["CPUExecutionProvider"], spinning=False)
+    reports = []
+    for i, b in enumerate(verify_batches):
+        images = sample_images(b, input_size, seed=100 + i)
+        reports.append(compare(model, layers, runtime.run(images), images, mean, std))
+    for r in reports:
+        if not quiet:
+            print(f"      {r}", file=sys.stderr)
+    if not all(r.ok for r in reports):
+        os.replace(path, path + ".failed.onnx")
+        raise EdgeCamError(f"the exported graph disagrees with the eager model ({reports[-1]}); "
+                           f"kept it as {path}.failed.onnx for inspection.")
+    return runtime, reports
+
+
+def export(spec: str, out: str, *, weights: str | None = None, num_classes: int | None = None,
+           labels_file: str | None = None, quantize: str | None = None, calibration: str | None = None,
+           precision: str = "fp32", keep_float: tuple[str, ...] = (), **kwargs) -> ExportResult:
+    """`edge-cam export MODEL -o OUT`: build, load weights, export, verify (and quantise or halve)."""
+    if quantize or precision != "fp32":
+        return _reduced(spec, out, quantize, precision, calibration, keep_float,
+                        dict(weights=weights, num_classes=num_classes, labels_file=labels_file, **kwargs))
+    model = build_model(spec, num_classes)
+    if weights:
+        load_weights(model, weights, spec)
+    labels = read_labels(labels_file) if labels_file else None
+    if labels is None and spec.startswith(("torchvision:", "timm:")) and (num_classes or 1000) == 1000:
+        labels = imagenet_labels()
+    source = {"model": spec, "weights": os.path.basename(weights) if weights else None}
+    return export_module(model, out, labels=labels, source=source, **kwargs)
+
+
+def _reduced(spec: str, out: str, quantize: str | None, precision: str, calibration: str | None,
+             keep_float: tuple[str, ...], options: dict) -> ExportResult:
+    """Export in fp32 next to `out`, then quantise it to int8 or halve it to fp16 into `out`; the
+    drift against fp32 is printed and kept in the result."""
+    if quantize not in (None, "int8"):
+        raise EdgeCamError(f"--quantize {quantize} is not supported; use int8.")
+    if precision not in ("fp32", "fp16"):
+        raise EdgeCamError(f"--precision {precision} is not supported; use fp32 or fp16.")
+    if quantize and precision == "fp16":
+        raise EdgeCamError("choose one of --quantize int8 and --precision fp16.")
+    if quantize and not calibration:
+        raise EdgeCamError("--quantize int8 needs --calibration DIR: real images like those it will see.")
+    tflite = options.get("format") == "tflite"
+    if tflite and precision == "fp16":
+        raise EdgeCamError("--precision fp16 is for ONNX (TensorRT, CUDA); export TFLite in fp32 or int8.")
+    if tflite and keep_float:
+        raise EdgeCamError("--keep-float applies to ONNX int8 exports only.")
+    quiet = options.get("quiet")
+    fp32 = out + (".fp32.tflite" if tflite else ".fp32.onnx")
+    result = export(spec, fp32, **options)
+    if quantize and tflite:
+        from .tflite import quantize_int8 as reduce
+        how = "[7/7] int8: static quantisation with ai-edge-quantizer"
+    elif quantize:
+        from .quantize import quantize_int8
+        reduce = functools.partial(quantize_int8, keep_float=list(keep_float))
+        how = "[5/5] int8: static QDQ quantisation"
+    else:
+        from .quantize import convert_fp16
+        reduce = convert_fp16
+        how = "[5/5] fp16: weights and activations in half precision"
+    if not quiet:
+        print(f"{how} (the CAM head stays float)" if quantize else how, file=sys.stderr, flush=True)
+    try:
+        result.drift = reduce(fp32, out, calibration)
+    finally:
+        os.remove(fp32)
+    if not quiet:
+        d = result.drift
+        print(f"      {quantize or precision} against fp32 on {d['images']} images: top-1 agreement "
+              f"{d['top1_agreement']:.1%} ({d['top1_agreement_clear']:.1%} where fp32's top-1 leads by "
+              f"≥ 0.5 logit, {d['clear_images']} images), fp32's top-1 in the top-5 {d['top1_in_top5']:.1%}, "
+              f"CAM correlation (median) {d['cam_correlation_median']:.4f}, box IoU (median) "
+              f"{d['box_iou_median']:.3f}", file=sys.stderr)
+    result.path = out
+    return result
+
+
+def list_layers(spec: str, num_classes: int | None = None) -> list[str]:
+    gm, names = trace(build_model(spec, num_classes))
+    return [names.get(n, n.name) for n in gm.graph.nodes if n.op not in ("placeholder", "output")]
+
+
+__all__ = ["export", "export_module", "list_layers", "ExportResult", "find_cam_layers"]
