@@ -24,6 +24,7 @@ from common import header, write
 
 from edge_cam.tools.evaluate import hit, read_labelled
 from edge_cam.localize import BoxRule, HeatMap
+from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam.preprocess import resize, to_rgb8
 from edge_cam.source import read_image
@@ -31,7 +32,7 @@ from edge_cam_export import export
 from edge_cam_export.models import build_model
 
 DATA = pathlib.Path(os.environ.get("EDGE_CAM_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
-MEAN, STD = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+MEAN, STD = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
 def box_from_map(cam: np.ndarray, image: np.ndarray):

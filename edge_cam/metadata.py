@@ -16,6 +16,9 @@ FORMAT_VERSION = 1
 PREFIX = "edge_cam."
 DEFAULT_THRESHOLD = 0.2
 RESIZE_MODES = ("stretch", "letterbox", "crop")  # the CAM paper: keep the regions above 20% of the map's max
+# torchvision's ImageNet normalisation, in RGB order: the default of every export and of InputSpec
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -23,8 +26,8 @@ class InputSpec:
     size: tuple[int, int]  # (H, W) the graph expects
     color: str = "RGB"  # channel order the graph expects
     resize: str = "stretch"  # "stretch", "letterbox" or "crop" (see preprocess.resize)
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
     def to_json(self) -> dict[str, Any]:
         return {"size": list(self.size), "color": self.color, "resize": self.resize,

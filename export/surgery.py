@@ -19,7 +19,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_cam.errors import EdgeCamError, first_line
-from edge_cam.metadata import DEFAULT_THRESHOLD, PREFIX, RESIZE_MODES, CamSpec, InputSpec, ModelInfo
+from edge_cam.metadata import (DEFAULT_THRESHOLD, IMAGENET_MEAN, IMAGENET_STD, PREFIX, RESIZE_MODES, CamSpec,
+                               InputSpec, ModelInfo)
 from edge_cam.preprocess import pad_colour, resize, to_rgb8
 from edge_cam.source import list_images, read_image
 
@@ -29,8 +30,6 @@ try:  # an optional extra: the board runtime imports this module without it
 except ModuleNotFoundError:  # pragma: no cover - depends on the environment
     onnx = None
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 TOLERANCE = 1e-4  # of the range of each reference map (and of the reference logits), as export/verify.py
 MIN_OPSET = 11  # TopK with largest/sorted, GatherElements, Slice with inputs
 OUTPUTS = ("image", "logits", "class_ids", "scores", "cams")  # names the contract reserves

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from edge_cam.errors import EdgeCamError
-from edge_cam.metadata import DEFAULT_THRESHOLD, CamSpec, InputSpec, ModelInfo, read_labels
+from edge_cam.metadata import DEFAULT_THRESHOLD, IMAGENET_MEAN, IMAGENET_STD, CamSpec, InputSpec, ModelInfo, read_labels
 from edge_cam.model import Model
 
 from .gradcam import GradHead
@@ -24,9 +24,6 @@ from .heads import CamLayers, find_cam_layers, trace
 from .models import build_model, imagenet_labels, load_weights
 from .tflite import TfliteCheck, export_tflite, litert_torch  # litert-torch itself: only when converting
 from .verify import Report, compare, sample_images
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass

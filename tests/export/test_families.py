@@ -6,6 +6,7 @@ import torch
 import torchvision
 
 from edge_cam.errors import EdgeCamError
+from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam_export import export_module, find_cam_layers
 from edge_cam_export.verify import sample_images
@@ -26,7 +27,7 @@ FAMILIES = {
     "squeezenet1_1": ("features", "classifier.1", None),
 }
 SIZE = (64, 64)
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 def build(name, num_classes=10):

@@ -6,13 +6,14 @@ import torchvision
 from custom_models import ConvHeadNet, GroupNormHead, NormHead
 
 from edge_cam.errors import EdgeCamError
+from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam_export import export_module, find_cam_layers
 from edge_cam_export.models import build_model
 from edge_cam_export.verify import gradcam_reference, sample_images
 
 SIZE = (96, 96)
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 def normalise(images):

@@ -5,6 +5,7 @@ import torch
 
 from edge_cam.tools.evaluate import hit, read_voc_dir
 from edge_cam.localize import HeatMap, boxes_from_heat
+from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam.source import read_image
 from edge_cam_export.models import build_model
@@ -29,7 +30,7 @@ def eager_box(model, layers, image, size=224):
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     x = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
     t = torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255
-    t = (t - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    t = (t - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     logits, feat = eager_features(model, layers, t)
     c = int(logits.argmax())
     cam = torch.einsum("c,chw->hw", layers.weight[c], feat[0]).numpy()

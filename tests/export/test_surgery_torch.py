@@ -8,10 +8,11 @@ torch = pytest.importorskip("torch", reason="export tests need the export extra 
 torchvision = pytest.importorskip("torchvision")
 
 from edge_cam.cli import main  # noqa: E402
+from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from edge_cam.model import Model  # noqa: E402
 from edge_cam_export.heads import eager_features, find_cam_layers  # noqa: E402
 
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 def test_resnet18_onnx_is_camified_like_the_eager_model(tmp_path, capsys):
