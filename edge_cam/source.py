@@ -14,252 +14,34 @@ back-off while the process keeps running.
 """
 from __future__ import annotations
 
-import glob
-import http.client
-import os
+import logging
 import queue
-import sys
 import threading
 import time
-import urllib.parse
-from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from .capture import IMAGE_EXTS, Reader, frame_count, list_images, open_reader, parse_source, read_image
 from .errors import EdgeCamError
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
-OPEN_TIMEOUT_S = 5.0
+__all__ = ["IMAGE_EXTS", "Frame", "Source", "SourceStats", "list_images", "open_source", "read_image", "read_video"]
+log = logging.getLogger("edge_cam")
 
 
 @dataclass
 class Frame:
-    index: int
+    """One frame on its way through the cascade, with where it came from."""
+    index: int | None  # None: the cascade numbers the stream's frames itself
     image: np.ndarray | None  # BGR(A)/grey as OpenCV decodes it; None when unreadable
     ts: float
-    source: str
+    source: str  # as events name it, credentials masked
     name: str = ""  # the file, for image sources
     read_ms: float = 0.0
     error: str = ""  # why `image` is None
-
-
-def read_image(path: str) -> np.ndarray:
-    """Decode any image file OpenCV knows, keeping depth and alpha (to_rgb8 deals with them)."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise EdgeCamError(f"cannot read {path} ({e.strerror}).") from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None or image.size == 0:
-        raise EdgeCamError(f"{path} is not a readable image (corrupt or unsupported format).")
-    return image
-
-
-def list_images(paths: list[str]) -> list[str]:
-    """Files, folders (sorted, not recursive) and globs → image paths; missing inputs are errors."""
-    out = []
-    for p in paths:
-        if os.path.isdir(p):
-            out += sorted(os.path.join(p, f) for f in os.listdir(p)
-                          if os.path.splitext(f)[1].lower() in IMAGE_EXTS)
-        elif os.path.isfile(p):
-            out.append(p)
-        elif glob.has_magic(p):
-            out += sorted(f for f in glob.glob(p) if os.path.isfile(f))
-        else:
-            raise EdgeCamError(f"{p} does not exist.")
-    return out
-
-
-class Reader(Protocol):
-    """One open connection to a source: read() gives (ok, image or None, error text)."""
-
-    def read(self) -> tuple[bool, np.ndarray | None, str]: ...
-
-    def close(self) -> None: ...
-
-
-class CaptureReader:
-    def __init__(self, cap: cv2.VideoCapture):
-        self.cap = cap
-
-    def read(self):
-        ok, image = self.cap.read()
-        return ok, image if ok else None, ""
-
-    def close(self):
-        self.cap.release()
-
-
-class ImageReader:
-    """A list of image files; an unreadable one is a frame with an error, not the end."""
-
-    def __init__(self, paths: list[str]):
-        self.paths, self.i = paths, 0
-        self.name = ""
-
-    def read(self):
-        if self.i >= len(self.paths):
-            return False, None, ""
-        self.name = self.paths[self.i]
-        self.i += 1
-        try:
-            return True, read_image(self.name), ""
-        except EdgeCamError as e:
-            return True, None, str(e)
-
-    def close(self):
-        pass
-
-
-class MjpegReader:
-    """MJPEG over HTTP, as IP cameras and `motion` serve it: one JPEG per multipart part."""
-
-    def __init__(self, url: str, timeout: float = OPEN_TIMEOUT_S):
-        u = urllib.parse.urlsplit(url)
-        conn_type = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-        self.conn = conn_type(u.hostname, u.port, timeout=timeout)
-        self.conn.request("GET", (u.path or "/") + (f"?{u.query}" if u.query else ""))
-        self.resp = self.conn.getresponse()
-        if self.resp.status != 200:
-            raise OSError(f"HTTP {self.resp.status}")
-        ctype = self.resp.getheader("Content-Type", "")
-        if "multipart" not in ctype:
-            raise OSError(f"not an MJPEG stream (Content-Type {ctype or 'missing'})")
-
-    def _part(self) -> bytes:
-        length = None
-        while True:  # part headers, after the boundary line
-            line = self.resp.readline(1024)
-            if not line:
-                raise OSError("stream ended")
-            line = line.strip()
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-            elif not line and length is not None:
-                break
-            elif line.startswith(b"\xff\xd8"):  # no headers at all: the JPEG itself
-                return line + self._until_eoi()
-        data = self.resp.read(length)
-        if len(data) < length:
-            raise OSError("stream ended inside a frame")
-        return data
-
-    def _until_eoi(self) -> bytes:
-        buf = b""
-        while not buf.endswith(b"\xff\xd9"):
-            chunk = self.resp.read(1)
-            if not chunk:
-                raise OSError("stream ended inside a frame")
-            buf += chunk
-        return buf
-
-    def read(self):
-        try:
-            data = self._part()
-        except (OSError, ValueError, http.client.HTTPException):
-            return False, None, ""
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        return True, image, "" if image is not None else "corrupt JPEG frame"
-
-    def close(self):
-        self.conn.close()
-
-
-def _has_gstreamer() -> bool:
-    return any(line.strip().startswith("GStreamer:") and "YES" in line
-               for line in cv2.getBuildInformation().splitlines())
-
-
-def _gstreamer(pipeline: str, what: str) -> CaptureReader:
-    if not _has_gstreamer():
-        raise EdgeCamError(f"{what} needs OpenCV built with GStreamer, and this OpenCV is not (the "
-                           "pip wheels never are); use the distribution's or JetPack's python3-opencv.")
-    return CaptureReader(cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER))
-
-
-def csi_pipeline(sensor: int, width: int = 1280, height: int = 720, fps: int = 30) -> str:
-    return (f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM),width={width},"
-            f"height={height},framerate={fps}/1 ! nvvidconv ! video/x-raw,format=BGRx ! "
-            "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1")
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    kind: str  # camera, v4l2, csi, gstreamer, rtsp, http, video, images
-    target: str
-    live: bool
-    name: str  # as events name it: "camera:0", "file:clip.mp4", ...
-
-
-def parse_source(spec: str) -> SourceSpec:
-    s = spec.strip()
-    if s.isdigit():
-        return SourceSpec("camera", s, True, f"camera:{s}")
-    if s.startswith("v4l2://"):
-        return SourceSpec("v4l2", s[len("v4l2://"):], True, s)
-    if s.startswith("csi://"):
-        return SourceSpec("csi", s[len("csi://"):] or "0", True, s)
-    if s.startswith("rtsp://") or s.startswith("rtsps://"):
-        return SourceSpec("rtsp", s, True, s)
-    if s.startswith("http://") or s.startswith("https://"):
-        return SourceSpec("http", s, True, s)
-    if " ! " in s:
-        return SourceSpec("gstreamer", s, True, "gstreamer")
-    path = s[len("file://"):] if s.startswith("file://") else s
-    if os.path.isfile(path) and os.path.splitext(path)[1].lower() not in IMAGE_EXTS:
-        return SourceSpec("video", path, False, f"file:{path}")
-    return SourceSpec("images", path, False, f"file:{path}")
-
-
-def open_reader(spec: SourceSpec) -> Reader:
-    """Open the source once; raises EdgeCamError naming what is wrong."""
-    if spec.kind in ("camera", "v4l2"):
-        target = int(spec.target) if spec.kind == "camera" else spec.target
-        cap = cv2.VideoCapture(target, cv2.CAP_V4L2 if spec.kind == "v4l2" else cv2.CAP_ANY)
-        if not cap.isOpened():
-            raise EdgeCamError(f"camera {spec.target} cannot be opened; check that it is plugged in and free.")
-        return CaptureReader(cap)
-    if spec.kind == "csi":
-        reader = _gstreamer(csi_pipeline(int(spec.target)), "csi://")
-    elif spec.kind == "gstreamer":
-        reader = _gstreamer(spec.target, "a GStreamer pipeline")
-    elif spec.kind == "rtsp":
-        ms = int(OPEN_TIMEOUT_S * 1000)
-        reader = CaptureReader(cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]))
-    elif spec.kind == "http":
-        try:
-            return MjpegReader(spec.target)
-        except (OSError, http.client.HTTPException) as e:
-            raise EdgeCamError(f"cannot open the MJPEG stream {spec.target} ({e}).") from None
-    elif spec.kind == "video":
-        cap = cv2.VideoCapture(spec.target)
-        if not cap.isOpened():
-            raise EdgeCamError(f"{spec.target} is not a video OpenCV can open (corrupt or unsupported codec).")
-        return CaptureReader(cap)
-    else:
-        paths = list_images([spec.target])
-        if not paths:
-            raise EdgeCamError(f"{spec.target} holds no images ({', '.join(sorted(IMAGE_EXTS))}).")
-        return ImageReader(paths)
-    if not reader.cap.isOpened():
-        raise EdgeCamError(f"{spec.name} cannot be opened; check the address and that it is streaming.")
-    return reader
-
-
-def frame_count(spec: SourceSpec) -> int | None:
-    """Frames in a file source, for a progress bar; None for live sources."""
-    if spec.kind == "video":
-        cap = cv2.VideoCapture(spec.target)
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        cap.release()
-        return n if n > 0 else None
-    if spec.kind == "images":
-        return len(list_images([spec.target]))
-    return None
+    stream: int = 0  # which of several sources
+    color: str = "BGR"  # channel order of `image`
 
 
 @dataclass
@@ -273,25 +55,40 @@ class SourceStats:
 _END = object()
 
 
-@dataclass
 class Source:
-    """Frames from one source, read ahead by a thread. Iterate it; close() stops the thread."""
-    spec: str
-    loop: bool = False  # files: start again at the end
-    queue_size: int = 8  # files: frames read ahead
-    max_backoff: float = 10.0  # live: longest wait between reopen attempts
-    stats: SourceStats = field(default_factory=SourceStats)
+    """Frames from one source, read ahead by a capture thread.
 
-    def __post_init__(self):
-        self.info = parse_source(self.spec)
+    Opening happens at construction (a source that cannot open fails at once, with a sentence);
+    the thread starts on first use or on `start()`. Use it as a context manager or close() it.
+
+    >>> with open_source("clip.mp4") as source:
+    ...     for frame in source:
+    ...         print(frame.index, frame.image.shape)
+    """
+
+    def __init__(self, spec: str, loop: bool = False, queue_size: int = 8, max_backoff: float = 10.0,
+                 stream: int = 0):
+        self.spec, self.loop, self.max_backoff, self.stream = spec, loop, max_backoff, stream
+        self.stats = SourceStats()
+        self.info = parse_source(spec)
         self.name = self.info.name
-        self.total = None if self.loop else frame_count(self.info)
-        self._reader = open_reader(self.info)  # fail now, with a sentence, if it cannot open
+        self.total = None if loop else frame_count(self.info)
+        self._reader: Reader | None = open_reader(self.info)
         self.finished = False
         self._stop = threading.Event()
-        self._queue: queue.Queue = queue.Queue(maxsize=1 if self.info.live else self.queue_size)
+        self._queue: queue.Queue = queue.Queue(maxsize=1 if self.info.live else queue_size)
         self._thread = threading.Thread(target=self._run, name=f"capture {self.name}", daemon=True)
-        self._thread.start()
+
+    def start(self) -> Source:
+        if self._thread.ident is None and not self._stop.is_set():
+            self._thread.start()
+        return self
+
+    def __enter__(self) -> Source:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def live(self) -> bool:
@@ -328,7 +125,7 @@ class Source:
                     try:
                         reader = open_reader(self.info)
                         self.stats.reconnects += 1
-                        print(f"{self.name}: reconnected", file=sys.stderr)
+                        log.warning("%s: reconnected", self.name)
                     except EdgeCamError:
                         continue
                 t0 = time.perf_counter()
@@ -338,8 +135,7 @@ class Source:
                     reader.close()
                     reader = None
                     if self.info.live:
-                        print(f"{self.name}: lost, reopening (back-off up to {self.max_backoff:g} s)",
-                              file=sys.stderr)
+                        log.warning("%s: lost, reopening (back-off up to %g s)", self.name, self.max_backoff)
                         continue
                     if self.loop and index > 0:
                         reader = open_reader(self.info)
@@ -349,8 +145,8 @@ class Source:
                 self.stats.frames += 1
                 if image is None:
                     self.stats.corrupt += 1
-                self._put(Frame(index, image, time.time(), self.name, getattr(reader, "name", ""),
-                                read_ms, error or ("" if image is not None else "undecodable frame")))
+                self._put(Frame(index, image, time.time(), self.name, getattr(reader, "name", ""), read_ms,
+                                error or ("" if image is not None else "undecodable frame"), self.stream))
                 index += 1
         except Exception as e:  # the loop must learn why its source stopped
             self._put(EdgeCamError(f"{self.name} failed while reading ({e})."))
@@ -362,13 +158,15 @@ class Source:
     def get(self, timeout: float | None = None) -> Frame | None:
         """The next frame, or None when none came within `timeout` or the source has ended
         (then `finished` is True)."""
+        if self.finished:
+            return None
+        self.start()
         try:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
         if item is _END:
             self.finished = True
-            self._queue.put_nowait(_END)  # later calls see the end too
             return None
         if isinstance(item, Exception):
             raise item
@@ -382,13 +180,19 @@ class Source:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        elif self._reader is not None and not self._thread.ident:  # never started: close what it opened
+            self._reader.close()
+
+
+def open_source(spec: str, loop: bool = False, stream: int = 0) -> Source:
+    """A started Source: a camera index, v4l2:///dev/videoN, csi://N, rtsp://..., http://... (MJPEG),
+    a video file, an image, a folder, a glob or a GStreamer pipeline (see the module's doc)."""
+    return Source(spec, loop=loop, stream=stream).start()
 
 
 def read_video(path: str) -> list[np.ndarray]:
     """Every decodable frame of a video file, in order (for short clips: it holds them all)."""
-    return [f.image for f in Source(path) if f.image is not None]
-
-
-def open_source(spec: str, loop: bool = False) -> Source:
-    return Source(spec, loop=loop)
+    with open_source(path) as source:
+        return [f.image for f in source if f.image is not None]

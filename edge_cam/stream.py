@@ -1,18 +1,56 @@
-"""The capture loop: sources → cascade → sinks, with counts, per-stage timings and a status line."""
+"""The capture loop: sources → cascade → results (a generator), and `run` which hands each result to
+the sinks with counts, bounded per-stage statistics and a status line.
+
+>>> with open_source("clip.mp4") as source:
+...     for result in stream(cascade, [source]):
+...         print(result.frame, [roi.student for roi in result.rois])
+"""
 from __future__ import annotations
 
+import logging
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, TextIO
+from typing import TextIO
 
 import numpy as np
 
-from .cascade import Cascade, FrameIn, FrameResult, StreamState
+from .cascade import Cascade, FrameResult
+from .sinks import Sink
 from .source import Frame, Source
 
 STAGES = ("read", "preprocess", "teacher", "localize", "crop", "student", "sink")
 LIVE_WAIT_S = 0.02  # how long one round waits for a live source's next frame
+WINDOW = 8192  # frames whose timings the latency figures cover: memory stays flat however long a run is
+STATUS_EVERY_S = (0.5, 30.0)  # status refresh: a terminal, a log file
+log = logging.getLogger("edge_cam")
+
+
+class Window:
+    """The latest WINDOW values of one series, in a fixed ring buffer."""
+
+    def __init__(self, size: int = WINDOW):
+        self._buf = np.zeros(size, np.float64)
+        self.count = 0  # values ever added
+
+    def add(self, value: float) -> None:
+        self._buf[self.count % len(self._buf)] = value
+        self.count += 1
+
+    def values(self) -> np.ndarray:
+        """The kept values, oldest first."""
+        n = len(self._buf)
+        if self.count <= n:
+            return self._buf[:self.count].copy()
+        i = self.count % n
+        return np.concatenate([self._buf[i:], self._buf[:i]])
+
+
+# Stages that run only on some frames: their latency is taken over the frames where they ran
+# (a median over frames that reused the teacher's map would say the teacher costs nothing).
+_RAN = {"teacher": lambda r: r.teacher_ran, "localize": lambda r: r.teacher_ran,
+        "crop": lambda r: bool(r.rois), "student": lambda r: bool(r.rois)}
 
 
 @dataclass
@@ -21,28 +59,29 @@ class StreamStats:
     skipped: int = 0  # unreadable frames, counted and logged
     teacher_runs: int = 0
     wall_s: float = 0.0
-    timings: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    timings: dict[str, Window] = field(default_factory=dict)
 
     def add(self, result: FrameResult) -> None:
         self.frames += 1
         self.teacher_runs += result.teacher_ran
         for k, v in result.timing_ms.items():
-            self.timings.setdefault(k, []).append(v)
+            if _RAN.get(k, bool)(result):
+                self.timings.setdefault(k, Window()).add(v)
+        self.timings.setdefault("total", Window()).add(sum(result.timing_ms.values()))
 
     @property
     def fps(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
     def latency(self) -> dict[str, dict[str, float]]:
-        """Median, p95 and p99 per stage and for the whole frame, in ms."""
+        """Median, p95 and p99 per stage (over the frames where it ran) and for the whole frame, in
+        ms, over the latest WINDOW frames."""
         out = {}
-        full = [np.asarray(v) for v in self.timings.values() if v and len(v) == self.frames]
-        series = {k: np.asarray(v) for k, v in self.timings.items() if v}
-        if full:
-            series["total"] = np.sum(full, axis=0)
-        for k, a in series.items():
-            out[k] = {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
-                      "p99": float(np.percentile(a, 99))}
+        for k in [*STAGES, *sorted(set(self.timings) - set(STAGES) - {"total"}), "total"]:
+            a = self.timings[k].values() if k in self.timings else np.zeros(0)
+            if a.size:
+                out[k] = {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
+                          "p99": float(np.percentile(a, 99))}
         return out
 
     def summary(self) -> str:
@@ -50,83 +89,88 @@ class StreamStats:
                 f"{self.teacher_runs}, {self.skipped} unreadable frames skipped")
 
 
-def _status_line(stats: StreamStats, sources: Sequence[Source], sinks: list) -> str:
+def stream(cascade: Cascade, sources: Sequence[Source], *, max_frames: int | None = None,
+           stats: StreamStats | None = None) -> Iterator[FrameResult]:
+    """Every readable frame of every source through the cascade, as results in arrival order; a
+    frame of source i is stream i. Unreadable frames are counted in `stats` and logged, never the
+    end of the run. Frames of several sources that arrive together go through the teacher as one
+    batch."""
+    if max_frames is not None and max_frames < 0:
+        raise ValueError(f"max_frames must be 0 or more, not {max_frames}.")
+    stats = stats if stats is not None else StreamStats()
+    active = [s.start() for s in sources]
+    done = 0
+    while active and (max_frames is None or done < max_frames):
+        batch: list[Frame] = []
+        for i, src in enumerate(sources):
+            if src not in active:
+                continue
+            frame = src.get(timeout=LIVE_WAIT_S if src.live else None)
+            if frame is None:
+                if src.finished:
+                    active.remove(src)
+                continue
+            frame.stream = i
+            if frame.image is None:
+                stats.skipped += 1
+                log.warning("skipped frame %s of %s %s: %s", frame.index, src.name, ascii(frame.name)
+                            if frame.name else "", frame.error)
+                continue
+            batch.append(frame)
+        if max_frames is not None:
+            batch = batch[:max_frames - done]
+        if batch:
+            done += len(batch)
+            yield from cascade.process_many(batch)
+
+
+def _status_line(stats: StreamStats, sources: Sequence[Source], sinks: Sequence[Sink]) -> str:
     dropped = sum(s.stats.dropped for s in sources)
     depth = sum(s.depth for s in sources) + sum(getattr(k, "pending", 0) for k in sinks)
     line = (f"{stats.frames} frames {stats.fps:5.1f} FPS | teacher {stats.teacher_runs} | dropped "
             f"{dropped} | skipped {stats.skipped} | queued {depth}")
     totals = [s.total for s in sources]
     if all(totals):
-        done, total = stats.frames + stats.skipped, sum(totals)
+        done, total = stats.frames + stats.skipped, sum(t or 0 for t in totals)
         bar = int(20 * min(done, total) / total)
         line = f"[{'=' * bar}{' ' * (20 - bar)}] {done}/{total} " + line
     return line
 
 
-def run_streams(cascade: Cascade, sources: Sequence[Source], sinks: Sequence[Sequence] | Sequence = (),
-                max_frames: int | None = None, status: TextIO | None = sys.stderr,
-                on_result: Callable[[Frame, FrameResult], None] | None = None) -> StreamStats:
-    """Every readable frame of every source goes through the cascade into its sinks; unreadable
-    ones are counted and logged. `sinks` is one list for all streams or one list per stream.
-    Sinks are closed however the loop ends (EOF, Ctrl-C, SIGTERM, an error)."""
-    per_stream = [list(s) for s in sinks] if sinks and isinstance(sinks[0], (list, tuple)) else \
-        [list(sinks)] * len(sources)
-    states = [StreamState() for _ in sources]
+def run(cascade: Cascade, sources: Sequence[Source], sinks: Sequence[Sink] = (), *,
+        max_frames: int | None = None, status: TextIO | None = sys.stderr) -> StreamStats:
+    """`stream` into the sinks (each gets every result; an event sink reports the time spent in the
+    sinks before it, so list it last). Sources and sinks are closed however the loop ends (EOF,
+    Ctrl-C, SIGTERM, an error). The status line redraws in place on a terminal; elsewhere (a log
+    file) it is a plain line every 30 s."""
     stats = StreamStats()
-    active = list(range(len(sources)))
+    tty = status is not None and status.isatty()
+    every = STATUS_EVERY_S[0] if tty else STATUS_EVERY_S[1]
     t_start = last_status = time.perf_counter()
     try:
-        while active and (max_frames is None or stats.frames < max_frames):
-            batch: list[tuple[int, Frame]] = []
-            for i in list(active):
-                src = sources[i]
-                frame = src.get(timeout=LIVE_WAIT_S if src.live else None)
-                if frame is None:
-                    if src.finished:
-                        active.remove(i)
-                    continue
-                if frame.image is None:
-                    stats.skipped += 1
-                    print(f"\nskipped frame {frame.index} of {src.name} {frame.name}: {frame.error}",
-                          file=sys.stderr)
-                    continue
-                batch.append((i, frame))
-            if max_frames is not None:
-                batch = batch[:max_frames - stats.frames]
-            if not batch:
-                continue
-            results = cascade.process_many([FrameIn(f.image, states[i], f.index, f.ts, sources[i].name,
-                                                    f.read_ms, stream=i) for i, f in batch])
-            for (i, frame), result in zip(batch, results):
-                t0 = time.perf_counter()
-                for sink in per_stream[i]:
-                    # An event sink reports the time spent in the sinks before it (list it last).
-                    result.timing_ms["sink"] = (time.perf_counter() - t0) * 1e3
-                    sink.write(frame.image, result)
+        for result in stream(cascade, sources, max_frames=max_frames, stats=stats):
+            t0 = time.perf_counter()
+            for sink in sinks:
                 result.timing_ms["sink"] = (time.perf_counter() - t0) * 1e3
-                stats.add(result)
-                if on_result is not None:
-                    on_result(frame, result)
+                sink.write(result)
+            result.timing_ms["sink"] = (time.perf_counter() - t0) * 1e3
+            stats.add(result)
             now = time.perf_counter()
-            if status is not None and now - last_status > 0.5:
+            if status is not None and now - last_status > every:
                 stats.wall_s = now - t_start
-                print("\r" + _status_line(stats, sources, [k for ks in per_stream for k in ks]), end="",
-                      file=status, flush=True)
+                line = _status_line(stats, sources, sinks)
+                print("\r" + line if tty else line, end="" if tty else "\n", file=status, flush=True)
                 last_status = now
     finally:
         stats.wall_s = time.perf_counter() - t_start
-        for src in sources:
-            src.close()
-        closed = set()
-        for sink in (k for ks in per_stream for k in ks):
-            if id(sink) not in closed:
-                closed.add(id(sink))
-                sink.close()
-        if status is not None and stats.frames:
+        errors = []
+        for closable in [*sources, *sinks]:
+            try:
+                closable.close()
+            except Exception as e:  # close them all; report the first failure after
+                errors.append(e)
+        if tty and stats.frames:
             print(file=status)
+        if errors and sys.exc_info()[0] is None:
+            raise errors[0]
     return stats
-
-
-def run_stream(cascade: Cascade, source: Source, sinks: Sequence = (), **kw) -> StreamStats:
-    """One source; see run_streams."""
-    return run_streams(cascade, [source], [list(sinks)], **kw)

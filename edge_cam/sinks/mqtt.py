@@ -6,17 +6,21 @@ paho's network thread talks to the broker, so `write()` never waits on the netwo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
-import sys
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-import numpy as np
-
 from ..errors import EdgeCamError
+
+log = logging.getLogger("edge_cam")
+
+if TYPE_CHECKING:
+    from ..cascade import FrameResult
 
 DEFAULT_PORT = 1883
 DEFAULT_PREFIX = "edge-cam"
@@ -56,7 +60,7 @@ def topic_for(prefix: str, device: str, stream: str) -> str:
 
 
 def _log(message: str) -> None:
-    print(f"edge-cam mqtt: {message}", file=sys.stderr, flush=True)
+    log.warning("mqtt: %s", message)
 
 
 class MqttSink:
@@ -106,7 +110,7 @@ class MqttSink:
             try:
                 os.makedirs(spill_dir, exist_ok=True)
                 self._spill_w = open(self.spill_path, "a", encoding="utf-8")
-                self._spill_r = open(self.spill_path, "r", encoding="utf-8")
+                self._spill_r = open(self.spill_path, encoding="utf-8")
             except OSError as e:
                 raise EdgeCamError(f"cannot keep MQTT overflow in {self.spill_path} ({e.strerror}); "
                                    "pass a writable spill directory.") from None
@@ -132,7 +136,7 @@ class MqttSink:
 
     # -- the video loop's side -----------------------------------------------------------------
 
-    def write(self, frame: np.ndarray, result) -> None:
+    def write(self, result: FrameResult) -> None:
         payload = json.dumps(result.to_event())
         with self._lock:
             self.published += 1

@@ -49,7 +49,7 @@ def annotate(bgr: np.ndarray, result) -> np.ndarray:
             draw_box(out, roi.crop.region, colour=STUDENT_COLOUR)
         text = f"{roi.box.label} {roi.box.score:.2f}"
         if roi.student:
-            text += f" | student: {roi.student['label']} {roi.student['score']:.2f}"
+            text += f" | student: {roi.student.label} {roi.student.score:.2f}"
         draw_box(out, roi.box, text)
     if result.teacher is not None:
         draw_caption(out, f"teacher {'ran' if result.teacher_ran else 'reused'}: "

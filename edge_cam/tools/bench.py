@@ -8,32 +8,35 @@ import platform
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
 
-from . import energy
 from ..cascade import Cascade
+from ..localize import BoxRule
 from ..model import Model
-from ..stream import StreamStats, run_stream
+from ..source import open_source
+from ..stream import StreamStats, stream
+from . import energy
 from .plot import line_chart
-from ..source import Source
 
 
 @dataclass
 class BenchConfig:
+    """One measurement: which models on which frames, and how they are set up, as keyword
+    arguments of Model (teacher_options, student_options), Cascade (cascade_options: every,
+    change, crop_spec) and BoxRule.for_model (rule_options: threshold, mode, ...)."""
     teacher: str
     student: str | None
     source: str
     frames: int = 300
     warmup: int = 20
-    every: int = 1
-    change: float | None = None
-    threads: int = 0
-    providers: str | list[str] = "auto"
-    student_spec: str | dict | None = None  # a foreign student's description (see StudentSpec)
-    student_threads: int = 1
+    teacher_options: dict = field(default_factory=dict)
+    student_options: dict = field(default_factory=dict)
+    cascade_options: dict = field(default_factory=dict)
+    rule_options: dict = field(default_factory=dict)
 
 
 def _peak_rss_mb() -> float:
@@ -41,61 +44,64 @@ def _peak_rss_mb() -> float:
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20  # macOS reports bytes
 
 
-def run_bench(cfg: BenchConfig, progress=None) -> dict:
+def _measure(cascade: Cascade, source: str, frames: int,
+             progress: Callable[[int, int], None] | None = None) -> StreamStats:
+    """`frames` frames of the looped source through the cascade, without sinks."""
+    stats = StreamStats()
+    with open_source(source, loop=True) as src:
+        t0 = time.perf_counter()  # after the source opened: that is not the cascade's cost
+        for result in stream(cascade, [src], max_frames=frames, stats=stats):
+            stats.add(result)
+            if progress:
+                progress(stats.frames, frames)
+        stats.wall_s = time.perf_counter() - t0
+    return stats
+
+
+def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | None = None) -> dict:
     t0 = time.perf_counter()
-    teacher = Model(cfg.teacher, providers=cfg.providers, threads=cfg.threads)
+    teacher = Model(cfg.teacher, **cfg.teacher_options)
     t1 = time.perf_counter()
-    student = Model(cfg.student, providers=cfg.providers, threads=cfg.student_threads,
-                    describe=cfg.student_spec) if cfg.student else None
+    student = Model(cfg.student, **cfg.student_options) if cfg.student else None
     t2 = time.perf_counter()
-    cascade = Cascade(teacher, student, every=cfg.every, change=cfg.change)
+    cascade = Cascade(teacher, student, rule=BoxRule.for_model(teacher.info.cam, **cfg.rule_options),
+                      **cfg.cascade_options)
     if cfg.warmup:
-        run_stream(cascade, Source(cfg.source, loop=True), [], max_frames=cfg.warmup, status=None)
-    cascade = Cascade(teacher, student, every=cfg.every, change=cfg.change)  # fresh reuse state
+        _measure(cascade, cfg.source, cfg.warmup)
+        cascade.reset()  # the measured run starts as a real one does: teacher on the first frame
     meter = energy.detect()
     power = {"available": False, "reason": energy.describe_unavailable()} if meter is None else {}
-    done = [0]
-
-    def tick(frame, result):
-        done[0] += 1
-        if progress:
-            progress(done[0], cfg.frames)
-
     if meter is None:
-        stats = run_stream(cascade, Source(cfg.source, loop=True), [], max_frames=cfg.frames, status=None,
-                           on_result=tick)
+        stats = _measure(cascade, cfg.source, cfg.frames, progress)
     else:
         with meter, energy.measure(meter) as m:
-            stats = run_stream(cascade, Source(cfg.source, loop=True), [], max_frames=cfg.frames,
-                               status=None, on_result=tick)
+            stats = _measure(cascade, cfg.source, cfg.frames, progress)
             m.frames = stats.frames
         power = {"available": True, "meter": meter.name, "average_w": m.average_w,
                  "mj_per_frame": m.mj_per_frame(), "samples": m.samples}
+    total = stats.timings.get("total")
     return {
-        "config": {k: v for k, v in cfg.__dict__.items()},
+        "config": asdict(cfg),
         "machine": {"platform": platform.platform(), "machine": platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "providers": teacher.session.get_providers()},
+                    "python": platform.python_version(), "providers": teacher.providers},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "frames": stats.frames, "teacher_runs": stats.teacher_runs, "fps": stats.fps,
         "latency_ms": stats.latency(), "load_ms": {"teacher": (t1 - t0) * 1e3, "student": (t2 - t1) * 1e3},
         "peak_rss_mb": _peak_rss_mb(), "energy": power,
-        "per_frame_ms": _per_frame(stats),
+        "per_frame_ms": [round(float(x), 3) for x in total.values()] if total else [],
     }
-
-
-def _per_frame(stats: StreamStats) -> list[float]:
-    full = [np.asarray(v) for v in stats.timings.values() if v and len(v) == stats.frames]
-    return [round(float(x), 3) for x in np.sum(full, axis=0)] if full else []
 
 
 def markdown(result: dict) -> str:
     c = result["config"]
+    threads, every = c["teacher_options"].get("threads"), c["cascade_options"].get("every", 1)
+    spec = c["student_options"].get("describe")
     lines = [f"edge-cam bench, {result['date']}, {result['machine']['machine']} "
              f"{result['machine']['cores']} cores, providers {','.join(result['machine']['providers'])}, "
-             f"threads {c['threads'] or 'default'}, teacher every {c['every']}",
+             f"threads {threads or 'default'}, teacher every {every}",
              f"`edge-cam bench --teacher {c['teacher']}" + (f" --student {c['student']}" if c['student'] else "")
-             + (f" --student-spec '{c['student_spec']}'" if c.get('student_spec') else "")
-             + f" --source {c['source']} --frames {c['frames']} --every {c['every']}`", "",
+             + (f" --student-spec '{spec}'" if spec else "")
+             + f" --source {c['source']} --frames {c['frames']} --every {every}`", "",
              "| stage | median ms | p95 ms | p99 ms |", "|---|---|---|---|"]
     for stage, v in result["latency_ms"].items():
         lines.append(f"| {stage} | {v['median']:.2f} | {v['p95']:.2f} | {v['p99']:.2f} |")

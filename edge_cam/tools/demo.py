@@ -11,17 +11,19 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from importlib import resources
+from typing import TextIO
 
 import numpy as np
 
-from ..cascade import Cascade
+from ..cascade import Cascade, FrameResult
 from ..crop import CropSpec
 from ..localize import Box
 from ..model import Model
-from ..stream import StreamStats, run_stream
-from ..sinks import JsonlSink, VideoSink
-from ..source import Source
+from ..sinks import Sink, open_sink
+from ..source import open_source, read_video
+from ..stream import StreamStats, run
 
 DEMO_EVERY = 5  # teacher cadence on the demo clip: objects move slowly, the crop's padding keeps up
 
@@ -42,31 +44,36 @@ def accuracy(answers: dict[int, int], truth: dict[int, dict]) -> float:
 COMPUTE = ("preprocess", "teacher", "localize", "crop", "student")  # what the board computes per frame
 
 
-def score_cascade(cascade: Cascade, clip: str, truth: dict[int, dict], sinks=(), status=None) -> dict:
+def score_cascade(cascade: Cascade, clip: str, truth: dict[int, dict], sinks: Sequence[Sink] = (),
+                  status: TextIO | None = None) -> dict:
     """The cascade on a clip: the student's accuracy on the CAM crops, CorLoc of the boxes, compute
     ms per frame (mean: reused frames are cheap, teacher frames are not) and the stream stats."""
     answers, ious = {}, []
+    per_frame = []
 
-    def score(frame, result):
-        g = truth.get(frame.index)
-        if g is None or not result.rois:
-            return
-        answers[frame.index] = result.rois[0].student["class_id"]
-        ious.append(result.rois[0].box.iou(Box(*g["box"])))
+    class Score:
+        def write(self, result: FrameResult) -> None:
+            per_frame.append(sum(result.timing_ms[k] for k in COMPUTE))
+            g = truth.get(result.frame)
+            if g is None or not result.rois or result.rois[0].student is None:
+                return
+            answers[result.frame] = result.rois[0].student.class_id
+            ious.append(result.rois[0].box.iou(Box(*g["box"])))
 
-    stats = run_stream(cascade, Source(clip), list(sinks), on_result=score, status=status)
-    per_frame = np.sum([np.asarray(stats.timings[k]) for k in COMPUTE], axis=0)
+        def close(self) -> None:
+            pass
+
+    stats = run(cascade, [open_source(clip)], [Score(), *sinks], status=status)
     return {"accuracy": accuracy(answers, truth), "corloc_iou50": float(np.mean(np.asarray(ious) >= 0.5)) if ious else 0.0,
-            "ms_per_frame": float(per_frame.mean()), "stats": stats}
+            "ms_per_frame": float(np.mean(per_frame)), "stats": stats}
 
 
 def score_alone(model: Model, clip: str, truth: dict[int, dict]) -> tuple[float, float]:
     """One model on every whole frame: accuracy and mean ms per frame."""
-    frames = [f for f in Source(clip) if f.image is not None]
     answers, times = {}, []
-    for f in frames:
+    for i, image in enumerate(read_video(clip)):
         t0 = time.perf_counter()
-        answers[f.index] = model.predict(f.image).class_id
+        answers[i] = model.predict(image).class_id
         times.append((time.perf_counter() - t0) * 1e3)
     return accuracy(answers, truth), float(np.mean(times))
 
@@ -80,7 +87,8 @@ def run_demo(out_dir: str = "edge-cam-demo", every: int | None = None, mask: str
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
 
     say(f"[1/3] cascade: teacher every {every} frames, student on the CAM crop of every frame")
-    sinks = [VideoSink(os.path.join(out_dir, "annotated.mp4")), JsonlSink(os.path.join(out_dir, "events.jsonl"))]
+    video, events = os.path.join(out_dir, "annotated.mp4"), os.path.join(out_dir, "events.jsonl")
+    sinks = [open_sink(video), open_sink(events)]
     c = score_cascade(Cascade(teacher, student, every=every, crop_spec=CropSpec(mask=mask)), clip, truth, sinks,
                       status=None if quiet else sys.stderr)
     stats: StreamStats = c["stats"]
@@ -96,7 +104,7 @@ def run_demo(out_dir: str = "edge-cam-demo", every: int | None = None, mask: str
         "ms_per_frame": {"teacher_every_frame": teacher_ms, "student_whole_frame": student_ms,
                          "cascade": c["ms_per_frame"]},
         "cascade_fps": stats.fps, "latency_ms": stats.latency(),
-        "outputs": {"video": sinks[0].path, "events": sinks[1].path},
+        "outputs": {"video": video, "events": events},
     }
     with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)

@@ -80,7 +80,7 @@ def result(i: int) -> FrameResult:
 
 def timed_write(sink: MqttSink, i: int) -> float:
     t0 = time.perf_counter()
-    sink.write(None, result(i))
+    sink.write(result(i))
     return (time.perf_counter() - t0) * 1e3
 
 
@@ -89,7 +89,7 @@ def test_events_arrive_on_the_topic_once_deduped(broker, subscribe):
     sink = MqttSink(broker.url("/fleet/site-1"), device="cam-host", stream="door")
     n = 50
     for i in range(n):
-        sink.write(None, result(i))
+        sink.write(result(i))
     sink.close(timeout=10)
 
     assert sink.stats() == {"published": n, "acknowledged": n, "pending": 0, "dropped": 0,
@@ -136,7 +136,7 @@ def test_broker_restart_mid_stream_loses_nothing(broker, subscribe):
     assert set(sub.unique()) == {(SOURCE, i) for i in range(n)}
 
 
-def test_unreachable_broker_spills_overflow_and_sends_it_later(new_broker, subscribe, tmp_path, capfd):
+def test_unreachable_broker_spills_overflow_and_sends_it_later(new_broker, subscribe, tmp_path, caplog):
     b = new_broker()  # not started: nothing listens on its port yet
     spill = tmp_path / "spill"
     sink = MqttSink(b.url(), device="cam", stream="0", max_queue=5, spill_dir=str(spill))
@@ -160,14 +160,14 @@ def test_unreachable_broker_spills_overflow_and_sends_it_later(new_broker, subsc
     dead = MqttSink(f"mqtt://127.0.0.1:{free_port()}", device="cam", stream="0", max_queue=3,
                     spill_dir=str(spill))
     for i in range(100, 110):
-        dead.write(None, result(i))
+        dead.write(result(i))
     t0 = time.monotonic()
     dead.close(timeout=0.3)
     assert time.monotonic() - t0 < 3
     assert dead.stats()["pending"] == 10 and dead.stats()["spilled"] == 7
     assert sorted(json.loads(line)["frame"] for line in spill_file.read_text().splitlines()) == \
         list(range(100, 110))
-    assert "10 undelivered, kept in " + str(spill_file) in capfd.readouterr().err
+    assert "10 undelivered, kept in " + str(spill_file) in caplog.text
 
     # ... and the next sink with that spill directory delivers it.
     later = MqttSink(b.url(), device="cam", stream="0", spill_dir=str(spill))
@@ -177,14 +177,14 @@ def test_unreachable_broker_spills_overflow_and_sends_it_later(new_broker, subsc
     assert set(sub.unique()) == {(SOURCE, i) for i in [*range(50), *range(100, 110)]}
 
 
-def test_full_queue_without_spill_dir_drops_oldest_and_says_so(paho, capfd):
+def test_full_queue_without_spill_dir_drops_oldest_and_says_so(paho, caplog):
     sink = MqttSink(f"mqtt://127.0.0.1:{free_port()}", device="cam", max_queue=5)
     latency = [timed_write(sink, i) for i in range(20)]
     assert max(latency) < 50
     assert sink.stats()["dropped"] == 15 and sink.stats()["pending"] == 5
     sink.close(timeout=0.2)
     assert sink.stats()["dropped"] == 20 and sink.stats()["pending"] == 0
-    err = capfd.readouterr().err
+    err = caplog.text
     assert all(f"dropped the event of frame {i};" in err for i in range(15))
     assert "5 undelivered and lost" in err
 

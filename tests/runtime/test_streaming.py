@@ -9,8 +9,8 @@ import pytest
 from edge_cam.cascade import Cascade
 from edge_cam.errors import EdgeCamError
 from edge_cam.model import Model
-from edge_cam.stream import run_stream, run_streams
-from edge_cam.source import Source, parse_source, read_video
+from edge_cam.source import Source, open_source, parse_source, read_video
+from edge_cam.stream import StreamStats, run, stream
 
 from mjpeg_server import Camera
 
@@ -71,7 +71,7 @@ def test_files_are_lossless_and_in_order_even_for_a_slow_consumer(clip_frames, t
 
 def test_loop_restarts_a_file(clip_frames, tmp_path, models):
     path = write_clip(tmp_path / "c.avi", clip_frames[0][:10])
-    stats = run_stream(Cascade(models[0]), Source(path, loop=True), [], max_frames=25, status=None)
+    stats = run(Cascade(models[0]), [open_source(path, loop=True)], max_frames=25, status=None)
     assert stats.frames == 25
 
 
@@ -87,12 +87,11 @@ def test_static_scene_reuses_the_teacher_and_keeps_the_rois_right(clip_frames, m
     clip = static_clip(frames[a], 100, rng) + static_clip(frames[b], 100, rng)
     path = write_clip(tmp_path / "static.avi", clip)
     teacher, student = models
-    results = []
-    stats = run_stream(Cascade(teacher, student, every=60, change=6.0), Source(path), [], status=None,
-                       on_result=lambda f, r: results.append(r))
+    with open_source(path) as source:
+        results = list(stream(Cascade(teacher, student, every=60, change=6.0), [source]))
     runs = [r.frame for r in results if r.teacher_ran]
-    print(f"static clip: teacher ran on {len(runs)} of {stats.frames} frames: {runs}")
-    assert stats.frames == 200 and len(runs) <= 8
+    print(f"static clip: teacher ran on {len(runs)} of {len(results)} frames: {runs}")
+    assert len(results) == 200 and len(runs) <= 8
     assert 100 in runs and results[100].reason == "change"  # the scene change is caught at once
     gt = [truth["frames"][a], truth["frames"][b]]
     for r in results:
@@ -100,7 +99,7 @@ def test_static_scene_reuses_the_teacher_and_keeps_the_rois_right(clip_frames, m
         box = r.rois[0].box
         iou = box.iou(type(box)(*g["box"]))
         assert iou >= 0.3, (r.frame, iou)
-        assert r.rois[0].student["class_id"] == g["class_id"]
+        assert r.rois[0].student.class_id == g["class_id"]
 
 
 def test_a_moving_object_brings_the_teacher_back_though_the_frame_hardly_changes(clip_frames, models):
@@ -140,33 +139,30 @@ def test_several_streams_batch_the_teacher_and_match_single_runs(clip_frames, mo
 
     teacher.predict_batch = spy
     try:
-        together = []
-        stats = run_streams(Cascade(teacher, student), [Source(p) for p in paths], [[] for _ in paths],
-                            status=None, on_result=lambda f, r: together.append(r))
+        stats = StreamStats()
+        together = list(stream(Cascade(teacher, student), [open_source(p) for p in paths], stats=stats))
     finally:
         teacher.predict_batch = original
-    assert stats.frames == 80 and max(calls) == 4
+    assert len(together) == 80 and max(calls) == 4 and stats.skipped == 0
     for i, p in enumerate(paths):
-        alone = []
-        run_stream(Cascade(teacher, student), Source(p), [], status=None, on_result=lambda f, r: alone.append(r))
+        with open_source(p) as source:
+            alone = list(stream(Cascade(teacher, student), [source]))
         mine = [r for r in together if r.stream == i]
         assert [r.frame for r in mine] == list(range(20))
         for x, y in zip(mine, alone):
             assert x.teacher.class_id == y.teacher.class_id
             assert x.rois[0].box.iou(y.rois[0].box) > 0.99
-            assert x.rois[0].student["class_id"] == y.rois[0].student["class_id"]
+            assert x.rois[0].student.class_id == y.rois[0].student.class_id
 
 
 def test_network_camera_drop_is_survived(clip_frames, models):
     cam = Camera(clip_frames[0][:50], fps=60, drop_after=15, down_for=1.0)
     try:
-        src = Source(cam.url, max_backoff=0.5)
-        results = []
-        stats = run_stream(Cascade(*models, every=5), src, [], max_frames=40, status=None,
-                           on_result=lambda f, r: results.append(r))
+        with Source(cam.url, max_backoff=0.5) as src:
+            results = list(stream(Cascade(*models, every=5), [src], max_frames=40))
     finally:
         cam.close()
-    assert stats.frames == 40
+    assert len(results) == 40
     assert src.stats.reconnects >= 1 and cam.connections >= 2
     assert all(r.rois and r.rois[0].student for r in results)
 
