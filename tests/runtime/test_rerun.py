@@ -1,0 +1,87 @@
+"""When does the cascade run the teacher? A table of frame sequences through Cascade.process with a
+fake teacher that counts its calls: no ONNX file, so every case is about the decision alone."""
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from edge_cam.cascade import Cascade
+from edge_cam.errors import EdgeCamError
+from edge_cam.metadata import CamSpec
+from edge_cam.model import Prediction
+from edge_cam.preprocess import Resize
+
+SIZE = (32, 32)
+
+
+@dataclass
+class FakeInfo:
+    cam: CamSpec
+
+
+class FakeTeacher:
+    """Answers every frame with one hot CAM cell; counts how often it was asked."""
+    has_cam = True
+    path = "fake.onnx"
+    input_size = SIZE
+
+    def __init__(self):
+        self.info = FakeInfo(CamSpec(method="cam", feature_layer="f", classifier="c", stride=8, feature_size=(4, 4)))
+        self.calls = 0
+
+    def prepare(self, image, order="BGR"):
+        h, w = image.shape[:2]
+        return np.zeros((*SIZE, 3), np.uint8), Resize((h, w), SIZE, SIZE[1] / w, SIZE[0] / h)
+
+    def predict_batch(self, frames, color="BGR", prepared=()):
+        self.calls += len(prepared)
+        cam = np.zeros((1, 4, 4), np.float32)
+        cam[0, 1, 1] = 1.0
+        return [Prediction(np.array([3]), np.array([0.9], np.float32), ["three"], np.zeros(10, np.float32), cam,
+                           where, {"model": 1.0}) for _, where in prepared]
+
+
+def grey(level, shape=(48, 64)):
+    return np.full((*shape, 3), level, np.uint8)
+
+
+SCENE, OTHER = grey(100), grey(160)
+SMALL = grey(100, (24, 32))
+
+CASES = [  # (name, every, change, frames, expected reasons: "" where the map is reused)
+    ("first frame always", 5, None, [SCENE], ["first"]),
+    ("every N", 3, None, [SCENE] * 7, ["first", "", "", "every", "", "", "every"]),
+    ("every 1 is every frame", 1, None, [SCENE] * 3, ["first", "every", "every"]),
+    ("no change detection without --change", 100, None, [SCENE, OTHER, SCENE], ["first", "", ""]),
+    ("scene change", 100, 12.0, [SCENE, SCENE, OTHER, OTHER], ["first", "", "change", ""]),
+    ("change below the threshold", 100, 80.0, [SCENE, OTHER, OTHER], ["first", "", ""]),
+    ("frame size changed", 100, None, [SCENE, SMALL, SMALL], ["first", "resize", ""]),
+]
+
+
+@pytest.mark.parametrize("name,every,change,frames,expected", CASES, ids=[c[0] for c in CASES])
+def test_teacher_reruns_exactly_when_it_should(name, every, change, frames, expected):
+    teacher = FakeTeacher()
+    cascade = Cascade(teacher, every=every, change=change)  # type: ignore[arg-type]
+    results = [cascade.process(f) for f in frames]
+    assert [r.reason if r.teacher_ran else "" for r in results] == expected
+    assert teacher.calls == sum(bool(e) for e in expected)
+    assert all(r.rois for r in results)  # a reused map still gives the stream its ROI
+
+
+def test_streams_keep_their_own_state_and_reset_forgets_it():
+    teacher = FakeTeacher()
+    cascade = Cascade(teacher, every=10)  # type: ignore[arg-type]
+    assert cascade.process(SCENE, stream=0).reason == "first"
+    assert cascade.process(SCENE, stream=1).reason == "first"  # a second stream has its own first frame
+    assert not cascade.process(SCENE, stream=0).teacher_ran
+    assert [cascade.process(SCENE, stream=1).frame for _ in range(2)] == [1, 2]
+    cascade.reset()
+    assert cascade.process(SCENE, stream=0).reason == "first"
+
+
+@pytest.mark.parametrize("kw,word", [({"every": 0}, "every"), ({"change": 0.0}, "change"),
+                                      ({"change": float("nan")}, "change"), ({"max_rois": 0}, "max_rois")])
+def test_bad_settings_name_the_parameter(kw, word):
+    with pytest.raises(EdgeCamError, match=f"^{word} must"):
+        Cascade(FakeTeacher(), **kw)  # type: ignore[arg-type]
