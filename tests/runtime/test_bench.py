@@ -2,10 +2,12 @@ import json
 import subprocess
 import sys
 
+from timeouts import scaled
+
 
 def test_bench_reports_every_stage_and_never_invents_energy(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "edge_cam", "bench", "--frames", "40", "--warmup", "5",
-                           "--every", "4", "--out", tmp_path], capture_output=True, text=True, timeout=300)
+                           "--every", "4", "--out", tmp_path], capture_output=True, text=True, timeout=scaled(300))
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "bench.json").read_text())
     assert result["frames"] == 40 and result["teacher_runs"] == 10

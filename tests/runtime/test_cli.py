@@ -8,11 +8,12 @@ import time
 import cv2
 import numpy as np
 import pytest
+from timeouts import scaled
 
 
 def cli(*args, **kw):
     return subprocess.run([sys.executable, "-m", "edge_cam", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, **kw)
+                          text=True, timeout=scaled(600), **kw)
 
 
 def one_sentence(proc):
@@ -135,11 +136,11 @@ def test_sigterm_flushes_the_sinks_and_exits_0(teacher_path, student_path, demo_
                              "--student", student_path, "--source", demo_data("demo_clip.mp4"),
                              "--events", events, "--video-out", video],
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
+    deadline = time.time() + scaled(60)
     while time.time() < deadline and (not events.exists() or len(events.read_text().splitlines()) < 5):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=scaled(60))
     assert proc.returncode == 0, err
     lines = events.read_text().splitlines()
     assert len(lines) >= 5 and all(json.loads(x)["frame"] == i for i, x in enumerate(lines))

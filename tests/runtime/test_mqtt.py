@@ -12,8 +12,9 @@ import time
 import uuid
 
 import pytest
-
 from broker import Broker, Subscriber, free_port, mosquitto_binary
+from timeouts import scaled
+
 from edge_cam.cascade import FrameResult
 from edge_cam.errors import EdgeCamError
 from edge_cam.sinks.mqtt import MqttSink, topic_for
@@ -231,11 +232,11 @@ def test_edge_cam_run_delivers_every_frame_across_a_broker_restart(broker, subsc
                              student_path, "--source", demo_data("demo_clip.mp4"), "--every", "5",
                              "--mqtt", broker.url(), "--device", "board-7", "--max-frames", str(n), "--quiet"],
                             stderr=subprocess.PIPE, text=True)
-    assert sub.wait_for_frames(20, timeout=60), "no events arrived"
+    assert sub.wait_for_frames(20, timeout=scaled(60)), "no events arrived"
     broker.stop()
     time.sleep(1.5)
     broker.start()
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=scaled(120))
     assert proc.returncode == 0, err
     assert sub.wait_for_frames(n, timeout=20), sorted(set(range(n)) - {f for _, f in sub.unique()})
     assert sub.topics() == {"edge-cam/board-7/0/events"}
