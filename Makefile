@@ -4,12 +4,17 @@ RUNTIME_VENV := .venv-runtime
 FULL_VENV := .venv
 SOURCES := pyproject.toml $(shell find edge_cam export -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: demo test test-runtime test-full clean
+.PHONY: demo test lint test-runtime test-full clean
 
 demo: $(RUNTIME_VENV)/.installed
 	$(RUNTIME_VENV)/bin/edge-cam demo
 
-test: test-runtime test-full
+test: lint test-runtime test-full
+
+# Lint and types of everything we ship and test (ruff and mypy come with the dev extra).
+lint: $(FULL_VENV)/.installed
+	$(FULL_VENV)/bin/ruff check edge_cam export tests benchmarks scripts
+	$(FULL_VENV)/bin/mypy
 
 # The board's environment: numpy + onnxruntime + OpenCV from a regular (wheel) install, no torch.
 # Its pass over tests/runtime proves edge_cam never needs torch.
