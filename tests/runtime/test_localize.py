@@ -65,12 +65,19 @@ def test_flat_map_boxes_the_whole_frame_without_nan():
 
 
 def test_letterbox_padding_never_becomes_a_box():
+    """The map is normalised over the frame's content only and is zero on the padding, even where
+    the raw CAM is hottest there (a network can light up the padding's edge): the box is the object's."""
     frame = np.zeros((100, 400, 3), np.uint8)
     _, r = resize(frame, (64, 64), "letterbox")
+    assert r.content == (0, 24, 64, 40)  # CAM rows 3-4 (of 8) show the frame, the rest is padding
     cam = np.zeros((8, 8), np.float32)
-    cam[3:5, 3:5] = 1.0
-    boxes = boxes_from_heat(HeatMap.from_cam(cam, r), 0.2)
-    assert boxes and all(0 <= b.y1 <= b.y2 <= 100 and 0 <= b.x1 <= b.x2 <= 400 for b in boxes)
+    cam[0:2, :] = 5.0  # hot padding, two cells away from the content so it cannot bleed in
+    cam[3:5, 5:7] = 1.0  # the object, right part of the frame
+    heat = HeatMap.from_cam(cam, r)
+    assert heat.values[:24].max() == 0 and heat.values[40:].max() == 0
+    assert heat.values[24:40].max() == pytest.approx(1.0) and heat.values[24:40].min() == pytest.approx(0.0)
+    (box,) = boxes_from_heat(heat, 0.5)
+    assert 230 <= box.x1 < box.x2 <= 370 and 0 <= box.y1 < box.y2 <= 100 and box.height > 50
 
 
 def test_heat_region_samples_the_right_place():
