@@ -38,7 +38,7 @@ class Box:
     def area(self) -> float:
         return self.width * self.height
 
-    def iou(self, other: "Box") -> float:
+    def iou(self, other: Box) -> float:
         iw = max(0.0, min(self.x2, other.x2) - max(self.x1, other.x1))
         ih = max(0.0, min(self.y2, other.y2) - max(self.y1, other.y1))
         inter = iw * ih
@@ -58,7 +58,7 @@ class HeatMap:
     resize: Resize
 
     @classmethod
-    def from_cam(cls, cam: np.ndarray, resize: Resize) -> "HeatMap":
+    def from_cam(cls, cam: np.ndarray, resize: Resize) -> HeatMap:
         """Bilinear upsampling with half-pixel centres (each CAM cell covers one stride of input),
         then min-max normalisation as the paper's reference code does."""
         h, w = resize.input_size
@@ -91,43 +91,140 @@ class HeatMap:
         return self.region(0, 0, w, h, (h, w))
 
 
-BOX_MODES = ("largest", "union", "all")
+BOX_MODES = ("largest", "union", "all", "objects")
+OBJECTS_WORK_SIDE = 128  # the longer side the objects mode's peaks and watershed work at (see object_regions)
 
 
 def boxes_from_heat(heat: HeatMap, threshold: float = 0.2, mode: str = "largest",
                     min_area: float = 0.01, class_id: int = -1, label: str = "",
-                    score: float = 0.0) -> list[Box]:
+                    score: float = 0.0, *, min_distance: float = 0.1, min_prominence: float = 0.1,
+                    max_boxes: int | None = None) -> list[Box]:
     """Boxes of the regions where heat ≥ threshold, largest first.
 
     largest: the CAM paper's single box around the largest region. union: one box around every
     region of at least `min_area` (a fraction of the input), for objects the map splits in parts.
-    all: one box per such region (always at least the largest).
+    all: one box per such region (always at least the largest). objects: one box per peak of the
+    map, hottest first, touching objects split by a watershed (see object_regions; `min_distance`,
+    a fraction of the input's longer side, and `min_prominence`, of the map's range, choose the
+    peaks). `max_boxes` keeps the first ones.
     """
     if mode not in BOX_MODES:
-        raise ValueError(f"unknown box mode {mode!r}; use one of {', '.join(BOX_MODES)}")
+        raise ValueError(f"mode: unknown box mode {mode!r}; use one of {', '.join(BOX_MODES)}")
     mask = (heat.values >= threshold).astype(np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if n <= 1:
-        return []
-    comps = sorted(range(1, n), key=lambda i: -stats[i, cv2.CC_STAT_AREA])
-    if mode == "largest":
-        comps = comps[:1]
+    total = mask.shape[0] * mask.shape[1]
+    if mode == "objects":
+        regions, n = object_regions(heat.values, threshold, min_distance, min_prominence)
+        rects = [cv2.boundingRect((regions == k).astype(np.uint8)) for k in range(1, n + 1)]
+        areas = np.bincount(regions.ravel(), minlength=n + 1)[1:]
+        rects = [r for r, a in zip(rects, areas) if a >= min_area * total] or rects[:1]
     else:
-        total = mask.shape[0] * mask.shape[1]
-        comps = [i for i in comps if stats[i, cv2.CC_STAT_AREA] >= min_area * total] or comps[:1]
-    rects = [tuple(int(v) for v in stats[i, :4]) for i in comps]
+        n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        if n <= 1:
+            return []
+        comps = sorted(range(1, n), key=lambda i: -stats[i, cv2.CC_STAT_AREA])
+        if mode == "largest":
+            comps = comps[:1]
+        else:
+            comps = [i for i in comps if stats[i, cv2.CC_STAT_AREA] >= min_area * total] or comps[:1]
+        rects = [tuple(int(v) for v in stats[i, :4]) for i in comps]
     if mode == "union":
         x1, y1 = min(r[0] for r in rects), min(r[1] for r in rects)
         x2, y2 = max(r[0] + r[2] for r in rects), max(r[1] + r[3] for r in rects)
         rects = [(x1, y1, x2 - x1, y2 - y1)]
     fh, fw = heat.resize.frame_size
     boxes = []
-    for x, y, w, h in rects:
+    for x, y, w, h in rects[:max_boxes]:
         x1, y1 = heat.resize.to_frame(x, y)
         x2, y2 = heat.resize.to_frame(x + w, y + h)
         boxes.append(Box(float(np.clip(x1, 0, fw)), float(np.clip(y1, 0, fh)),
                          float(np.clip(x2, 0, fw)), float(np.clip(y2, 0, fh)), class_id, label, score))
     return boxes
+
+
+def find_peaks(values: np.ndarray, threshold: float, min_distance_px: float,
+               min_prominence: float) -> list[tuple[int, int]]:
+    """(y, x) of the map's peaks above `threshold`, hottest first.
+
+    A local maximum counts when it is at least `min_distance_px` from every hotter peak of the
+    same region and stands out by `min_prominence`: going down from it by that much (never below
+    the threshold) does not reach a hotter peak. The prominence is what separates two objects
+    (a dip between them) from one object's uneven map (a shoulder on the way to its top).
+    """
+    v = np.ascontiguousarray(values, np.float32)
+    local = (v >= cv2.dilate(v, np.ones((3, 3), np.uint8))) & (v >= threshold)
+    n, plateaus = cv2.connectedComponents(local.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return []
+    flat = plateaus.ravel()
+    ids, first = np.unique(flat, return_index=True)
+    first = first[ids > 0]  # one pixel of each flat top
+    cands = sorted(((float(v.flat[i]), divmod(int(i), v.shape[1])) for i in first), key=lambda c: -c[0])
+    _, comp = cv2.connectedComponents((v >= threshold).astype(np.uint8), connectivity=8)
+    peaks: list[tuple[int, int]] = []
+    for height, (y, x) in cands:
+        same = [p for p in peaks if comp[p] == comp[y, x]]
+        if any((py - y) ** 2 + (px - x) ** 2 < min_distance_px ** 2 for py, px in same):
+            continue
+        if same:
+            floor = max(height - min_prominence, threshold)
+            fill = np.zeros((v.shape[0] + 2, v.shape[1] + 2), np.uint8)
+            cv2.floodFill(v, fill, (x, y), 0, height - floor, 1e9,
+                          8 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
+            if any(fill[py + 1, px + 1] for py, px in same):
+                continue
+        peaks.append((y, x))
+    return peaks
+
+
+def object_regions(values: np.ndarray, threshold: float, min_distance: float = 0.1,
+                   min_prominence: float = 0.1, levels: int = 24) -> tuple[np.ndarray, int]:
+    """Split the map's hot pixels (≥ threshold) into one region per peak: int32 labels 1..n in
+    `values`' shape, 1 the hottest peak, and n.
+
+    A watershed by flooding: from the peaks down, level by level, each region grows into the hot
+    pixels it touches, so two objects meet along the valley between them. (cv2.watershed floods
+    by colour difference, i.e. the map's gradient, which is lowest exactly in that valley.) The
+    work is done with the longer side at OBJECTS_WORK_SIDE pixels: a CAM has a few cells per side,
+    bilinearly upsampled, so its peaks and valleys hold no finer detail; the regions' outer edges
+    come back from the full-resolution threshold.
+    """
+    h, w = values.shape
+    f = min(1.0, OBJECTS_WORK_SIDE / max(h, w))
+    small = values if f == 1.0 else cv2.resize(values, (max(1, round(w * f)), max(1, round(h * f))),
+                                               interpolation=cv2.INTER_AREA)
+    peaks = find_peaks(small, threshold, min_distance * max(small.shape), min_prominence)[:254]
+    hot = (small >= threshold).astype(np.uint8)
+    _, comp = cv2.connectedComponents(hot, connectivity=8)
+    labels = np.zeros(small.shape, np.uint8)
+    owners: dict[int, list[int]] = {}
+    for k, p in enumerate(peaks, 1):
+        owners.setdefault(int(comp[p]), []).append(k)
+        labels[p] = k
+    shared = [c for c, ks in owners.items() if len(ks) > 1]
+    for c, ks in owners.items():
+        if len(ks) == 1:  # one peak: its whole region, no flooding needed
+            labels[comp == c] = ks[0]
+    if shared:  # flood only the regions with several peaks, inside their bounding rectangle
+        x, y, bw, bh = cv2.boundingRect(np.isin(comp, shared).astype(np.uint8))
+        sub, lab, inside = small[y:y + bh, x:x + bw], labels[y:y + bh, x:x + bw], np.isin(comp[y:y + bh, x:x + bw], shared)
+        kernel = np.ones((3, 3), np.uint8)
+        for level in np.linspace(float(sub[inside].max()), threshold, levels):
+            _grow(lab, inside & (sub >= level), kernel)
+    if f < 1.0:
+        labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+        _grow(labels, values >= threshold, np.ones((3, 3), np.uint8))  # the full-resolution edge the small map rounded off
+        labels[values < threshold] = 0
+    return labels.astype(np.int32), len(peaks)
+
+
+def _grow(labels: np.ndarray, allowed: np.ndarray, kernel: np.ndarray) -> None:
+    """Grow the labelled regions into the allowed unlabelled pixels they reach (geodesic dilation)."""
+    while True:
+        grown = cv2.dilate(labels, kernel)
+        new = allowed & (labels == 0) & (grown > 0)
+        if not new.any():
+            return
+        labels[new] = grown[new]
 
 
 def fused_cam(cams: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -152,18 +249,32 @@ class BoxRule:
     """How a prediction's CAMs become boxes: the model's calibrated defaults, overridable per call.
 
     The defaults are the CAM paper's: the top-1 map alone, 20% of its range, the largest region.
+    min_distance and min_prominence choose the peaks of the "objects" mode; max_rois (None: all)
+    caps the boxes of any mode.
     """
     threshold: float = 0.2
     mode: str = "largest"
     min_area: float = 0.01
     fuse_top: int = 1  # >1: fuse the top-k classes' maps (fused_cam) for the top-1 box
+    min_distance: float = 0.1
+    min_prominence: float = 0.1
+    max_rois: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in BOX_MODES:
+            raise ValueError(f"mode: unknown box mode {self.mode!r}; use one of {', '.join(BOX_MODES)}")
+        if self.max_rois is not None and self.max_rois < 1:
+            raise ValueError(f"max_rois: {self.max_rois} must be at least 1 (None: no cap)")
 
     @classmethod
     def for_model(cls, cam, threshold: float | None = None, mode: str | None = None,
-                  min_area: float | None = None, fuse_top: int | None = None) -> "BoxRule":
-        """`cam` is the model's CamSpec (metadata); None values keep what it says."""
+                  min_area: float | None = None, fuse_top: int | None = None, **kw) -> BoxRule:
+        """`cam` is the model's CamSpec (metadata); None values keep what it says. `kw`: the other
+        fields (min_distance, min_prominence, max_rois); None keeps the default."""
+        extra = {k: v for k, v in kw.items() if v is not None}
         return cls(cam.threshold if threshold is None else threshold, cam.box_mode if mode is None else mode,
-                   cam.min_area if min_area is None else min_area, cam.fuse_top if fuse_top is None else fuse_top)
+                   cam.min_area if min_area is None else min_area, cam.fuse_top if fuse_top is None else fuse_top,
+                   **extra)
 
     def heat(self, pred, rank: int = 0) -> HeatMap:
         """The heat map of the class at `rank` of a prediction's top-K (fused for the top-1)."""
@@ -172,8 +283,16 @@ class BoxRule:
         return HeatMap.from_cam(cam, pred.resize)
 
     def boxes(self, heat: HeatMap, class_id: int = -1, label: str = "", score: float = 0.0) -> list[Box]:
-        return boxes_from_heat(heat, self.threshold, self.mode, self.min_area, class_id, label, score)
+        return boxes_from_heat(heat, self.threshold, self.mode, self.min_area, class_id, label, score,
+                               min_distance=self.min_distance, min_prominence=self.min_prominence,
+                               max_boxes=self.max_rois)
 
     def localize(self, pred, rank: int = 0) -> tuple[HeatMap, list[Box]]:
         heat = self.heat(pred, rank)
         return heat, self.boxes(heat, int(pred.class_ids[rank]), pred.labels[rank], float(pred.scores[rank]))
+
+    def localize_cam(self, cam: np.ndarray, resize: Resize, class_id: int = -1, label: str = "",
+                     score: float = 0.0) -> tuple[HeatMap, list[Box]]:
+        """Boxes of any raw map (h, w): a class query's, or a watched group's (watch.Watched.cam)."""
+        heat = HeatMap.from_cam(cam, resize)
+        return heat, self.boxes(heat, class_id, label, score)

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_cam.localize import Box, HeatMap, boxes_from_heat
+from edge_cam.localize import Box, BoxRule, HeatMap, boxes_from_heat
 from edge_cam.preprocess import resize
 
 
@@ -89,3 +89,70 @@ def test_heat_region_samples_the_right_place():
     left = heat.region(0, 0, 100, 200, (16, 16))
     assert right.mean() > 0.95 and left.mean() < 0.05
     assert heat.to_frame().shape == (200, 300)
+
+
+def blobs(centres, heights, size=(12, 20), sigma=1.6):
+    """A smooth CAM-like map with one Gaussian bump per (row, col) centre."""
+    yy, xx = np.mgrid[:size[0], :size[1]]
+    return sum(hgt * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
+               for (cy, cx), hgt in zip(centres, heights)).astype(np.float32)
+
+
+def test_objects_mode_splits_touching_objects_at_the_valley():
+    _, r = resize(np.zeros((360, 640, 3), np.uint8), (360, 640), "stretch")
+    heat = HeatMap.from_cam(blobs([(6, 5), (6, 10), (6, 15)], [1.0, 0.8, 0.9]), r)
+    (whole,) = boxes_from_heat(heat, 0.2, "all")  # one connected region spans all three
+    boxes = boxes_from_heat(heat, 0.2, "objects", class_id=7, label="x", score=0.5)
+    assert len(boxes) == 3 and all((b.class_id, b.label, b.score) == (7, "x", 0.5) for b in boxes)
+    centres = [(b.x1 + b.x2) / 2 / 32 - 0.5 for b in boxes]  # back in CAM cells (stride 32)
+    assert centres == pytest.approx([5, 15, 10], abs=0.6)  # hottest first
+    # neighbours meet at the valley between their peaks (on the peaks' row; within one CAM cell)
+    row = heat.values[6 * 30 + 15]
+    valleys = [176 + int(np.argmin(row[176:336])), 336 + int(np.argmin(row[336:496]))]
+    left, right, middle = boxes
+    assert left.x2 == pytest.approx(valleys[0], abs=32) and middle.x1 == pytest.approx(valleys[0], abs=32)
+    assert middle.x2 == pytest.approx(valleys[1], abs=32) and right.x1 == pytest.approx(valleys[1], abs=32)
+    assert left.x2 < middle.x2 and middle.x1 < right.x1
+    assert (left.x1, right.x2) == (whole.x1, whole.x2)  # the outer edges stay the threshold's
+    assert boxes_from_heat(heat, 0.2, "objects", 0.01, 7, "x", 0.5, max_boxes=2) == boxes[:2]
+
+
+def test_objects_mode_keeps_one_object_with_a_shoulder_and_respects_min_distance():
+    _, r = resize(np.zeros((360, 640, 3), np.uint8), (360, 640), "stretch")
+    shoulder = blobs([(6, 8), (6, 11)], [1.0, 0.25], sigma=2.0)  # a bump on the way down, no real dip
+    heat = HeatMap.from_cam(shoulder, r)
+    assert len(boxes_from_heat(heat, 0.2, "objects", min_prominence=0.1)) == 1
+    two = HeatMap.from_cam(blobs([(6, 8), (6, 12)], [1.0, 1.0], sigma=1.2), r)
+    assert len(boxes_from_heat(two, 0.2, "objects")) == 2
+    assert len(boxes_from_heat(two, 0.2, "objects", min_distance=0.25)) == 1  # 4 cells = 0.2 of 20
+
+
+def test_objects_mode_on_single_regions_empty_flat_and_letterboxed_maps():
+    _, r = resize(np.zeros((100, 400, 3), np.uint8), (64, 64), "letterbox")
+    cam = np.zeros((8, 8), np.float32)
+    cam[3:5, 1:3] = 1.0
+    cam[3:5, 5:7] = 0.9
+    heat = HeatMap.from_cam(cam, r)
+    assert boxes_from_heat(heat, 0.5, "objects") == boxes_from_heat(heat, 0.5, "all")  # separate regions
+    _, s = resize(np.zeros((50, 60, 3), np.uint8), (32, 32), "stretch")
+    (box,) = boxes_from_heat(HeatMap.from_cam(np.ones((4, 4), np.float32), s), 0.2, "objects")
+    assert (box.x1, box.y1, box.x2, box.y2) == (0, 0, 60, 50)
+    assert boxes_from_heat(HeatMap(np.zeros((32, 32), np.float32), s), 0.2, "objects") == []
+
+
+def test_box_rule_objects_fields_and_validation():
+    rule = BoxRule(0.2, "objects", 0.01, 1, max_rois=2)
+    assert (rule.min_distance, rule.min_prominence) == (0.1, 0.1)
+    _, r = resize(np.zeros((360, 640, 3), np.uint8), (360, 640), "stretch")
+    cam = blobs([(6, 5), (6, 10), (6, 15)], [1.0, 0.8, 0.9])
+    heat, boxes = rule.localize_cam(cam, r, 3, "x", 0.4)
+    assert len(boxes) == 2 and boxes == boxes_from_heat(heat, 0.2, "objects", class_id=3, label="x", score=0.4)[:2]
+    with pytest.raises(ValueError, match="^mode: unknown box mode 'blobs'"):
+        BoxRule(mode="blobs")
+    with pytest.raises(ValueError, match="^max_rois: 0"):
+        BoxRule(max_rois=0)
+
+    class Spec:
+        threshold, box_mode, min_area, fuse_top = 0.3, "largest", 0.02, 1
+    assert BoxRule.for_model(Spec(), mode="objects", min_distance=None, max_rois=3) == \
+        BoxRule(0.3, "objects", 0.02, 1, max_rois=3)
