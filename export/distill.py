@@ -1,0 +1,209 @@
+"""Distil a specialised student from the user's own footage (torch, workstation).
+
+NoScope (Kang et al., VLDB 2017): a tiny model specialised to one camera, trained on the reference
+model's own answers, stands in for it at a fraction of the cost. Here the reference is the CAM
+teacher, and the student sees only what the cascade will show it: the crop around the teacher's
+box (distill_data.py). Its labels are the teacher's classes that matter on this footage (or the
+watched groups asked for) and "other"; the last `holdout` of every source is kept out of training
+and reported on. The result is a self-describing ONNX (or TFLite) that `run --student` takes
+without a description, with what it was distilled from in `edge_cam.source["distill"]`.
+
+    >>> r = distill("teacher.onnx", ["lane.mp4"], "student.onnx", classes=["sports car", "cab"], name="car")
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+import torch
+
+from edge_cam.crop import CropSpec
+from edge_cam.errors import EdgeCamError
+from edge_cam.model import Model
+from edge_cam.preprocess import pad_colour
+from edge_cam.tools.cascade_eval import OTHER, model_macs
+
+from .distill_data import BACKGROUND, EXACT, STALE, Footage, collect
+from .distill_net import MEAN, STD, Student, count_macs, predict, train
+
+log = logging.getLogger("edge_cam")
+
+MIN_SHARE = 0.02  # a teacher class needs this share of the confident training frames to be a label
+MAX_LABELS = 8  # at most this many of them (plus "other")
+MIN_RATIO = 20  # the default student has at least this many times fewer multiply-adds than the teacher
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class DistillResult:
+    path: str
+    labels: list[str]  # the student's, "other" last
+    targets: dict[str, list[int]]  # student label → the teacher classes it stands for
+    macs: int
+    teacher_macs: int | None
+    train_frames: int
+    holdout_frames: int
+    train_crops: dict[str, int]  # per label
+    holdout: dict[str, float | int | None] = field(default_factory=dict)  # agreement on held-out crops
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _groups() -> dict[str, list]:
+    """Named watch groups, when the runtime ships them (edge_cam/data/imagenet_groups.json)."""
+    try:
+        text = resources.files("edge_cam").joinpath("data", "imagenet_groups.json").read_text(encoding="utf-8")
+    except (FileNotFoundError, OSError, ModuleNotFoundError):
+        return {}
+    data = json.loads(text)
+    data = data.get("groups", data) if isinstance(data, dict) else {}
+    return {str(k).lower(): v for k, v in data.items() if isinstance(v, list)}
+
+
+def class_ids(members: Sequence[int | str], labels: list[str]) -> list[int]:
+    """Class ids, label names (case-insensitive) or group names → sorted teacher class ids."""
+    by_name = {lab.lower(): i for i, lab in enumerate(labels)}
+    groups, out = _groups(), set()
+    for m in members:
+        if isinstance(m, (int, np.integer)) or (isinstance(m, str) and m.strip().isdigit()):
+            i = int(m)
+            if not 0 <= i < len(labels):
+                raise EdgeCamError(f"class {i} is not one of the teacher's {len(labels)} classes.")
+            out.add(i)
+        elif m.strip().lower() in by_name:
+            out.add(by_name[m.strip().lower()])
+        elif m.strip().lower() in groups:
+            out |= set(class_ids(groups[m.strip().lower()], labels))
+        else:
+            raise EdgeCamError(f"{m!r} is neither a class of the teacher nor a known group; give a class "
+                               "name as `edge-cam info TEACHER` lists it, or its number.")
+    return sorted(out)
+
+
+def choose_targets(classes, name: str | None, labels: list[str], top1: np.ndarray, score: np.ndarray,
+                   min_score: float) -> dict[str, list[int]]:
+    """The student's labels and the teacher classes behind each.
+
+    classes None: every teacher class that is top-1 with probability ≥ min_score on at least
+    MIN_SHARE of those frames (at most MAX_LABELS). A list: one target, the union of its members,
+    named `name` (default: the single member's label, or a group's name). A dict: name → members.
+    """
+    if classes is None:
+        sure = top1[score >= min_score]
+        if not len(sure):
+            raise EdgeCamError(f"the teacher's top-1 reaches {min_score:g} on no training frame; lower "
+                               "--min-score or name the classes to watch with --classes.")
+        ids, counts = np.unique(sure, return_counts=True)
+        keep = [int(i) for i, c in sorted(zip(ids, counts), key=lambda ic: -ic[1])
+                if c >= max(3, MIN_SHARE * len(sure))][:MAX_LABELS]
+        return {labels[i]: [i] for i in keep}
+    if isinstance(classes, dict):
+        return {str(k): class_ids(v, labels) for k, v in classes.items()}
+    members = [classes] if isinstance(classes, (str, int)) else list(classes)
+    if name is None:
+        single = members[0] if len(members) == 1 else None
+        name = (labels[int(single)] if isinstance(single, int) or str(single).isdigit() else str(single)) \
+            if single is not None else "target"
+    return {name: class_ids(members, labels)}
+
+
+def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, classes=None,
+            name: str | None = None, min_score: float = 0.5, every: int = 10, change: float | None = None,
+            pad: float = 1.3, square: bool = True, mask: str = "none", size: int = 64, width: int = 16,
+            epochs: int = 15, seed: int = 0, holdout: float = 0.2, max_frames: int | None = None,
+            format: str = "onnx", quantize: str | None = None, threads: int | None = None,
+            progress: Progress | None = None) -> DistillResult:
+    """Teacher over the footage → crops as `run` cuts them → a small student → a self-describing file.
+
+    every/change/pad/square/mask: the cascade settings the student will run under (stale-box crops
+    for up to every-1 frames; with change, only while the scene stays within it). size, width: the
+    student's input side and channel width. holdout: the last fraction of each source, never
+    trained on. max_frames: per source (a live camera needs it). threads: torch's intra-op threads
+    for training (None: torch's default; 1 is ten times faster on a 2-core machine that is busy with
+    something else, measured).
+    """
+    t_start = time.perf_counter()
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    if not sources:
+        raise EdgeCamError("distill needs at least one --source.")
+    if not 0 <= holdout < 1:
+        raise EdgeCamError(f"--holdout is a fraction of the footage in [0, 1), not {holdout}.")
+    if quantize not in (None, "int8"):
+        raise EdgeCamError(f"--quantize {quantize} is not supported; use int8.")
+    if quantize:
+        raise EdgeCamError("--quantize int8 for distilled students is not implemented yet; export fp32.")
+    if format not in ("onnx", "tflite"):
+        raise EdgeCamError(f"unknown format {format!r}; use onnx or tflite.")
+    if mask not in ("none", "mean", "blur"):
+        raise EdgeCamError(f"unknown mask mode {mask!r}; use none, mean or blur.")
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    teacher = Model(teacher_path)
+    if not teacher.has_cam:
+        raise EdgeCamError(f"{teacher_path} has no CAM output; distil from a teacher made by `edge-cam export`.")
+    if not teacher.info.labels:
+        raise EdgeCamError(f"{teacher_path} has no labels; re-export it with --labels.")
+    spec = CropSpec(pad, square, mask)
+    footage = collect(teacher, sources, size, spec, pad_colour(MEAN), every=every, change=change, rng=rng,
+                      max_frames=max_frames, progress=progress)
+    if not len(footage.crops):
+        raise EdgeCamError("the sources gave no frames with a CAM box; check them with `edge-cam run`.")
+    held = footage.holdout(holdout)
+    targets = choose_targets(classes, name, teacher.info.labels, footage.class_id[~held], footage.score[~held],
+                             min_score)
+    labels = list(targets) + [OTHER]
+    lookup = {c: i for i, ids in enumerate(targets.values()) for c in ids}
+    frame_label = np.array([lookup.get(int(c), len(targets)) for c in footage.class_id], np.int64)
+    y = np.where(footage.kind == BACKGROUND, len(targets), frame_label[footage.frame])
+    keep = np.ones(len(y), bool)
+    train_rows = keep & ~held[footage.frame]
+    if len(np.unique(y[train_rows])) < 2:
+        raise EdgeCamError(f"on the training footage every crop is {labels[int(y[train_rows][0])]!r}; a "
+                           "student needs at least two answers to tell apart (more footage, or other --classes).")
+    model = Student(len(labels), width)
+    macs = count_macs(model, (size, size))
+    t_macs = model_macs(teacher)
+    if t_macs and macs * MIN_RATIO > t_macs:
+        log.warning("the student has %.1f M multiply-adds, more than 1/%d of the teacher's %.1f M; lower "
+                    "--width or --size for a cheaper cascade", macs / 1e6, MIN_RATIO, t_macs / 1e6)
+    log.info("%d training crops of %d frames, labels %s", int(train_rows.sum()), int((~held).sum()), labels)
+    history = train(model, footage.crops[train_rows], y[train_rows], epochs=epochs, rng=rng, progress=progress)
+    report = _holdout_report(model, footage, y, keep & held[footage.frame])
+    meta = {"teacher": os.path.basename(teacher_path), "teacher_macs": t_macs, "macs": macs, "targets": targets,
+            "other": OTHER, "crop": {"pad": pad, "square": square, "mask": mask},
+            "every": every, "change": change, "size": size, "width": width, "seed": seed,
+            "min_score": min_score, "holdout": holdout, "sources": [os.path.basename(s) for s in sources],
+            "frames": {"train": int((~held).sum()), "holdout": int(held.sum())}, "holdout_agreement": report}
+    if progress:
+        progress("exporting the student", 0, 1)
+    from .torch_export import export_module  # its import pulls in the exporters; only needed now
+    export_module(model, out_path, input_size=(size, size), labels=labels, cam=False, mean=MEAN, std=STD,
+                  resize="stretch", source={"role": "student", "distill": meta}, quiet=True, format=format)
+    if progress:
+        progress("exporting the student", 1, 1)
+    counts = np.bincount(y[train_rows], minlength=len(labels))
+    return DistillResult(out_path, labels, targets, macs, t_macs, int((~held).sum()), int(held.sum()),
+                         {lab: int(c) for lab, c in zip(labels, counts)}, report, history,
+                         time.perf_counter() - t_start)
+
+
+def _holdout_report(model, footage: Footage, y: np.ndarray, rows: np.ndarray) -> dict:
+    """The student against the teacher's (mapped) answer on held-out crops: fresh boxes, reused
+    (stale) boxes, and fresh boxes where the teacher is confident (top-1 ≥ 0.5)."""
+    if not rows.any():
+        return {"crops": 0}
+    right = predict(model, footage.crops[rows]) == y[rows]
+    kind = footage.kind[rows]
+    sure = footage.score[footage.frame[rows]] >= 0.5
+    rate = lambda m: float(right[m].mean()) if m.any() else None  # noqa: E731
+    return {"crops": int(rows.sum()), "fresh": rate(kind == EXACT), "stale": rate(kind == STALE),
+            "fresh_confident": rate((kind == EXACT) & sure), "all": rate(np.ones_like(right))}

@@ -1,0 +1,155 @@
+"""The student's training set: the crops `run` would hand it, cut from the user's own footage.
+
+For every frame the teacher runs, and its box and map give crops made by the runtime's own crop
+code (edge_cam.crop: same pad, square, mask, fill colour), so training and running see the same
+pixels. Four kinds per frame, all labelled with what the teacher says about *this* frame:
+
+  exact       the crop around this frame's box, as the cascade cuts it when the teacher ran;
+  jitter      that box grown, shrunk and shifted (boxes move a little from run to run);
+  stale       this frame cut at the box (and map) of a frame up to `every` - 1 earlier: between
+              teacher runs the cascade reuses the last box, so most crops the student sees are
+              these, and it must notice when the object has gone or changed;
+  background  a box away from the CAM box, where the map is cold: what the scene looks like
+              with nothing of interest in the crop, labelled "other".
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_cam.cascade import thumbnail
+from edge_cam.crop import CropSpec, crop
+from edge_cam.localize import Box, BoxRule, HeatMap
+from edge_cam.model import Model
+from edge_cam.preprocess import to_8bit
+from edge_cam.source import open_source
+
+EXACT, JITTER, STALE, BACKGROUND = 0, 1, 2, 3
+BATCH = 8  # frames per teacher call
+
+
+@dataclass
+class Footage:
+    """What the teacher said on every frame read, and the crops cut from them."""
+    source: np.ndarray  # (F,) which source each frame came from
+    index: np.ndarray  # (F,) the frame's index in its source
+    class_id: np.ndarray  # (F,) teacher top-1
+    score: np.ndarray  # (F,) its probability
+    crops: np.ndarray  # (N, S, S, 3) uint8 RGB
+    frame: np.ndarray  # (N,) the row in the per-frame arrays each crop belongs to
+    kind: np.ndarray  # (N,) EXACT, JITTER, STALE or BACKGROUND
+
+    def holdout(self, fraction: float) -> np.ndarray:
+        """(F,) True for the last `fraction` of each source's frames."""
+        out = np.zeros(len(self.index), bool)
+        for s in np.unique(self.source):
+            rows = np.flatnonzero(self.source == s)
+            out[rows[int(math.floor((1 - fraction) * len(rows))):]] = True
+        return out
+
+
+def jittered(rng: np.random.Generator, box: Box, frame_size: tuple[int, int], amount: float = 0.15) -> Box:
+    """The box scaled by up to ±amount (log scale), its aspect changed by half that, its centre
+    moved by a normal amount/2 of its size: about how much CAM boxes move between frames of one
+    object under a static camera."""
+    fh, fw = frame_size
+    s, a = math.exp(rng.uniform(-amount, amount)), math.exp(rng.uniform(-amount / 2, amount / 2))
+    w, h = max(box.width, 2.0) * s * a, max(box.height, 2.0) * s / a
+    cx = (box.x1 + box.x2) / 2 + rng.normal(0, amount / 2) * box.width
+    cy = (box.y1 + box.y2) / 2 + rng.normal(0, amount / 2) * box.height
+    return Box(max(0.0, cx - w / 2), max(0.0, cy - h / 2), min(fw, cx + w / 2), min(fh, cy + h / 2))
+
+
+def away(rng: np.random.Generator, box: Box, heat: HeatMap, threshold: float, tries: int = 10) -> Box | None:
+    """A box about the CAM box's size that overlaps it by IoU < 0.1 and where the map stays below
+    the box threshold everywhere: the teacher saw nothing of its class there (None if none fits)."""
+    frame_size = heat.resize.frame_size
+    fh, fw = frame_size
+    side = math.sqrt(max(box.area, 16.0))
+    for _ in range(tries):
+        w, h = (min(side * rng.uniform(0.6, 1.3), fw), min(side * rng.uniform(0.6, 1.3), fh))
+        x, y = rng.uniform(0, fw - w), rng.uniform(0, fh - h)
+        cand = Box(x, y, x + w, y + h)
+        if cand.iou(box) < 0.1 and heat.region(x, y, x + w, y + h, (8, 8)).max() < threshold:
+            return cand
+    return None
+
+
+def _batches(source, max_frames: int | None):
+    """The source's decodable frames, BATCH at a time, up to max_frames."""
+    pending, n = [], 0
+    for frame in source:
+        if frame.image is None:
+            continue
+        pending.append(frame)
+        n += 1
+        if len(pending) == BATCH or n == max_frames:
+            yield pending
+            pending = []
+        if n == max_frames:
+            return
+    if pending:
+        yield pending
+
+
+def collect(teacher: Model, sources: Sequence[str], size: int, spec: CropSpec, fill: tuple[int, int, int], *,
+            every: int, change: float | None, rng: np.random.Generator, jitter: int = 2, stale: int = 2,
+            background: int = 1,
+            max_frames: int | None = None, progress: Callable[[str, int, int], None] | None = None) -> Footage:
+    """Run the teacher over every frame of every source and cut the crops (see the module's doc)."""
+    rule = BoxRule.for_model(teacher.info.cam)
+    spec = CropSpec(spec.pad, spec.square, spec.mask, rule.threshold)  # as Cascade sets it
+    shape = (size, size)
+    per_frame: dict[str, list] = {"source": [], "index": [], "class_id": [], "score": []}
+    crops, frame_of, kinds = [], [], []
+
+    def cut(image, box, heat, kind, row):
+        crops.append(crop(image, box, shape, spec, heat, fill, "BGR").image)
+        frame_of.append(row)
+        kinds.append(kind)
+
+    def frame_crops(image, pred, row, recent) -> None:
+        heat, boxes = rule.localize(pred)
+        if not boxes:  # no ROI: the cascade answers "none" and the student is not asked
+            return
+        box, frame_size = boxes[0], image.shape[:2]
+        thumb = thumbnail(to_8bit(image, "BGR")[0]) if change is not None else None
+        cut(image, box, heat, EXACT, row)
+        for _ in range(jitter):
+            cut(image, jittered(rng, box, frame_size), heat, JITTER, row)
+        # With change detection on, the cascade keeps a box only while the scene stays within
+        # `change` grey levels of the frame the teacher saw: older boxes on a changed scene never occur.
+        usable = [(b, h) for b, h, t in recent if thumb is None or float(np.abs(thumb - t).mean()) < change]
+        for _ in range(stale if usable else 0):
+            old_box, old_heat = usable[int(rng.integers(len(usable)))]
+            cut(image, jittered(rng, old_box, frame_size, 0.05), old_heat, STALE, row)
+        for _ in range(background):
+            b = away(rng, box, heat, rule.threshold)
+            if b is not None:
+                cut(image, b, heat, BACKGROUND, row)
+        if every > 1:  # every=1: the teacher runs on every frame and no box is ever reused
+            recent.append((box, heat, thumb))
+
+    for s, name in enumerate(sources):
+        recent: deque = deque(maxlen=max(1, every - 1))  # boxes the cascade may still be reusing
+        with open_source(name) as source:
+            total, done = min(source.total or 0, max_frames or 10**9), 0
+            for batch in _batches(source, max_frames):
+                for f, pred in zip(batch, teacher.predict_batch([f.image for f in batch])):
+                    row = len(per_frame["index"])
+                    for key, value in (("source", s), ("index", done if f.index is None else f.index),
+                                       ("class_id", pred.class_id), ("score", pred.score)):
+                        per_frame[key].append(value)
+                    frame_crops(f.image, pred, row, recent)
+                    done += 1
+                if progress:
+                    progress(f"teacher on {source.name}", done, total)
+    arrays = {k: np.asarray(v) for k, v in per_frame.items()}
+    return Footage(arrays["source"].astype(np.int64), arrays["index"].astype(np.int64),
+                   arrays["class_id"].astype(np.int64), arrays["score"].astype(np.float32),
+                   np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
+                   np.asarray(frame_of, np.int64), np.asarray(kinds, np.int8))
