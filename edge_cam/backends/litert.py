@@ -8,24 +8,18 @@ of those props. They have a signature ("serving_default", or the only one) with 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..errors import EdgeCamError, first_line
+from . import Tensor
 
+log = logging.getLogger("edge_cam")
 METADATA_NAME = "edge_cam"
 INSTALL = "running .tflite models needs ai-edge-litert: pip install 'edge-cam[tflite]'"
-
-
-@dataclass(frozen=True)
-class Tensor:
-    """One input or output as the runtime sees it, whatever the backend."""
-    name: str
-    shape: tuple[int, ...]  # -1 where the size is dynamic
-    dtype: np.dtype
-    quant: tuple[float, int] | None = None  # (scale, zero_point) of a quantised tensor
 
 
 def _litert(module: str):
@@ -113,16 +107,22 @@ def _tensor(d: dict, name: str | None = None) -> Tensor:
     return Tensor(name or d["name"], tuple(int(s) for s in shape), np.dtype(d["dtype"]), quant)
 
 
-class LiteRTSession:
-    """One LiteRT interpreter with the small interface Model needs: inputs, outputs, props, run.
+class LiteRTBackend:
+    """One LiteRT interpreter (CPU, XNNPACK) as a Backend; threads 0 = one per core.
 
     A batch runs in one invoke when the input can be resized to it; TFLite graphs converted
     with a fixed batch (a Reshape to [1, N], as in the Coral models) cannot, and then the items
     run one by one: measured, it is the only way those models take a batch at all.
     """
+    name = "litert"
 
-    def __init__(self, path: str, threads: int = 0):
-        self.path = path
+    def __init__(self, path: str, threads: int = 0, providers: str | Sequence[str] = "auto"):
+        wanted = [providers] if isinstance(providers, str) else list(providers)
+        if any(p.lower() not in ("auto", "cpu", "cpuexecutionprovider") for p in wanted):
+            # One caller's providers often serve an .onnx teacher and a .tflite student alike.
+            log.warning("LiteRT runs %s on the CPU; providers apply to .onnx models only.",
+                        os.path.basename(path))
+        self.path, self.providers = path, ["LiteRT CPU"]
         data = _read(path)
         self.props = _metadata_from_bytes(data, path)
         self._data, self.threads = data, threads or os.cpu_count() or 1
@@ -163,11 +163,7 @@ class LiteRTSession:
                                "models with exactly one.")
         self.interpreter = it
 
-    def get_providers(self) -> list[str]:
-        """What runs the graph, in the words of ORT's session.get_providers()."""
-        return ["LiteRT CPU"]
-
-    def _invoke(self, names: list[str], x: np.ndarray) -> list[np.ndarray]:
+    def _invoke(self, names: Sequence[str], x: np.ndarray) -> list[np.ndarray]:
         if self._runner is not None:
             out = self._runner(**{self.inputs[0].name: x})  # resizes and reallocates when needed
             return [out[n] for n in names]
@@ -179,7 +175,7 @@ class LiteRTSession:
         it.invoke()
         return [it.get_tensor(self._out_index[n]) for n in names]
 
-    def run(self, names: list[str], x: np.ndarray) -> list[np.ndarray]:
+    def run(self, names: Sequence[str], x: np.ndarray) -> list[np.ndarray]:
         """The graph on a batch; quantised outputs come back dequantised to float32."""
         if len(x) > 1 and self._batchable is not False:
             try:
@@ -196,5 +192,11 @@ class LiteRTSession:
             parts = [self._invoke(names, x[i:i + 1]) for i in range(len(x))]
             out = [np.concatenate([p[j] for p in parts]) for j in range(len(names))]
         quant = {t.name: t.quant for t in self.outputs}
-        return [(a.astype(np.float32) - quant[n][1]) * np.float32(quant[n][0])
-                if quant.get(n) and a.dtype.kind in "iu" else a for n, a in zip(names, out)]
+        return [_dequantise(a, quant.get(n)) for n, a in zip(names, out)]
+
+
+def _dequantise(a: np.ndarray, quant: tuple[float, int] | None) -> np.ndarray:
+    if quant is None or a.dtype.kind not in "iu":
+        return a
+    scale, zero = quant
+    return (a.astype(np.float32) - zero) * np.float32(scale)

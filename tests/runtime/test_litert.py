@@ -8,16 +8,17 @@ import sys
 import numpy as np
 import pytest
 
+from edge_cam.adapt import foreign_input
 from edge_cam.cli import main
 from edge_cam.errors import EdgeCamError
 from edge_cam.metadata import StudentSpec
-from edge_cam.model import Model, foreign_input
+from edge_cam.model import Model
 from edge_cam.source import read_image
 
 pytest.importorskip("ai_edge_litert", reason="the tflite extra (ai-edge-litert) is not installed")
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter
 
-from edge_cam.backends.litert import read_metadata, write_metadata  # noqa: E402
+from edge_cam.backends.litert import read_metadata, write_metadata
 
 CATS = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -1,3 +1,6 @@
+import logging
+import os
+
 import numpy as np
 import pytest
 
@@ -32,12 +35,32 @@ def test_batch_equals_one_by_one(teacher_path, demo_data):
         np.testing.assert_allclose(one.cams, b.cams, rtol=1e-4, atol=1e-4 * np.ptp(one.cams))
 
 
-def test_second_session_turns_spinning_off_in_both(teacher_path, student_path):
+def _spinning(m: Model) -> str:
+    return m.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+
+def test_spinning_is_explicit_and_off_by_default(teacher_path, student_path):
     a = Model(teacher_path)
-    b = Model(student_path)
-    assert not a.spinning and not b.spinning
-    assert Model(student_path, spinning=True).spinning
-    a.predict(np.zeros((8, 8, 3), np.uint8))  # still usable after its session was rebuilt
+    assert not a.spinning and _spinning(a) == "0"
+    b = Model(student_path, spinning=True)
+    assert b.spinning and _spinning(b) == "1"
+    assert _spinning(a) == "0"  # a second model never reopens the first one
+    a.predict(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_session_options_are_used_and_their_own_thread_settings_win(teacher_path):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    opts.enable_profiling = True
+    m = Model(teacher_path, threads=2, spinning=False, session_options=opts)
+    got = m.session.get_session_options()
+    assert got.intra_op_num_threads == 1 and _spinning(m) == "1" and got.enable_profiling
+    os.remove(m.session.end_profiling())
+    m = Model(teacher_path, threads=2, session_options=ort.SessionOptions())  # defaults left: ours apply
+    got = m.session.get_session_options()
+    assert (got.intra_op_num_threads, got.inter_op_num_threads, _spinning(m)) == (2, 1, "0")
 
 
 def test_student_is_a_plain_classifier(student_path):
@@ -55,11 +78,13 @@ def test_bad_models_raise_one_sentence(tmp_path):
         Model(tmp_path / "bad.onnx", providers=["warp-drive"])
 
 
-def test_missing_providers_fall_back_to_the_cpu_with_one_line(teacher_path, capfd):
-    m = Model(teacher_path, providers=["tensorrt"], tensorrt={"trt_fp16_enable": True})
-    assert m.session.get_providers() == ["CPUExecutionProvider"]
-    err = capfd.readouterr().err
-    assert "TensorrtExecutionProvider is not in this onnxruntime" in err and "CUDAExecutionProvider" in err
-    assert Model(teacher_path, providers="cpu").session.get_providers() == ["CPUExecutionProvider"]
+def test_missing_providers_fall_back_to_the_cpu_with_one_line(teacher_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="edge_cam"):
+        m = Model(teacher_path, providers=["tensorrt"], tensorrt={"trt_fp16_enable": True})
+    assert m.providers == m.session.get_providers() == ["CPUExecutionProvider"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "edge_cam"]
+    assert any("TensorrtExecutionProvider is not in this onnxruntime" in line for line in lines)
+    assert any("CUDAExecutionProvider" in line for line in lines)
+    assert Model(teacher_path, providers="cpu").providers == ["CPUExecutionProvider"]
     m = Model(teacher_path, providers=["xnnpack", "cpu"])
-    assert m.session.get_providers()[-1] == "CPUExecutionProvider"
+    assert m.providers[-1] == "CPUExecutionProvider"
