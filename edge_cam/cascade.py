@@ -82,6 +82,9 @@ class FrameResult:
     change: float | None = None  # scene-change score against the teacher's last frame
     stream: int = 0
     image: np.ndarray | None = field(default=None, repr=False)  # the frame itself, for sinks that draw
+    # The process run that made it (stream.RUN_ID, set by stream()): frame numbers restart with every
+    # run, so consumers dedupe by (run, source, frame) across restarts and spill replays.
+    run: str = ""
 
     def to_event(self) -> dict:
         """The JSON event of interfaces.md."""
@@ -90,8 +93,10 @@ class FrameResult:
             teacher["reason"] = self.reason
         if self.change is not None:
             teacher["change"] = round(self.change, 3)
-        return {"frame": self.frame, "ts": round(self.ts, 4), "source": self.source, "stream": self.stream,
-                "teacher": teacher, "rois": [r.to_dict() for r in self.rois],
+        event = {"frame": self.frame, "ts": round(self.ts, 4), "source": self.source, "stream": self.stream}
+        if self.run:
+            event["run"] = self.run
+        return {**event, "teacher": teacher, "rois": [r.to_dict() for r in self.rois],
                 "timing_ms": {k: round(v, 3) for k, v in self.timing_ms.items()}}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -25,6 +26,14 @@ LIVE_WAIT_S = 0.02  # how long one round waits for a live source's next frame
 WINDOW = 8192  # frames whose timings the latency figures cover: memory stays flat however long a run is
 STATUS_EVERY_S = (0.5, 30.0)  # status refresh: a terminal, a log file
 log = logging.getLogger("edge_cam")
+# One id per process run, in every event: frame numbers start again at 0 with each run, so
+# (source, frame) alone repeats across restarts and spill replays; (run, source, frame) does not.
+RUN_ID = uuid.uuid4().hex
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (newlines, terminal escapes) written as escapes, for logs."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 class Window:
@@ -90,11 +99,11 @@ class StreamStats:
 
 
 def stream(cascade: Cascade, sources: Sequence[Source], *, max_frames: int | None = None,
-           stats: StreamStats | None = None) -> Iterator[FrameResult]:
+           stats: StreamStats | None = None, run_id: str = RUN_ID) -> Iterator[FrameResult]:
     """Every readable frame of every source through the cascade, as results in arrival order; a
     frame of source i is stream i. Unreadable frames are counted in `stats` and logged, never the
     end of the run. Frames of several sources that arrive together go through the teacher as one
-    batch."""
+    batch. Each result carries `run_id` (default: this process's RUN_ID)."""
     if max_frames is not None and max_frames < 0:
         raise ValueError(f"max_frames must be 0 or more, not {max_frames}.")
     stats = stats if stats is not None else StreamStats()
@@ -113,15 +122,18 @@ def stream(cascade: Cascade, sources: Sequence[Source], *, max_frames: int | Non
             frame.stream = i
             if frame.image is None:
                 stats.skipped += 1
-                log.warning("skipped frame %s of %s %s: %s", frame.index, src.name, ascii(frame.name)
-                            if frame.name else "", frame.error)
+                # File names can hold newlines and escape codes: never let them forge log lines.
+                log.warning("skipped frame %s of %s %s: %s", frame.index, printable(src.name),
+                            ascii(frame.name) if frame.name else "", printable(frame.error))
                 continue
             batch.append(frame)
         if max_frames is not None:
             batch = batch[:max_frames - done]
         if batch:
             done += len(batch)
-            yield from cascade.process_many(batch)
+            for result in cascade.process_many(batch):
+                result.run = run_id
+                yield result
 
 
 def _status_line(stats: StreamStats, sources: Sequence[Source], sinks: Sequence[Sink]) -> str:
@@ -138,17 +150,22 @@ def _status_line(stats: StreamStats, sources: Sequence[Source], sinks: Sequence[
 
 
 def run(cascade: Cascade, sources: Sequence[Source], sinks: Sequence[Sink] = (), *,
-        max_frames: int | None = None, status: TextIO | None = sys.stderr) -> StreamStats:
+        max_frames: int | None = None, status: TextIO | None = sys.stderr,
+        stats: StreamStats | None = None, run_id: str = RUN_ID) -> StreamStats:
     """`stream` into the sinks (each gets every result; an event sink reports the time spent in the
     sinks before it, so list it last). Sources and sinks are closed however the loop ends (EOF,
-    Ctrl-C, SIGTERM, an error). The status line redraws in place on a terminal; elsewhere (a log
-    file) it is a plain line every 30 s."""
-    stats = StreamStats()
+    Ctrl-C, SIGTERM, an error), all of them even when a second signal interrupts a close. The
+    status line redraws in place on a terminal; elsewhere (a log file) it is a plain line every
+    30 s. Pass `stats` to still have the counts when the run ends in an exception (a signal)."""
+    stats = stats if stats is not None else StreamStats()
+    for sink in sinks:  # a sink that reports the loop's own counters (the preview's /metrics)
+        if hasattr(sink, "bind"):
+            sink.bind(stats, sources, sinks)
     tty = status is not None and status.isatty()
     every = STATUS_EVERY_S[0] if tty else STATUS_EVERY_S[1]
     t_start = last_status = time.perf_counter()
     try:
-        for result in stream(cascade, sources, max_frames=max_frames, stats=stats):
+        for result in stream(cascade, sources, max_frames=max_frames, stats=stats, run_id=run_id):
             t0 = time.perf_counter()
             for sink in sinks:
                 result.timing_ms["sink"] = (time.perf_counter() - t0) * 1e3
@@ -163,11 +180,13 @@ def run(cascade: Cascade, sources: Sequence[Source], sinks: Sequence[Sink] = (),
                 last_status = now
     finally:
         stats.wall_s = time.perf_counter() - t_start
-        errors = []
+        errors: list[BaseException] = []
         for closable in [*sources, *sinks]:
             try:
                 closable.close()
-            except Exception as e:  # close them all; report the first failure after
+            # Close them all, and report the first failure after: a second Ctrl-C or SIGTERM
+            # (KeyboardInterrupt) while one closes must not leave the next sinks unflushed.
+            except BaseException as e:
                 errors.append(e)
         if tty and stats.frames:
             print(file=status)

@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
@@ -63,6 +66,26 @@ def _log(message: str) -> None:
     log.warning("mqtt: %s", message)
 
 
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM held back for the duration (only the main thread can do this; elsewhere
+    it does nothing): a third impatient signal must not interrupt writing the spill file. A
+    signal that came meanwhile is delivered again on the way out, to the handler it was meant for."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    saved = {sig: signal.signal(sig, lambda signum, frame: came.append(signum))
+             for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if came:
+            signal.raise_signal(came[0])
+
+
 class MqttSink:
     """Publishes `json.dumps(result.to_event())` to `<prefix>/<device>/<stream>/events`.
 
@@ -70,8 +93,12 @@ class MqttSink:
     pile up, at most `max_queue` waiting plus `WINDOW` already sent; beyond that the oldest is
     appended to `<spill_dir>/<topic>.jsonl` (and re-sent, oldest first, once the broker is back,
     also by a later sink with the same spill_dir and topic) or, without spill_dir, dropped,
-    counted and logged. A broker that re-sends may deliver an event twice: consumers dedupe by
-    (source, frame).
+    counted and logged once per burst (when it starts, and its count when the broker is back or
+    the sink closes). A broker that re-sends may deliver an event twice, and a spill replayed by
+    a later run keeps its own run id: consumers dedupe by (run, source, frame).
+
+    close() keeps (with spill_dir) or counts every event still pending, even when a second
+    Ctrl-C or SIGTERM interrupts its wait for the broker.
 
     Counters: published (events given to write), acknowledged, pending (not yet acknowledged,
     in memory or spilled), dropped, spilled (events ever written to the spill file), reconnects.
@@ -100,6 +127,7 @@ class MqttSink:
         self._early_acks: set[int] = set()  # PUBACKs that beat the registration of their mid
         self._sending = 0  # taken from the queue, inside client.publish() right now
         self._connected = self._ever_connected = self._outage_logged = False
+        self._burst: list[int] = []  # drops of the current burst: [count, first frame, last frame]
         self._stop = False
         self._wake = threading.Event()
 
@@ -142,10 +170,21 @@ class MqttSink:
             self.published += 1
             dropped = self._evict_oldest() if len(self._queue) >= self.max_queue else None
             self._queue.append((result.frame, payload))
+            first_of_burst = dropped is not None and not self._burst
+            if dropped is not None:
+                self._burst = [self._burst[0] + 1, self._burst[1], dropped] if self._burst else [1, dropped, dropped]
         self._wake.set()
-        if dropped is not None:
-            _log(f"queue full ({self.max_queue} events, broker {self.address} unreachable): dropped "
-                 f"the event of frame {dropped}; pass a spill directory to keep overflow on disk")
+        if first_of_burst:  # one line now, the count when the burst ends: not a line per frame
+            _log(f"queue full ({self.max_queue} events, broker {self.address} unreachable): dropping "
+                 "the oldest events until it is back; pass a spill directory to keep overflow on disk")
+
+    def _end_burst(self) -> None:
+        with self._lock:
+            burst, self._burst = self._burst, []
+        if burst:
+            n, first, last = burst
+            _log(f"dropped {n} event{'s' if n > 1 else ''} (frames {first} to {last}) while the broker "
+                 f"at {self.address} was away")
 
     def _evict_oldest(self) -> int | None:
         """Spill the oldest queued event, or drop it and return its frame (lock held)."""
@@ -232,6 +271,7 @@ class MqttSink:
                 self.reconnects += 1
             self._ever_connected = True
             pending = self._pending()
+        self._end_burst()
         _log(f"connected to {self.address}, publishing to {self.topic} ({pending} events pending)")
         self._wake.set()
 
@@ -264,10 +304,22 @@ class MqttSink:
         say what stayed undelivered (and, with a spill directory, keep it for the next run)."""
         if self._stop:
             return
+        interrupted: KeyboardInterrupt | None = None
         deadline = time.monotonic() + timeout
-        self._wake.set()
-        while self.pending and time.monotonic() < deadline:
-            time.sleep(0.01)
+        try:
+            self._wake.set()
+            while self.pending and time.monotonic() < deadline:
+                time.sleep(0.01)
+        except KeyboardInterrupt as e:  # a second Ctrl-C/SIGTERM: stop waiting, not keeping
+            interrupted, deadline = e, time.monotonic()
+            _log(f"interrupted while waiting for the broker at {self.address}; "
+                 + ("spilling" if self.spill_path else "counting") + " what is still pending")
+        with _signals_deferred():
+            self._shutdown(deadline)
+        if interrupted is not None:
+            raise interrupted
+
+    def _shutdown(self, deadline: float) -> None:
         self._stop = True
         self._wake.set()
         self._feeder.join(1.0)
@@ -289,6 +341,7 @@ class MqttSink:
                 self.dropped += len(undelivered)
             else:
                 self._spill_backlog = len(undelivered)  # still pending, on disk now
+        self._end_burst()
         summary = (f"{self.published} events for {self.topic}: {self.acknowledged} acknowledged, "
                    f"{self.reconnects} reconnects, {len(undelivered)} undelivered")
         if self.spill_path is None:
