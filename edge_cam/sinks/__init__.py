@@ -8,7 +8,9 @@ Every sink has write(result) and close(); `pending` (events not yet delivered) i
 """
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -21,7 +23,8 @@ from ..errors import EdgeCamError
 if TYPE_CHECKING:
     from ..cascade import FrameResult
 
-__all__ = ["FOURCC", "ByStream", "JsonlSink", "Sink", "VideoSink", "open_sink"]
+__all__ = ["FOURCC", "ByStream", "JsonlSink", "Sink", "VideoSink", "check_writable", "open_sink"]
+log = logging.getLogger("edge_cam")
 
 
 class Sink(Protocol):
@@ -30,53 +33,129 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def _parent_folder(path: str) -> None:
+def _blocking_file(path: str) -> str | None:
+    """The regular file (or other non-folder) on the way to `path`'s folder, if there is one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while folder and not os.path.lexists(folder):
+        folder = os.path.dirname(folder)
+    return folder if folder and not os.path.isdir(folder) else None
+
+
+def _parent_folder(path: str, what: str = "") -> None:
+    blocker = _blocking_file(path)
+    if blocker is not None:
+        raise EdgeCamError(f"cannot write {what or path} to {path}: {blocker} is a file, not a folder.")
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     except OSError as e:
         raise EdgeCamError(f"cannot create the folder of {path} ({e.strerror}).") from None
 
 
+def check_writable(path: str, what: str, folder: bool = False) -> None:
+    """Fail now, with one sentence, if `path` (a file, or with `folder` a folder to write into)
+    cannot be written: its folder is read-only, or it lies under a regular file. Commands call this
+    before their work starts, not after it. The check really creates (and removes) a file, since
+    permission bits say nothing about a read-only mount or, for root, a read-only folder. Missing
+    folders are created, as writing would."""
+    probe_in = path if folder else os.path.dirname(os.path.abspath(path))
+    if folder and os.path.lexists(path) and not os.path.isdir(path):
+        raise EdgeCamError(f"cannot write {what} into {path}: it is a file, not a folder.")
+    _parent_folder(os.path.join(probe_in, "x"), what)
+    if not folder and os.path.isdir(path):
+        raise EdgeCamError(f"cannot write {what} to {path}: it is a folder; give a file name.")
+    probe = os.path.join(probe_in, f".edge-cam-probe-{os.getpid()}")
+    try:
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+        if not folder and os.path.exists(path):
+            with open(path, "r+b"):  # an existing file we may not overwrite
+                pass
+    except OSError as e:
+        raise EdgeCamError(f"cannot write {what} to {path} ({e.strerror}).") from None
+
+
 class JsonlSink:
-    """One JSON object per line, flushed per line so a consumer tailing the file sees it at once."""
+    """One JSON object per line, each line one write() of the whole line on an unbuffered file, so a
+    consumer tailing the file sees it at once and never half a line. A full disk or an I/O error
+    ends the run with a sentence saying how many events the file holds, the torn line cut off."""
 
     def __init__(self, path: str):
-        self.path = path
+        self.path, self.written = path, 0
+        self._size = 0  # bytes of whole lines in the file
         if path == "-":
             self._f = sys.stdout
+            self._fd = None
         else:
-            _parent_folder(path)
+            _parent_folder(path, "events")
             try:
-                self._f = open(path, "w", encoding="utf-8")
+                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
             except OSError as e:
                 raise EdgeCamError(f"cannot write events to {path} ({e.strerror}).") from None
 
     def write_obj(self, obj: dict) -> None:
-        self._f.write(json.dumps(obj) + "\n")
-        self._f.flush()
+        line = json.dumps(obj) + "\n"
+        if self._fd is None:
+            self._f.write(line)
+            self._f.flush()  # a BrokenPipeError (stdout closed early) is the caller's to end quietly
+        else:
+            data = line.encode("utf-8")
+            try:
+                done = 0
+                while done < len(data):  # a regular file takes it in one write; a pipe may not
+                    done += os.write(self._fd, data[done:])
+            except OSError as e:
+                self._fail(e)
+            self._size += len(data)
+        self.written += 1
+
+    def _fail(self, e: OSError) -> None:
+        try:  # no torn last line: whatever part of this line got out is cut off again
+            os.ftruncate(self._fd, self._size)
+        except OSError:
+            pass  # not a regular file (/dev/full, a FIFO): nothing to cut
+        cause = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else e.strerror
+        raise EdgeCamError(f"cannot write more events to {self.path} ({cause}): stopped after "
+                           f"{self.written} events, which the file holds as whole lines.") from None
 
     def write(self, result: FrameResult) -> None:
         self.write_obj(result.to_event())
 
     def close(self) -> None:
-        if self._f is not sys.stdout:
-            self._f.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "MJPG"}
+# cv2.VideoWriter.write reports nothing: on a full disk frames vanish and the file ends without its
+# index. So before each frame the free space must hold the largest frame so far (a raw frame's
+# bytes before the first one) plus room for the index and trailer the writer adds at release
+# (AVI's idx1 takes 16 bytes a frame, MP4's moov tables about as much: 32 leaves a margin).
+VIDEO_RESERVE, VIDEO_INDEX_BYTES = 64 << 10, 32
+
+
+def free_bytes(path: str) -> int:
+    st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    return st.f_bavail * st.f_frsize
 
 
 class VideoSink:
-    """Annotated video; codecs the headless OpenCV wheel can write (MJPG in .avi, mp4v in .mp4)."""
+    """Annotated video; codecs the headless OpenCV wheel can write (MJPG in .avi, mp4v in .mp4).
+    When the disk is about to fill, the video is finalised with the frames so far and the run ends
+    with a sentence saying how many that is (OpenCV itself would lose frames silently)."""
 
     def __init__(self, path: str, fps: float = 15.0):
         ext = os.path.splitext(path)[1].lower()
         if ext not in FOURCC:
             raise EdgeCamError(f"cannot write video {path}: use one of {', '.join(sorted(FOURCC))}.")
-        _parent_folder(path)
+        check_writable(path, "the video")
         self.path, self.fps, self._fourcc = path, fps if fps and fps > 0 else 15.0, FOURCC[ext]
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
+        self.written = 0
+        self._frame_bytes = 0  # the most the file grew by one frame, measured when it was flushed
+        self._file_size = 0
 
     def write(self, result: FrameResult) -> None:
         from ..tools.annotate import annotate  # drawing is a tool; only this sink needs it
@@ -92,11 +171,28 @@ class VideoSink:
             self._size = size
         if size != self._size:  # a video has one size: later frames are fitted to the first
             out = cv2.resize(out, self._size)
+        self._check_room(out.nbytes)
         self._writer.write(out)
+        self.written += 1
+
+    def _check_room(self, raw_bytes: int) -> None:
+        try:
+            grown = os.path.getsize(self.path) - self._file_size
+            self._file_size += grown
+            free = free_bytes(self.path)
+        except OSError:
+            return  # not a local file system we can ask: write as OpenCV does
+        self._frame_bytes = max(self._frame_bytes, grown)
+        need = (self._frame_bytes or raw_bytes) * 2 + VIDEO_RESERVE + VIDEO_INDEX_BYTES * self.written
+        if free < need:
+            self.close()  # the index and trailer still fit: the frames so far stay playable
+            raise EdgeCamError(f"the disk holding {self.path} is full ({free // 1024} kB free): stopped "
+                               f"after {self.written} frames of video, which the file holds.")
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()
+            self._writer = None
 
 
 class ByStream:

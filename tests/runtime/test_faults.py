@@ -11,7 +11,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from faults import EVIL_NAME, write_corpus
+from faults import EVIL_NAME, mounted_tmpfs, read_only_folder, write_corpus
 from mjpeg_server import Camera
 
 from edge_cam.cascade import Cascade
@@ -153,3 +153,159 @@ def test_two_runs_have_different_ids_though_their_frames_repeat(teacher_path, fr
         (event,) = [json.loads(x) for x in events.read_text().splitlines()]
         runs.append((event["run"], event["source"], event["frame"]))
     assert runs[0][1:] == runs[1][1:] and runs[0][0] != runs[1][0]
+
+
+# -- full disks and outputs that cannot be written -------------------------------------------------
+
+def fake_result(i: int):
+    from edge_cam.cascade import FrameResult
+    return FrameResult(frame=i, ts=1732467000.0 + i, source="file:x.mp4", teacher_ran=True, teacher=None,
+                       heat=None, timing_ms={"read": 0.5}, run="r")
+
+
+def test_events_on_dev_full_end_with_a_sentence():
+    from edge_cam.sinks import JsonlSink
+    sink = JsonlSink("/dev/full")  # every write: ENOSPC, a real disk-full error
+    with pytest.raises(EdgeCamError, match=r"/dev/full \(the disk is full\): stopped after 0 events"):
+        sink.write(fake_result(0))
+    sink.close()
+
+
+def test_events_on_a_disk_that_fills_keep_whole_lines_and_say_how_many(tmp_path):
+    from edge_cam.sinks import JsonlSink
+    with mounted_tmpfs(tmp_path / "small", "64k") as disk:
+        if disk is None:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        sink = JsonlSink(str(disk / "events.jsonl"))
+        with pytest.raises(EdgeCamError) as e:
+            for i in range(100000):
+                sink.write(fake_result(i))
+        sink.close()
+        text = (disk / "events.jsonl").read_text()
+    n = int(re.search(r"stopped after (\d+) events", str(e.value)).group(1))
+    assert "the disk is full" in str(e.value) and n > 100
+    assert text.endswith("\n") and [json.loads(x)["frame"] for x in text.splitlines()] == list(range(n))
+
+
+def count_frames(path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+@pytest.mark.parametrize("ext", [".avi", ".mp4"])
+def test_video_on_a_disk_that_fills_is_finalised_and_says_how_many_frames(tmp_path, frame, ext):
+    from edge_cam.sinks import VideoSink
+    noisy = np.random.default_rng(0).integers(0, 256, frame.shape, np.uint8)  # compresses badly: fills fast
+    with mounted_tmpfs(tmp_path / "small", "3m") as disk:
+        if disk is None:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        sink = VideoSink(str(disk / f"v{ext}"), fps=10)
+        with pytest.raises(EdgeCamError) as e:
+            for i in range(2000):
+                r = fake_result(i)
+                r.image = noisy if i % 2 else frame
+                sink.write(r)
+        sink.close()
+        n = int(re.search(r"stopped after (\d+) frames of video", str(e.value)).group(1))
+        assert n > 5 and "is full" in str(e.value)
+        assert count_frames(disk / f"v{ext}") == n  # playable, every frame it says
+
+
+def test_outputs_that_cannot_be_written_are_refused_at_open(tmp_path):
+    from edge_cam.sinks import check_writable, open_sink
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for uri in ("events.jsonl", "out.avi", "out.mp4"):
+        with pytest.raises(EdgeCamError, match=f"{blocker} is a file, not a folder"):
+            open_sink(str(blocker / "sub" / uri))
+    for uri in ("x.avi", "e.jsonl"):
+        (tmp_path / uri).mkdir()
+        with pytest.raises(EdgeCamError, match="is a folder|Is a directory"):
+            open_sink(str(tmp_path / uri))
+    with pytest.raises(EdgeCamError, match="it is a file, not a folder"):
+        check_writable(str(blocker), "overlays", folder=True)
+    with read_only_folder(tmp_path / "ro") as ro:
+        if ro is None:
+            pytest.skip("no read-only folder can be made here")
+        for uri in ("events.jsonl", "out.avi", "sub/out.mp4"):
+            with pytest.raises(EdgeCamError, match="Read-only file system|Permission denied") as e:
+                open_sink(str(ro / uri))
+            assert str(ro) in str(e.value)
+        with pytest.raises(EdgeCamError, match="Read-only file system|Permission denied"):
+            check_writable(str(ro / "overlays"), "overlays", folder=True)
+    check_writable(str(tmp_path / "new" / "deeper"), "overlays", folder=True)  # made, as writing would
+    assert (tmp_path / "new" / "deeper").is_dir() and not list((tmp_path / "new" / "deeper").iterdir())
+
+
+def test_cli_run_on_a_full_disk_exits_2_with_whole_lines(tmp_path, teacher_path, student_path, demo_data):
+    with mounted_tmpfs(tmp_path / "small", "256k") as disk:
+        if disk is None:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        events = disk / "e.jsonl"
+        proc = cli("run", "--teacher", teacher_path, "--student", student_path, "--source",
+                   demo_data("demo_clip.mp4"), "--loop", "--max-frames", 3000, "--events", events, "--quiet")
+        line = one_sentence(proc)
+        n = int(re.search(r"stopped after (\d+) events", line).group(1))
+        assert [json.loads(x)["frame"] for x in events.read_text().splitlines()] == list(range(n))
+    with mounted_tmpfs(tmp_path / "small2", "1m") as disk:
+        video = disk / "v.avi"
+        proc = cli("run", "--teacher", teacher_path, "--source", demo_data("demo_clip.mp4"), "--loop",
+                   "--max-frames", 3000, "--video-out", video, "--quiet")
+        line = one_sentence(proc)
+        n = int(re.search(r"stopped after (\d+) frames of video", line).group(1))
+        assert n > 10 and count_frames(video) == n
+
+
+# -- inconsistent metadata -------------------------------------------------------------------------
+
+def broken(teacher, key: str, **changes) -> dict:
+    props = teacher.info.to_props()
+    d = json.loads(props["edge_cam." + key]) if key != "labels" else None
+    props["edge_cam." + key] = json.dumps(changes["value"] if d is None else {**d, **changes})
+    return props
+
+
+@pytest.mark.parametrize("key,changes,field", [
+    ("input", {"size": [0, -5]}, "input size"),
+    ("input", {"color": "YUV"}, "input color"),
+    ("input", {"std": [0.2, 0.0, 0.2]}, "input std"),
+    ("input", {"mean": [0.5, 0.5]}, "input mean"),
+    ("cam", {"box_mode": "biggest"}, "cam box_mode"),
+    ("cam", {"threshold": 2}, "cam threshold"),
+    ("cam", {"threshold": float("nan")}, "cam threshold"),
+    ("cam", {"min_area": -1}, "cam min_area"),
+    ("cam", {"fuse_top": 0}, "cam fuse_top"),
+    ("cam", {"method": "gradcam++"}, "cam method"),
+])
+def test_metadata_that_cannot_work_is_one_sentence_naming_the_field(teacher, key, changes, field):
+    from edge_cam.metadata import ModelInfo
+    with pytest.raises(EdgeCamError, match=f"m.onnx has edge_cam.{field} .*re-export") as e:
+        ModelInfo.from_props(broken(teacher, key, **changes), "m.onnx")
+    assert "\n" not in str(e.value)
+
+
+def test_metadata_against_the_graph(teacher):
+    from edge_cam.metadata import ModelInfo, check_graph
+    info = teacher.info
+    h, w = info.input.size
+    check_graph(info, ["batch", h, w, 3], len(info.labels), "m.onnx")  # consistent
+    check_graph(info, [None, None, None, 3], None, "m.onnx")  # dynamic: nothing to compare
+    with pytest.raises(EdgeCamError, match=rf"edge_cam.input size \[{h}, {w}\], but its graph takes 96x96"):
+        check_graph(info, [1, 96, 96, 3], len(info.labels), "m.onnx")
+    two = ModelInfo.from_props(broken(teacher, "labels", value=["a", "b"]), "m.onnx")
+    with pytest.raises(EdgeCamError, match="m.onnx has 2 edge_cam.labels for 10 classes"):
+        check_graph(two, [1, h, w, 3], 10, "m.onnx")
+    check_graph(ModelInfo.from_props(broken(teacher, "labels", value=[]), "m.onnx"), [1, h, w, 3], 10)
+
+
+def test_cli_refuses_a_model_with_broken_metadata_with_exit_2(teacher, teacher_path, frame, tmp_path):
+    from edge_cam.metadata import rewrite_metadata
+    bad = tmp_path / "bad.onnx"
+    rewrite_metadata(teacher_path, str(bad), {"edge_cam.input": broken(teacher, "input", size=[0, -5])["edge_cam.input"]})
+    cv2.imwrite(str(tmp_path / "a.jpg"), frame)
+    for args in (("info", bad), ("localize", bad, tmp_path / "a.jpg")):
+        assert "edge_cam.input size [0, -5]" in one_sentence(cli(*args))
