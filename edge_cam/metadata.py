@@ -6,7 +6,9 @@ them through `to_props`; the runtime reads them back through `ModelInfo.from_pro
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +37,7 @@ class InputSpec:
                 "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "InputSpec":
+    def from_json(cls, d: dict[str, Any]) -> InputSpec:
         size = d["size"]
         if isinstance(size, int):
             size = [size, size]
@@ -66,7 +68,7 @@ class CamSpec:
                 "fuse_top": self.fuse_top}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "CamSpec":
+    def from_json(cls, d: dict[str, Any]) -> CamSpec:
         fs = d.get("feature_size")
         return cls(method=d.get("method", "cam"), feature_layer=d.get("feature_layer", ""),
                    classifier=d.get("classifier", ""), stride=d.get("stride"),
@@ -95,7 +97,7 @@ class ModelInfo:
         return {PREFIX + k: json.dumps(v) for k, v in props.items()}
 
     @classmethod
-    def from_props(cls, props: dict[str, str], where: str = "the model") -> "ModelInfo":
+    def from_props(cls, props: dict[str, str], where: str = "the model") -> ModelInfo:
         if PREFIX + "input" not in props:
             raise EdgeCamError(
                 f"{where} has no edge_cam metadata; export it with `edge-cam export` "
@@ -106,11 +108,64 @@ class ModelInfo:
             if version > FORMAT_VERSION:
                 raise EdgeCamError(f"{where} uses edge_cam metadata version {version}, newer "
                                    f"than this runtime's {FORMAT_VERSION}; upgrade edge-cam.")
-            return cls(input=InputSpec.from_json(d["input"]), labels=list(d.get("labels") or []),
+            info = cls(input=InputSpec.from_json(d["input"]), labels=list(d.get("labels") or []),
                        cam=CamSpec.from_json(d["cam"]) if d.get("cam") else None,
                        source=d.get("source") or {}, format_version=version)
         except (ValueError, KeyError, TypeError) as e:
             raise EdgeCamError(f"{where} has malformed edge_cam metadata ({e}); re-export it.") from e
+        info.validate(where)
+        return info
+
+    def validate(self, where: str = "the model") -> None:
+        """Values that parse but cannot work (a size of [0, -5], an unknown box mode, a threshold
+        of 2) are refused here with a sentence naming the field, instead of failing deep in a run or
+        silently giving no boxes. What needs the graph itself is `check_graph`'s."""
+        from .localize import BOX_MODES  # localize needs this module; the modes are its own
+
+        def bad(key: str, value: Any, want: str) -> EdgeCamError:
+            return EdgeCamError(f"{where} has edge_cam.{key} {json.dumps(value)}, which is not valid: it must "
+                                f"be {want}; re-export the model or fix its metadata.")
+
+        i = self.input
+        if len(i.size) != 2 or not all(isinstance(n, int) and n > 0 for n in i.size):
+            raise bad("input size", list(i.size), "two positive integers [H, W]")
+        if i.color not in ("RGB", "BGR"):
+            raise bad("input color", i.color, "RGB or BGR")
+        for key, values, positive in (("mean", i.mean, False), ("std", i.std, True)):
+            if len(values) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v)
+                                           and (v > 0 or not positive) for v in values):
+                raise bad(f"input {key}", list(values), "three finite numbers" + (" above 0" if positive else ""))
+        if not all(isinstance(x, str) for x in self.labels):
+            raise bad("labels", self.labels, "a list of class names (strings)")
+        c = self.cam
+        if c is None:
+            return
+        if c.method not in ("cam", "gradcam"):
+            raise bad("cam method", c.method, "cam or gradcam")
+        if c.box_mode not in BOX_MODES:
+            raise bad("cam box_mode", c.box_mode, "one of " + ", ".join(BOX_MODES))
+        if not 0 < c.threshold <= 1:  # also refuses nan
+            raise bad("cam threshold", c.threshold, "a fraction of the map's range, above 0 and at most 1")
+        if not 0 <= c.min_area <= 1:
+            raise bad("cam min_area", c.min_area, "a fraction of the input from 0 to 1")
+        if c.fuse_top < 1:
+            raise bad("cam fuse_top", c.fuse_top, "1 or more")
+
+
+def check_graph(info: ModelInfo, input_shape: Sequence[Any], num_classes: Any, where: str = "the model") -> None:
+    """The metadata against the graph it describes, for the model loader: `input_shape` is the
+    image input's [B, H, W, 3] and `num_classes` the logits' last dimension, each dimension an int
+    when fixed (anything else, a name or None, is dynamic and not checked). A size unlike the
+    graph's fixed input, or labels that do not name every class (2 labels for 10 classes would
+    label most classes with numbers and two with the wrong names), is one sentence naming the field."""
+    fixed = [n if isinstance(n, int) and n > 0 else None for n in list(input_shape)[1:3]]
+    if len(fixed) == 2 and any(n is not None and n != m for n, m in zip(fixed, info.input.size)):
+        graph = [n if n is not None else "?" for n in fixed]
+        raise EdgeCamError(f"{where} has edge_cam.input size {list(info.input.size)}, but its graph takes "
+                           f"{graph[0]}x{graph[1]} images; re-export the model or fix its metadata.")
+    if info.labels and isinstance(num_classes, int) and num_classes > 0 and len(info.labels) != num_classes:
+        raise EdgeCamError(f"{where} has {len(info.labels)} edge_cam.labels for {num_classes} classes; "
+                           "give one name per class (or none) and re-export the model or fix its metadata.")
 
 
 @dataclass(frozen=True)
@@ -137,7 +192,7 @@ class StudentSpec:
     output: str | None = None  # which output holds the class scores, when there are several
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], base_dir: str = ".") -> "StudentSpec":
+    def from_json(cls, d: dict[str, Any], base_dir: str = ".") -> StudentSpec:
         """A dict as in a spec file; `labels` is a list or a text file (relative to base_dir)."""
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
@@ -175,7 +230,7 @@ class StudentSpec:
         return spec
 
     @classmethod
-    def load(cls, spec: "StudentSpec | dict | str | os.PathLike") -> "StudentSpec":
+    def load(cls, spec: StudentSpec | dict | str | os.PathLike) -> StudentSpec:
         """A spec, a dict, a JSON file, or inline JSON text (starting with "{")."""
         if isinstance(spec, cls):
             return spec

@@ -5,6 +5,8 @@
   mqtt://host:port[/prefix]   each event published with QoS 1 (sinks/mqtt.py, edge-cam[mqtt])
 
 Every sink has write(result) and close(); `pending` (events not yet delivered) is optional.
+`bind(stats, sources, sinks)` is optional too: stream.run hands it the loop's counters (the live
+preview, sinks/preview.py: `PreviewServer(host, port, token)`, a web page and /metrics).
 """
 from __future__ import annotations
 
