@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..errors import EdgeCamError
 from ..localize import Box, BoxRule, HeatMap, boxes_from_heat
+from ..metadata import rewrite_metadata
 from ..source import list_images, read_image
 
 
@@ -18,6 +19,14 @@ class Annotation:
     width: int
     height: int
     boxes: list[Box]
+
+
+def _number(element: ET.Element | None, tag: str, xml_path: str) -> float:
+    text = None if element is None else element.findtext(tag)
+    try:
+        return float(text or "")
+    except ValueError:
+        raise EdgeCamError(f"{xml_path} is not a VOC annotation: <{tag}> is missing or not a number.") from None
 
 
 def read_voc(xml_path: str, images_dir: str | None = None) -> Annotation:
@@ -33,11 +42,12 @@ def read_voc(xml_path: str, images_dir: str | None = None) -> Annotation:
         if bb is None:
             continue
         # VOC pixel indices are 1-based and inclusive: xmin=1 is the left edge (0.0) of the image.
-        v = {k: float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")}
+        v = {k: _number(bb, k, xml_path) for k in ("xmin", "ymin", "xmax", "ymax")}
         boxes.append(Box(v["xmin"] - 1, v["ymin"] - 1, v["xmax"], v["ymax"], label=obj.findtext("name", "")))
     name = root.findtext("filename", "")
     folder = images_dir or os.path.dirname(xml_path)
-    return Annotation(os.path.join(folder, name), int(size.findtext("width")), int(size.findtext("height")), boxes)
+    return Annotation(os.path.join(folder, name), int(_number(size, "width", xml_path)),
+                      int(_number(size, "height", xml_path)), boxes)
 
 
 def read_voc_dir(annotations_dir: str, images_dir: str | None = None) -> list[Annotation]:
@@ -83,6 +93,8 @@ def read_labelled(voc: str | None = None, yolo: str | None = None) -> list[Annot
     images) or a YOLO folder (images/ + labels/)."""
     if yolo:
         return read_yolo_dir(yolo)
+    if not voc:
+        raise EdgeCamError("read_labelled needs a voc or a yolo folder.")
     for ann, img in (("Annotations", "JPEGImages"), ("annotations", "images")):
         if os.path.isdir(os.path.join(voc, ann)):
             return read_voc_dir(os.path.join(voc, ann), os.path.join(voc, img))
@@ -187,3 +199,13 @@ def calibrate(model, annotations: list[Annotation], class_id: int | None = None,
     best = rules[int(np.argmax(scores))]
     return Calibration(best, baseline, {"baseline": corloc(baseline, halves[0]), "calibrated": max(scores)},
                        {"baseline": corloc(baseline, halves[1]), "calibrated": corloc(best, halves[1])})
+
+
+def write_calibrated(model, calibration: Calibration, out_path: str) -> None:
+    """A copy of the model's file whose default box rule is the calibrated one (localize and run
+    then use it without flags), with the calibration's figures kept in its source metadata."""
+    r = calibration.rule
+    info = replace(model.info, cam=replace(model.info.cam, threshold=r.threshold, box_mode=r.mode,
+                                           min_area=r.min_area, fuse_top=r.fuse_top),
+                   source={**model.info.source, "calibration": calibration.to_dict()})
+    rewrite_metadata(model.path, out_path, info.to_props())
