@@ -1,0 +1,55 @@
+"""`edge-cam bench`: per-stage latency, FPS, memory and energy of the cascade, set up as `run` sets it up."""
+from __future__ import annotations
+
+import argparse
+
+from ..tools.bench import BenchConfig, markdown, run_bench, write_report
+from ..tools.demo import data_path
+from .options import (
+    add_box_rule_options,
+    add_cascade_options,
+    add_runtime_options,
+    add_student_options,
+    cascade_options,
+    check,
+    model_options,
+    rule_options,
+    student_options,
+)
+from .terminal import progress_bar
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="per-stage latency, FPS, memory and energy of the cascade")
+    p.add_argument("--teacher", help="a CAM teacher (default: the bundled demo teacher, and its student)")
+    p.add_argument("--source", help="frames to run on, looped (default: the bundled clip)")
+    p.add_argument("--frames", type=int, default=BenchConfig.frames, help="measured frames, after --warmup")
+    p.add_argument("--warmup", type=int, default=BenchConfig.warmup, help="frames run first and not measured")
+    p.add_argument("--out", default="edge-cam-bench", help="folder for bench.json, bench.md, latency.png")
+    add_student_options(p)
+    add_cascade_options(p)
+    add_box_rule_options(p)
+    add_runtime_options(p)
+    p.set_defaults(main=main)
+
+
+def bench_config(args: argparse.Namespace) -> BenchConfig:
+    """The measurement the command line asks for; the models and cascade get the same option
+    groups, read by the same functions, as in `run`."""
+    check(args, "--frames", 1)
+    check(args, "--warmup", 0)
+    bundled = args.teacher is None  # the bundled teacher comes with its student
+    return BenchConfig(
+        teacher=args.teacher or data_path("teacher.onnx"),
+        student=args.student or (data_path("student.onnx") if bundled else None),
+        source=args.source or data_path("demo_clip.mp4"), frames=args.frames, warmup=args.warmup,
+        teacher_options=model_options(args), student_options=student_options(args),
+        cascade_options=cascade_options(args), rule_options=rule_options(args))
+
+
+def main(args: argparse.Namespace) -> int:
+    result = run_bench(bench_config(args), progress=progress_bar("benchmarking"))
+    print(markdown(result))
+    for path in write_report(result, args.out):
+        print(f"wrote {path}")
+    return 0

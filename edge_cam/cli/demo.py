@@ -1,0 +1,24 @@
+"""`edge-cam demo`: the whole cascade on the bundled models and clip, offline."""
+from __future__ import annotations
+
+import argparse
+
+from ..crop import CropSpec
+from ..tools.demo import run_demo
+from .options import MASKS, check
+from .terminal import stop_on_sigterm
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="the whole cascade on the bundled models and clip, offline")
+    p.add_argument("--out", default="edge-cam-demo", help="output folder")
+    p.add_argument("--every", type=int, default=None, help="teacher cadence (default: the demo's)")
+    p.add_argument("--mask", choices=MASKS, default=CropSpec.mask, help="hide crop pixels below the CAM threshold")
+    p.set_defaults(main=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    check(args, "--every", 1)
+    stop_on_sigterm()
+    run_demo(args.out, every=args.every, mask=args.mask)
+    return 0

@@ -1,0 +1,39 @@
+"""`edge-cam localize`: one JSON line per image (interfaces.md), error lines for unreadable ones."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..sinks import JsonlSink
+from ..tools.photos import localize_photos
+from .options import add_box_rule_options, add_runtime_options, box_rule, open_teacher
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("localize", help="one JSON line per image: top-K classes and CAM boxes")
+    p.add_argument("model", help="a CAM teacher (.onnx or .tflite)")
+    p.add_argument("images", nargs="+", help="images, folders or globs")
+    p.add_argument("--class-id", type=int, help="box this class's CAM instead of the top-1's")
+    p.add_argument("--jsonl", default="-", help="output file, or - for stdout")
+    p.add_argument("--overlays", help="folder for heat-map overlay pictures")
+    add_box_rule_options(p)
+    add_runtime_options(p)
+    p.set_defaults(main=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    model = open_teacher(args, args.model, spinning=True)
+    lines = localize_photos(model, box_rule(args, model), args.images, args.class_id, args.overlays)
+    out, total, failed = JsonlSink(args.jsonl), 0, 0
+    try:
+        for line in lines:
+            out.write_obj(line)
+            total += 1
+            if "error" in line:
+                failed += 1
+                print(f"skipped {line['image']}: {line['error']}", file=sys.stderr)
+    finally:
+        out.close()
+    if failed:
+        print(f"{failed} of {total} images gave no boxes (see their error lines).", file=sys.stderr)
+    return 0

@@ -1,0 +1,138 @@
+"""Option groups that several commands share, and the library settings their values become.
+
+Each group is declared once here, so a flag means the same, with the same default and help, in
+every command that has it. Numbers are checked here and errors name the flag: the library names
+its parameters instead.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..cascade import require_cam
+from ..crop import CropSpec
+from ..errors import EdgeCamError
+from ..localize import BOX_MODES, BoxRule
+from ..metadata import RESIZE_MODES
+from ..model import Model
+from ..tools.evaluate import Annotation, read_labelled
+
+MASKS = ("none", "mean", "blur")
+
+
+def _providers(text: str) -> str | list[str]:
+    return text if text == "auto" else text.split(",")
+
+
+def add_runtime_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("runtime")
+    g.add_argument("--providers", default="auto", type=_providers,
+                   help="auto, or a comma-separated list of cpu, xnnpack, cuda, tensorrt (or ORT provider "
+                        "names); a missing one falls back to the CPU with a line saying so")
+    g.add_argument("--threads", type=int, default=0, help="intra-op threads of the model or teacher (0: one per core)")
+    g.add_argument("--trt-fp16", action="store_true", help="TensorRT: allow fp16 kernels")
+    g.add_argument("--trt-int8", action="store_true", help="TensorRT: allow int8 kernels")
+    g.add_argument("--trt-cache", help="TensorRT: folder that keeps built engines between runs")
+
+
+def add_box_rule_options(p: argparse.ArgumentParser, rule: bool = True) -> None:
+    """rule=False: only --resize, for calibrate, which chooses the rule itself."""
+    g = p.add_argument_group("box rule", "how CAMs become boxes; the defaults are the model's own (see calibrate)")
+    if rule:
+        g.add_argument("--threshold", type=float, default=None,
+                       help="CAM threshold as a fraction of the map's range (default: the model's, 0.2)")
+        g.add_argument("--box-mode", choices=BOX_MODES, default=None,
+                       help="largest region (the CAM paper), a union of the regions above --min-area, or "
+                            "all of them (default: the model's, set by calibrate)")
+        g.add_argument("--min-area", type=float, default=None, help="with union/all: minimum region "
+                       "area as a fraction of the input (default: the model's)")
+        g.add_argument("--fuse-top", type=int, default=None,
+                       help="fuse the top-k classes' maps for the top-1 box (default: the model's, 1)")
+    g.add_argument("--resize", choices=RESIZE_MODES, default=None,
+                   help="override the model's resize mode (e.g. stretch to localise in whole photos)")
+
+
+def add_student_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("student")
+    g.add_argument("--student", help="a classifier (.onnx or .tflite) that labels the teacher's crops")
+    g.add_argument("--student-spec", metavar="JSON", help="describe a foreign classifier (.onnx or .tflite "
+                   "without edge_cam metadata) as the student: a JSON file or inline JSON (README: Any student)")
+    g.add_argument("--student-threads", type=int, default=1, help="intra-op threads of the student (default 1: "
+                   "a tiny graph loses more waking a pool than it gains)")
+
+
+def add_cascade_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cascade")
+    g.add_argument("--every", type=int, default=1, help="run the teacher at least every N frames")
+    g.add_argument("--change", type=float, default=None,
+                   help="also run it when the scene changes by this many grey levels (mean absolute "
+                        "difference of 32x24 thumbnails; 4-10 suits most cameras)")
+    g.add_argument("--pad", type=float, default=CropSpec.pad, help="crop = box × pad")
+    g.add_argument("--no-square", action="store_true", help="keep the box's aspect ratio")
+    g.add_argument("--mask", choices=MASKS, default=CropSpec.mask, help="hide crop pixels below the CAM threshold")
+
+
+def add_labelled_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("labelled set", "give exactly one of --voc and --yolo")
+    g.add_argument("--voc", help="Pascal VOC folder (Annotations/ + JPEGImages/ or annotations/ + images/)")
+    g.add_argument("--yolo", help="YOLO folder (images/ + labels/)")
+    g.add_argument("--class-id", type=int, help="GT-known: the CAM of this class (default: top-1)")
+
+
+def check(args: argparse.Namespace, flag: str, low: float, *, above: bool = False, unit: str = "") -> None:
+    """`flag`'s value must be `low` or more (above `low` with `above`); not given passes."""
+    value = getattr(args, flag.lstrip("-").replace("-", "_"))
+    if value is not None and (value <= low if above else value < low):
+        bound = f"above {low:g}{unit}" if above else f"{low:g}{unit} or more"
+        raise EdgeCamError(f"{flag} must be {bound}, not {value:g}.")
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    """Model keyword arguments of the runtime group, for a teacher or a single model."""
+    trt = {"trt_fp16_enable": args.trt_fp16, "trt_int8_enable": args.trt_int8,
+           **({"trt_engine_cache_enable": True, "trt_engine_cache_path": args.trt_cache} if args.trt_cache else {})}
+    check(args, "--threads", 0)
+    return {"providers": args.providers, "threads": args.threads, "tensorrt": trt, "resize": args.resize}
+
+
+def student_options(args: argparse.Namespace) -> dict:
+    """Model keyword arguments of the student: the runtime group with the student's own threads,
+    and no resize override (that one is about the teacher's CAM)."""
+    if args.student_spec and not args.student:
+        raise EdgeCamError("--student-spec describes the --student model; give --student too.")
+    check(args, "--student-threads", 0)
+    return {**model_options(args), "threads": args.student_threads, "resize": None,
+            "describe": args.student_spec}
+
+
+def rule_options(args: argparse.Namespace) -> dict:
+    """BoxRule.for_model overrides of the box-rule group (None keeps the model's own)."""
+    check(args, "--fuse-top", 1)
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise EdgeCamError(f"--threshold is a fraction of the map's range, from 0 to 1, not {args.threshold:g}.")
+    return {"threshold": args.threshold, "mode": args.box_mode, "min_area": args.min_area,
+            "fuse_top": args.fuse_top}
+
+
+def cascade_options(args: argparse.Namespace) -> dict:
+    """Cascade keyword arguments of the cascade group (the rule comes from the teacher, see box_rule)."""
+    check(args, "--every", 1)
+    check(args, "--change", 0, above=True, unit=" grey levels")
+    check(args, "--pad", 0, above=True)
+    return {"every": args.every, "change": args.change,
+            "crop_spec": CropSpec(args.pad, not args.no_square, args.mask)}
+
+
+def open_teacher(args: argparse.Namespace, path: str, **model_kw) -> Model:
+    """A CAM model with the runtime options (a plain classifier is refused)."""
+    return require_cam(Model(path, **model_options(args), **model_kw))
+
+
+def box_rule(args: argparse.Namespace, model: Model) -> BoxRule:
+    """The model's box rule with the command line's overrides."""
+    return BoxRule.for_model(model.info.cam, **rule_options(args))
+
+
+def labelled(args: argparse.Namespace) -> list[Annotation]:
+    if bool(args.voc) == bool(args.yolo):
+        raise EdgeCamError("give exactly one labelled set: --voc DIR or --yolo DIR.")
+    return read_labelled(args.voc, args.yolo)

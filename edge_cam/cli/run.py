@@ -1,0 +1,96 @@
+"""`edge-cam run`: the streaming cascade from sources to sinks until the sources end or a signal."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import ExitStack
+
+from ..cascade import Cascade
+from ..errors import EdgeCamError
+from ..model import Model
+from ..sinks import FOURCC, open_sink
+from ..source import open_source
+from ..stream import run
+from .options import (
+    add_box_rule_options,
+    add_cascade_options,
+    add_runtime_options,
+    add_student_options,
+    box_rule,
+    cascade_options,
+    check,
+    open_teacher,
+    student_options,
+)
+from .terminal import stop_on_sigterm
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="the streaming cascade: teacher → CAM box → crop → student")
+    p.add_argument("--teacher", required=True, help="a CAM teacher (.onnx or .tflite)")
+    p.add_argument("--source", required=True, action="append",
+                   help="camera index, v4l2:///dev/videoN, csi://N, rtsp://..., http://... (MJPEG), a "
+                        "video, an image, a folder, a glob or a GStreamer pipeline; repeat for several streams")
+    p.add_argument("--loop", action="store_true", help="start files again at their end")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames (all streams together)")
+    p.add_argument("--quiet", action="store_true", help="no status line")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--video-out", help="annotated video (.avi MJPG or .mp4 mp4v); numbered per stream")
+    out.add_argument("--fps", type=float, default=15.0, help="frame rate of --video-out")
+    out.add_argument("--events", help="JSON lines file, or - for stdout")
+    out.add_argument("--mqtt", help="publish events to mqtt://host:port[/prefix] (QoS 1, queued while "
+                     "the broker is away); needs edge-cam[mqtt]")
+    out.add_argument("--device", help="device name in the MQTT topic (default: the host name)")
+    out.add_argument("--mqtt-spill", help="folder where events wait on disk when the broker is away too "
+                     "long (re-sent later); without it the oldest queued events are dropped and counted")
+    add_student_options(p)
+    add_cascade_options(p)
+    add_box_rule_options(p)
+    add_runtime_options(p)
+    p.set_defaults(main=main)
+
+
+# open_sink tells outputs apart by their form; each flag takes only its own kind.
+OUTPUTS = (("--video-out", "a video file (" + ", ".join(sorted(FOURCC)) + ")"),
+           ("--mqtt", "an mqtt://host:port[/prefix] URL"), ("--events", "- or a JSON lines file"))
+
+
+def _kind(uri: str) -> str:
+    return "--mqtt" if uri.startswith("mqtt://") else \
+        "--video-out" if os.path.splitext(uri)[1].lower() in FOURCC else "--events"
+
+
+def _outputs(args: argparse.Namespace) -> list[str]:
+    """The outputs asked for, the event file last: an event's "sink" time then covers the sinks before it."""
+    uris = []
+    for flag, what in OUTPUTS:
+        uri = getattr(args, flag[2:].replace("-", "_"))
+        if uri is not None:
+            if _kind(uri) != flag:
+                raise EdgeCamError(f"{flag} takes {what}, not {uri}.")
+            uris.append(uri)
+    return uris
+
+
+def main(args: argparse.Namespace) -> int:
+    check(args, "--max-frames", 0)
+    check(args, "--fps", 0, above=True)
+    outputs = _outputs(args)
+    student_kw, cascade_kw = student_options(args), cascade_options(args)  # checked before models load
+    teacher = open_teacher(args, args.teacher)
+    student = Model(args.student, **student_kw) if args.student else None
+    cascade = Cascade(teacher, student, rule=box_rule(args, teacher), **cascade_kw)
+    stop_on_sigterm()
+    with ExitStack() as opened:
+        sources = [opened.enter_context(open_source(spec, loop=args.loop)) for spec in args.source]
+        sinks = []
+        for uri in outputs:
+            sinks.append(open_sink(uri, streams=len(sources), fps=args.fps, device=args.device,
+                                   spill_dir=args.mqtt_spill))
+            opened.callback(sinks[-1].close)
+        opened.pop_all()  # opened them all: from here run() closes them, however it ends
+    stats = run(cascade, sources, sinks, max_frames=args.max_frames, status=None if args.quiet else sys.stderr)
+    print(stats.summary() + "; " + ", ".join(
+        f"{s.name}: {s.stats.dropped} dropped, {s.stats.reconnects} reconnects" for s in sources), file=sys.stderr)
+    return 0
