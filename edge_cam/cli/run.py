@@ -10,6 +10,7 @@ from ..cascade import Cascade
 from ..errors import EdgeCamError
 from ..model import Model
 from ..sinks import FOURCC, open_sink
+from ..sinks.preview import PreviewServer, parse_serve
 from ..source import open_source
 from ..stream import run
 from .options import (
@@ -44,6 +45,11 @@ def add_parser(sub) -> None:
     out.add_argument("--device", help="device name in the MQTT topic (default: the host name)")
     out.add_argument("--mqtt-spill", help="folder where events wait on disk when the broker is away too "
                      "long (re-sent later); without it the oldest queued events are dropped and counted")
+    out.add_argument("--serve", metavar="[HOST:]PORT",
+                     help="a live preview page (annotated stream, events, stage timings) and /metrics on "
+                          "127.0.0.1:PORT, or on HOST when given; port 0 picks a free one; the URL is printed")
+    out.add_argument("--serve-token", metavar="TOKEN",
+                     help="require this token (?token= or Authorization: Bearer) on every preview request")
     add_student_options(p)
     add_cascade_options(p)
     add_box_rule_options(p)
@@ -77,6 +83,9 @@ def main(args: argparse.Namespace) -> int:
     check(args, "--max-frames", 0)
     check(args, "--fps", 0, above=True)
     outputs = _outputs(args)
+    if args.serve_token and args.serve is None:
+        raise EdgeCamError("--serve-token needs --serve [HOST:]PORT.")
+    serve = parse_serve(args.serve) if args.serve is not None else None
     student_kw, cascade_kw = student_options(args), cascade_options(args)  # checked before models load
     teacher = open_teacher(args, args.teacher)
     student = Model(args.student, **student_kw) if args.student else None
@@ -89,6 +98,10 @@ def main(args: argparse.Namespace) -> int:
             sinks.append(open_sink(uri, streams=len(sources), fps=args.fps, device=args.device,
                                    spill_dir=args.mqtt_spill))
             opened.callback(sinks[-1].close)
+        if serve is not None:  # first: the events' "sink" time then covers it too
+            sinks.insert(0, PreviewServer(*serve, token=args.serve_token))
+            opened.callback(sinks[0].close)
+            print(f"edge-cam: preview at {sinks[0].url}", file=sys.stderr, flush=True)
         opened.pop_all()  # opened them all: from here run() closes them, however it ends
     stats = run(cascade, sources, sinks, max_frames=args.max_frames, status=None if args.quiet else sys.stderr)
     print(stats.summary() + "; " + ", ".join(
