@@ -195,7 +195,7 @@ def object_regions(values: np.ndarray, threshold: float, min_distance: float = 0
     peaks = find_peaks(small, threshold, min_distance * max(small.shape), min_prominence)[:254]
     hot = (small >= threshold).astype(np.uint8)
     _, comp = cv2.connectedComponents(hot, connectivity=8)
-    labels = np.zeros(small.shape, np.uint8)
+    labels: np.ndarray = np.zeros(small.shape, np.uint8)
     owners: dict[int, list[int]] = {}
     for k, p in enumerate(peaks, 1):
         owners.setdefault(int(comp[p]), []).append(k)
