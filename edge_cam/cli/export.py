@@ -112,8 +112,9 @@ def _export_onnx(args: argparse.Namespace) -> int:
     """An ONNX classifier the user already has: graph surgery, no torch (edge_cam_export.surgery)."""
     given = [a.option_strings[-1] for a in args.torch_only if getattr(args, a.dest) != a.default]
     if given:
-        raise EdgeCamError(f"{', '.join(given)} apply to torch models only; an ONNX model's CAM layers "
-                           "are found in its graph.")
+        verb = "applies" if len(given) == 1 else "apply"
+        raise EdgeCamError(f"{', '.join(given)} {verb} to torch models only; an ONNX model's CAM layers are "
+                           "found in its graph.")
     if not args.output:
         raise EdgeCamError("export needs an output path: -o OUT.onnx.")
     if args.input_size is not None and len(args.input_size) not in (1, 2):

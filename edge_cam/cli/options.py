@@ -41,8 +41,9 @@ def add_box_rule_options(p: argparse.ArgumentParser, rule: bool = True) -> None:
         g.add_argument("--threshold", type=float, default=None,
                        help="CAM threshold as a fraction of the map's range (default: the model's, 0.2)")
         g.add_argument("--box-mode", choices=BOX_MODES, default=None,
-                       help="largest region (the CAM paper), a union of the regions above --min-area, or "
-                            "all of them (default: the model's, set by calibrate)")
+                       help="largest region (the CAM paper), a union of the regions above --min-area, "
+                            "all of them, or one box per peak of the map (objects; touching objects split) "
+                            "(default: the model's, set by calibrate)")
         g.add_argument("--min-area", type=float, default=None, help="with union/all: minimum region "
                        "area as a fraction of the input (default: the model's)")
         g.add_argument("--fuse-top", type=int, default=None,

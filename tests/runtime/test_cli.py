@@ -1,5 +1,6 @@
 """The runtime commands end to end, through the real console entry point, on real files."""
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -9,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 from timeouts import scaled
+
+from edge_cam.cli import main
 
 
 def cli(*args, **kw):
@@ -65,6 +68,10 @@ def test_localize_goes_on_past_bad_images(teacher_path, awkward_images, tmp_path
     assert len(list((tmp_path / "ov").iterdir())) == len(sizes)
 
 
+def box_area(b):
+    return (b["x2"] - b["x1"]) * (b["y2"] - b["y1"])
+
+
 def test_localize_class_id_and_thresholds(teacher_path, awkward_images):
     proc = cli("localize", teacher_path, awkward_images / "a_colour.jpg", "--threshold", "0.5")
     first = json.loads(proc.stdout)
@@ -72,10 +79,9 @@ def test_localize_class_id_and_thresholds(teacher_path, awkward_images):
     proc = cli("localize", teacher_path, awkward_images / "a_colour.jpg", "--class-id", second_class)
     assert json.loads(proc.stdout)["boxes"][0]["class_id"] == second_class
     low = json.loads(cli("localize", teacher_path, awkward_images / "a_colour.jpg", "--threshold", "0.05").stdout)
-    area = lambda b: (b["x2"] - b["x1"]) * (b["y2"] - b["y1"])
-    assert area(low["boxes"][0]) >= area(first["boxes"][0])
+    assert box_area(low["boxes"][0]) >= box_area(first["boxes"][0])
     proc = cli("localize", teacher_path, awkward_images / "a_colour.jpg", "--class-id", 999)
-    assert proc.returncode == 0 and "not among the model's top" in json.loads(proc.stdout)["error"]
+    assert proc.returncode == 0 and "999 is not a class of" in json.loads(proc.stdout)["error"]
 
 
 def test_missing_inputs_exit_2(teacher_path, tmp_path):
@@ -156,3 +162,86 @@ def test_info_on_bundled_models(teacher_path, student_path):
     assert t.returncode == 0 and "cams" in t.stdout and "CAM teacher" in t.stdout
     s = cli("info", student_path)
     assert s.returncode == 0 and "classifier (student)" in s.stdout and "cams" not in s.stdout
+
+
+def test_version_through_the_console_entry_point():
+    proc = cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == "edge-cam 0.1.0"
+
+
+# One argument or command in an argparse help page: 2 spaces (arguments) or 4 (commands), its
+# name (an option's invocation, or a single word), then its help on the line or the next ones.
+ENTRY = re.compile(r"^( {2}| {4})(-\S*(?: \S+)*|[\w{][^ ]*)(?: {2,}(\S.*))?$")
+
+
+def help_entries(text):
+    """{name: help} of every entry of a help page; help is "" where there is none."""
+    lines = text.splitlines()
+    out = {}
+    for i, line in enumerate(lines):
+        m = ENTRY.match(line)
+        if m:
+            follows = lines[i + 1] if i + 1 < len(lines) else ""
+            out[m.group(2)] = m.group(3) or (follows.strip() if re.match(r"^ {6,}\S", follows) else "")
+    return out
+
+
+def help_page(capsys, *argv):
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--help"])
+    assert stop.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_every_command_is_listed_with_a_help_line(capsys):
+    entries = help_entries(help_page(capsys))
+    (choices,) = [name for name in entries if name.startswith("{")]
+    commands = choices.strip("{}").split(",")
+    assert {"export", "info", "localize", "run", "eval", "calibrate", "bench", "demo"} <= set(commands)
+    assert all(entries.get(c) for c in commands), {c: entries.get(c) for c in commands}
+    assert entries["--version"]
+
+
+@pytest.mark.parametrize("command", ["export", "info", "localize", "run", "eval", "calibrate", "bench", "demo"])
+def test_every_flag_has_a_help_line(capsys, command):
+    entries = help_entries(help_page(capsys, command))
+    assert len(entries) > 1 and "-h, --help" in entries
+    assert not [name for name, text in entries.items() if not text], entries
+
+
+def test_torch_only_flags_are_refused_for_an_onnx_model_by_name(capsys):
+    argv = ["export", "classifier.onnx", "-o", "cam.onnx", "--precision", "fp32", "--exporter", "dynamo"]
+    assert main([*argv, "--weights", "w.pt", "--num-classes", "3", "--opset", "17", "--precision", "fp16"]) == 2
+    assert capsys.readouterr().err == ("edge-cam: --weights, --num-classes, --opset, --precision apply to torch "
+                                       "models only; an ONNX model's CAM layers are found in its graph.\n")
+    assert main([*argv, "--list-layers"]) == 2  # flags left at their defaults above are not named
+    assert "edge-cam: --list-layers applies to torch models only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,sentence", [
+    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--every", "0"], "--every must be 1 or more, not 0."),
+    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--change", "0"],
+     "--change must be above 0 grey levels, not 0."),
+    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--pad", "-1"], "--pad must be "),
+    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--student-spec", "{}"],
+     "--student-spec describes the --student model; give --student too."),
+    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--video-out", "v.jsonl"],
+     "--video-out takes a video file (.avi, .m4v, .mkv, .mov, .mp4), not v.jsonl."),
+    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--events", "mqtt://broker"],
+     "--events takes - or a JSON lines file, not mqtt://broker."),
+    (["bench", "--frames", "0"], "--frames must be 1 or more, not 0."),
+    (["bench", "--every", "0"], "--every must be 1 or more, not 0."),
+    (["demo", "--every", "-2"], "--every must be 1 or more, not -2."),
+])
+def test_bad_numbers_and_outputs_are_named_by_their_flag(capsys, argv, sentence):
+    assert main(argv) == 2  # before any model is opened: t.onnx does not exist
+    err = capsys.readouterr().err
+    assert err.startswith(f"edge-cam: {sentence}") and err.count("\n") == 1, err
+
+
+def test_box_rule_numbers_are_checked(capsys, teacher_path, awkward_images):
+    image = str(awkward_images / "a_colour.jpg")
+    assert main(["localize", teacher_path, image, "--threshold", "2"]) == 2
+    assert capsys.readouterr().err.startswith("edge-cam: --threshold is a fraction of the map's range")
+    assert main(["localize", teacher_path, image, "--fuse-top", "0"]) == 2
+    assert capsys.readouterr().err == "edge-cam: --fuse-top must be 1 or more, not 0.\n"
