@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
+    except BrokenPipeError:  # stdout closed early (`... | head -1`): done, quietly, like coreutils
+        # Python would complain again when it flushes stdout at exit: point stdout at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # a bug, not bad input: one line, the traceback on request
         if os.environ.get("EDGE_CAM_DEBUG"):
             raise

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..sinks import check_writable
 from ..tools.bench import BenchConfig, markdown, run_bench, write_report
 from ..tools.demo import data_path
 from .options import (
@@ -48,7 +49,9 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    result = run_bench(bench_config(args), progress=progress_bar("benchmarking"))
+    config = bench_config(args)
+    check_writable(args.out, "the benchmark report", folder=True)
+    result = run_bench(config, progress=progress_bar("benchmarking"))
     print(markdown(result))
     for path in write_report(result, args.out):
         print(f"wrote {path}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..sinks import check_writable
 from ..tools.evaluate import calibrate, write_calibrated
 from .options import add_box_rule_options, add_labelled_options, add_runtime_options, labelled, open_teacher
 from .terminal import progress_bar
@@ -19,6 +20,7 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_writable(args.output, "the calibrated model")  # before the minutes of calibration, not after
     model = open_teacher(args, args.model, spinning=True)
     c = calibrate(model, labelled(args), args.class_id, progress=progress_bar("calibrating"))
     r = c.rule

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..crop import CropSpec
+from ..sinks import check_writable
 from ..tools.demo import run_demo
 from .options import MASKS, check
 from .terminal import stop_on_sigterm
@@ -19,6 +20,7 @@ def add_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     check(args, "--every", 1)
+    check_writable(args.out, "the demo's outputs", folder=True)
     stop_on_sigterm()
     run_demo(args.out, every=args.every, mask=args.mask)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..sinks import check_writable
 from ..tools.evaluate import evaluate
 from ..tools.plot import line_chart
 from .options import add_box_rule_options, add_labelled_options, add_runtime_options, box_rule, labelled, open_teacher
@@ -22,6 +23,9 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    for flag, path in (("--plot", args.plot), ("--json", args.json)):
+        if path:
+            check_writable(path, flag[2:])
     model = open_teacher(args, args.model, spinning=True)
     rule = box_rule(args, model)
     e = evaluate(model, labelled(args), args.class_id, rule, progress=progress_bar("evaluating"))

@@ -6,6 +6,7 @@ import json
 
 from ..backends import open_backend
 from ..metadata import ModelInfo
+from .options import model_file
 
 MAX_LABELS = 8  # a 1000-class label list would bury the rest: show its head and its length
 
@@ -17,7 +18,7 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    backend = open_backend(args.model, providers=["cpu"], threads=1)
+    backend = open_backend(model_file(args.model), providers=["cpu"], threads=1)
     print(args.model)
     for kind, tensors in (("input", backend.inputs), ("output", backend.outputs)):
         for t in tensors:

@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..sinks import JsonlSink
+from ..errors import EdgeCamError
+from ..sinks import JsonlSink, check_writable
+from ..source import IMAGE_EXTS, list_images
+from ..stream import printable
 from ..tools.photos import localize_photos
 from .options import add_box_rule_options, add_runtime_options, box_rule, open_teacher
 
@@ -22,6 +25,11 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    for path in args.images:  # an empty folder or a glob matching nothing is a mistake, not 0 lines
+        if not list_images([path]):
+            raise EdgeCamError(f"{path} holds no images ({', '.join(sorted(IMAGE_EXTS))}).")
+    if args.overlays:  # found now, not after the model loaded and the first image ran
+        check_writable(args.overlays, "overlays", folder=True)
     model = open_teacher(args, args.model, spinning=True)
     lines = localize_photos(model, box_rule(args, model), args.images, args.class_id, args.overlays)
     out, total, failed = JsonlSink(args.jsonl), 0, 0
@@ -31,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
             total += 1
             if "error" in line:
                 failed += 1
-                print(f"skipped {line['image']}: {line['error']}", file=sys.stderr)
+                print(f"skipped {ascii(line['image'])}: {printable(line['error'])}", file=sys.stderr)
     finally:
         out.close()
     if failed:

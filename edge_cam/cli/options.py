@@ -7,6 +7,8 @@ its parameters instead.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 
 from ..cascade import require_cam
 from ..crop import CropSpec
@@ -17,6 +19,8 @@ from ..model import Model
 from ..tools.evaluate import Annotation, read_labelled
 
 MASKS = ("none", "mean", "blur")
+MAX_THREADS = 256  # more is a typo: ORT would try to start them all (100000 hung, deaf to Ctrl-C)
+MAX_PAD = 10.0  # a crop ten times the box is the whole frame already
 
 
 def _providers(text: str) -> str | list[str]:
@@ -79,19 +83,33 @@ def add_labelled_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--class-id", type=int, help="GT-known: the CAM of this class (default: top-1)")
 
 
-def check(args: argparse.Namespace, flag: str, low: float, *, above: bool = False, unit: str = "") -> None:
-    """`flag`'s value must be `low` or more (above `low` with `above`); not given passes."""
+def check(args: argparse.Namespace, flag: str, low: float, *, above: bool = False, unit: str = "",
+          high: float | None = None) -> None:
+    """`flag`'s value must be `low` or more (above `low` with `above`) and, with `high`, at most
+    `high`; not given passes. Written so that nan fails every comparison, and so the check."""
     value = getattr(args, flag.lstrip("-").replace("-", "_"))
-    if value is not None and (value <= low if above else value < low):
-        bound = f"above {low:g}{unit}" if above else f"{low:g}{unit} or more"
+    if value is None:
+        return
+    if not ((value > low if above else value >= low) and (high is None or value <= high)) or math.isinf(value):
+        bound = f"above {low:g}" if above else f"{low:g}"
+        bound = f"{bound} and at most {high:g}{unit}" if above and high is not None else \
+            f"from {bound} to {high:g}{unit}" if high is not None else \
+            f"{bound}{unit}" if above else f"{bound}{unit} or more"
         raise EdgeCamError(f"{flag} must be {bound}, not {value:g}.")
+
+
+def model_file(path: str) -> str:
+    """The path itself, when it can be a model file (the backends would say "does not exist")."""
+    if os.path.isdir(path):
+        raise EdgeCamError(f"{path} is a folder, not a model file (.onnx or .tflite).")
+    return path
 
 
 def model_options(args: argparse.Namespace) -> dict:
     """Model keyword arguments of the runtime group, for a teacher or a single model."""
     trt = {"trt_fp16_enable": args.trt_fp16, "trt_int8_enable": args.trt_int8,
            **({"trt_engine_cache_enable": True, "trt_engine_cache_path": args.trt_cache} if args.trt_cache else {})}
-    check(args, "--threads", 0)
+    check(args, "--threads", 0, high=MAX_THREADS)
     return {"providers": args.providers, "threads": args.threads, "tensorrt": trt, "resize": args.resize}
 
 
@@ -100,7 +118,7 @@ def student_options(args: argparse.Namespace) -> dict:
     and no resize override (that one is about the teacher's CAM)."""
     if args.student_spec and not args.student:
         raise EdgeCamError("--student-spec describes the --student model; give --student too.")
-    check(args, "--student-threads", 0)
+    check(args, "--student-threads", 0, high=MAX_THREADS)
     return {**model_options(args), "threads": args.student_threads, "resize": None,
             "describe": args.student_spec}
 
@@ -108,8 +126,11 @@ def student_options(args: argparse.Namespace) -> dict:
 def rule_options(args: argparse.Namespace) -> dict:
     """BoxRule.for_model overrides of the box-rule group (None keeps the model's own)."""
     check(args, "--fuse-top", 1)
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise EdgeCamError(f"--threshold is a fraction of the map's range, from 0 to 1, not {args.threshold:g}.")
+    check(args, "--min-area", 0, high=1)
+    # 0 keeps every pixel (a whole-image box), above 1 none: neither is a threshold (nan neither)
+    if args.threshold is not None and not 0 < args.threshold <= 1:
+        raise EdgeCamError(f"--threshold is a fraction of the map's range, above 0 and at most 1, "
+                           f"not {args.threshold:g}.")
     return {"threshold": args.threshold, "mode": args.box_mode, "min_area": args.min_area,
             "fuse_top": args.fuse_top}
 
@@ -118,19 +139,23 @@ def cascade_options(args: argparse.Namespace) -> dict:
     """Cascade keyword arguments of the cascade group (the rule comes from the teacher, see box_rule)."""
     check(args, "--every", 1)
     check(args, "--change", 0, above=True, unit=" grey levels")
-    check(args, "--pad", 0, above=True)
+    check(args, "--pad", 1, high=MAX_PAD)
     return {"every": args.every, "change": args.change,
             "crop_spec": CropSpec(args.pad, not args.no_square, args.mask)}
 
 
 def open_teacher(args: argparse.Namespace, path: str, **model_kw) -> Model:
     """A CAM model with the runtime options (a plain classifier is refused)."""
-    return require_cam(Model(path, **model_options(args), **model_kw))
+    return require_cam(Model(model_file(path), **model_options(args), **model_kw))
 
 
 def box_rule(args: argparse.Namespace, model: Model) -> BoxRule:
     """The model's box rule with the command line's overrides."""
-    return BoxRule.for_model(model.info.cam, **rule_options(args))
+    kw = rule_options(args)
+    top_k = next((o.shape[-1] for o in getattr(model.session, "outputs", ()) if o.name == "class_ids"), None)
+    if kw["fuse_top"] is not None and isinstance(top_k, int) and kw["fuse_top"] > top_k:
+        raise EdgeCamError(f"--fuse-top must be at most {top_k}, the top-K of {model.path}, not {kw['fuse_top']}.")
+    return BoxRule.for_model(model.info.cam, **kw)
 
 
 def labelled(args: argparse.Namespace) -> list[Annotation]:

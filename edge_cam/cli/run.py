@@ -9,10 +9,10 @@ from contextlib import ExitStack
 from ..cascade import Cascade
 from ..errors import EdgeCamError
 from ..model import Model
-from ..sinks import FOURCC, open_sink
+from ..sinks import FOURCC, check_writable, open_sink
 from ..sinks.preview import PreviewServer, parse_serve
 from ..source import open_source
-from ..stream import run
+from ..stream import StreamStats, run
 from .options import (
     add_box_rule_options,
     add_cascade_options,
@@ -21,6 +21,7 @@ from .options import (
     box_rule,
     cascade_options,
     check,
+    model_file,
     open_teacher,
     student_options,
 )
@@ -87,8 +88,13 @@ def main(args: argparse.Namespace) -> int:
         raise EdgeCamError("--serve-token needs --serve [HOST:]PORT.")
     serve = parse_serve(args.serve) if args.serve is not None else None
     student_kw, cascade_kw = student_options(args), cascade_options(args)  # checked before models load
+    for uri in outputs:  # an output that cannot be written is found now, not after the models load
+        if uri != "-" and not uri.startswith("mqtt://"):
+            check_writable(uri, "events" if _kind(uri) == "--events" else "the video")
+    if args.mqtt_spill:
+        check_writable(args.mqtt_spill, "MQTT overflow", folder=True)
     teacher = open_teacher(args, args.teacher)
-    student = Model(args.student, **student_kw) if args.student else None
+    student = Model(model_file(args.student), **student_kw) if args.student else None
     cascade = Cascade(teacher, student, rule=box_rule(args, teacher), **cascade_kw)
     stop_on_sigterm()
     with ExitStack() as opened:
@@ -103,7 +109,14 @@ def main(args: argparse.Namespace) -> int:
             opened.callback(sinks[0].close)
             print(f"edge-cam: preview at {sinks[0].url}", file=sys.stderr, flush=True)
         opened.pop_all()  # opened them all: from here run() closes them, however it ends
-    stats = run(cascade, sources, sinks, max_frames=args.max_frames, status=None if args.quiet else sys.stderr)
-    print(stats.summary() + "; " + ", ".join(
-        f"{s.name}: {s.stats.dropped} dropped, {s.stats.reconnects} reconnects" for s in sources), file=sys.stderr)
+    stats = StreamStats()  # ours, so that the summary survives a Ctrl-C or SIGTERM
+    try:
+        run(cascade, sources, sinks, max_frames=args.max_frames, status=None if args.quiet else sys.stderr,
+            stats=stats)
+    except KeyboardInterrupt:
+        pass  # a signal ends a run like the end of its sources: sinks closed by run(), summary, exit 0
+    finally:  # also after an error: say how far the run got (the error's sentence comes after)
+        print(stats.summary() + "; " + ", ".join(
+            f"{s.name}: {s.stats.dropped} dropped, {s.stats.reconnects} reconnects" for s in sources),
+            file=sys.stderr)
     return 0

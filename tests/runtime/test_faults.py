@@ -309,3 +309,125 @@ def test_cli_refuses_a_model_with_broken_metadata_with_exit_2(teacher, teacher_p
     cv2.imwrite(str(tmp_path / "a.jpg"), frame)
     for args in (("info", bad), ("localize", bad, tmp_path / "a.jpg")):
         assert "edge_cam.input size [0, -5]" in one_sentence(cli(*args))
+
+
+# -- command-line validation (real subprocesses) ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def one_image(tmp_path_factory, frame):
+    path = tmp_path_factory.mktemp("one") / "a.jpg"
+    cv2.imwrite(str(path), frame)
+    return path
+
+
+@pytest.mark.parametrize("flags,named", [
+    (["--threshold", "2"], "--threshold"), (["--threshold", "nan"], "--threshold"),
+    (["--threshold", "-1"], "--threshold"), (["--threshold", "0"], "--threshold"),
+    (["--pad", "0"], "--pad"), (["--pad", "-1"], "--pad"), (["--pad", "1e9"], "--pad"), (["--pad", "nan"], "--pad"),
+    (["--pad", "inf"], "--pad"),
+    (["--threads", "-1"], "--threads"), (["--threads", "100000"], "--threads"),
+    (["--student-threads", "100000"], "--student-threads"),
+    (["--max-frames", "-1"], "--max-frames"),
+    (["--min-area", "-1"], "--min-area"), (["--min-area", "2"], "--min-area"), (["--min-area", "nan"], "--min-area"),
+    (["--fuse-top", "0"], "--fuse-top"), (["--fuse-top", "100"], "--fuse-top"),
+    (["--change", "nan"], "--change"), (["--change", "0"], "--change"), (["--change", "-3"], "--change"),
+    (["--every", "0"], "--every"), (["--fps", "nan"], "--fps"),
+])
+def test_bad_run_flags_are_one_sentence_naming_the_flag(teacher_path, student_path, one_image, flags, named):
+    line = one_sentence(cli("run", "--teacher", teacher_path, "--student", student_path, "--source", one_image,
+                            "--quiet", *flags))
+    assert named in line, line
+
+
+@pytest.mark.parametrize("flags", [["--threshold", "nan"], ["--fuse-top", "100"], ["--threads", "-1"]])
+def test_bad_localize_flags_too(teacher_path, one_image, flags):
+    assert flags[0] in one_sentence(cli("localize", teacher_path, one_image, *flags))
+
+
+def test_empty_inputs_and_folders_as_models(teacher_path, student_path, one_image, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    for target in (empty, tmp_path / "nothing-*.jpg"):
+        assert "holds no images" in one_sentence(cli("localize", teacher_path, target))
+        assert "holds no images" in one_sentence(cli("run", "--teacher", teacher_path, "--source", target))
+    folder = tmp_path / "model.onnx"
+    folder.mkdir()
+    expected = f"{folder} is a folder, not a model file"
+    assert expected in one_sentence(cli("localize", folder, one_image))
+    assert expected in one_sentence(cli("info", folder))
+    assert expected in one_sentence(cli("run", "--teacher", folder, "--source", one_image))
+    assert expected in one_sentence(cli("run", "--teacher", teacher_path, "--student", folder, "--source", one_image))
+
+
+@pytest.mark.parametrize("command", ["localize", "run"])
+def test_stdout_closed_early_ends_quietly(teacher_path, corpus, command):
+    folder = corpus[0]
+    args = [teacher_path, folder] if command == "localize" else \
+        ["--teacher", teacher_path, "--source", folder, "--events", "-", "--loop", "--max-frames", 2000, "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "edge_cam", command, *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert json.loads(proc.stdout.readline())  # `| head -1`
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err
+    assert "internal error" not in err and "Traceback" not in err and "Exception ignored" not in err, err
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_work(teacher_path, one_image, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    under = f"{blocker} is a file, not a folder"
+    run_ = ("run", "--teacher", teacher_path, "--source", one_image)
+    assert under in one_sentence(cli(*run_, "--video-out", blocker / "v.avi"))
+    assert under in one_sentence(cli(*run_, "--events", blocker / "sub" / "e.jsonl"))
+    assert under in one_sentence(cli(*run_, "--mqtt", "mqtt://127.0.0.1:1", "--mqtt-spill", blocker / "spill"))
+    assert "it is a file, not a folder" in one_sentence(cli("localize", teacher_path, one_image, "--overlays", blocker))
+    assert under in one_sentence(cli("localize", teacher_path, one_image, "--jsonl", blocker / "x.jsonl"))
+    assert "it is a file, not a folder" in one_sentence(cli("demo", "--out", blocker))
+    with read_only_folder(tmp_path / "ro") as ro:
+        if ro is None:
+            pytest.skip("no read-only folder can be made here")
+        ro_error = re.compile("Read-only file system|Permission denied")
+        assert ro_error.search(one_sentence(cli(*run_, "--video-out", ro / "v.mp4")))
+        assert ro_error.search(one_sentence(cli(*run_, "--events", ro / "e.jsonl")))
+        assert ro_error.search(one_sentence(cli("localize", teacher_path, one_image, "--overlays", ro / "ov")))
+        assert ro_error.search(one_sentence(cli("demo", "--out", ro / "demo")))
+        line = one_sentence(cli("calibrate", teacher_path, "-o", ro / "calibrated.onnx", "--yolo", tmp_path))
+        assert ro_error.search(line) and "calibrated model" in line
+
+
+# -- a second signal during shutdown -----------------------------------------------------------------
+
+def test_second_sigint_during_mqtt_shutdown_still_spills_every_event_and_prints_the_summary(
+        teacher_path, demo_data, tmp_path):
+    import signal
+    import time
+
+    from broker import free_port
+    pytest.importorskip("paho.mqtt.client")
+    spill = tmp_path / "spill"
+    proc = subprocess.Popen([sys.executable, "-m", "edge_cam", "run", "--teacher", teacher_path, "--source",
+                             demo_data("demo_clip.mp4"), "--loop", "--mqtt", f"mqtt://127.0.0.1:{free_port()}",
+                             "--mqtt-spill", spill, "--device", "cam", "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = __import__("threading").Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    time.sleep(6)  # frames pile up in the queue: the broker's port is closed
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)  # now close() waits (up to 10 s) for the broker ...
+    proc.send_signal(signal.SIGINT)  # ... and the impatient second Ctrl-C comes
+    assert proc.wait(timeout=60) == 0, "".join(lines)
+    reader.join(10)
+    err = "".join(lines)
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert "interrupted while waiting for the broker" in err  # the second signal came during close()
+    summary = re.search(r"(\d+) events for edge-cam/cam/0/events: 0 acknowledged, 0 reconnects, (\d+) undelivered, "
+                        r"kept in (\S+) for the next run", err)
+    assert summary, err
+    published, undelivered = int(summary.group(1)), int(summary.group(2))
+    frames = int(re.search(r"^(\d+) frames in", err, re.M).group(1))  # the run's summary, after the signal
+    assert published == undelivered >= frames > 0
+    kept = [json.loads(x) for x in open(summary.group(3)).read().splitlines()]
+    assert len(kept) == published and len({(e["run"], e["frame"]) for e in kept}) == published
