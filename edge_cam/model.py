@@ -19,6 +19,7 @@ from .backends import Backend, open_backend
 from .errors import EdgeCamError
 from .metadata import PREFIX, RESIZE_MODES, ModelInfo, StudentSpec
 from .preprocess import Resize, as_rgb, in_order, pad_colour, resize, to_8bit
+from .sizing import InputSize, is_dynamic
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -34,6 +35,10 @@ class Prediction:
     cams: np.ndarray | None  # (K, h, w) raw CAMs at the feature map's resolution
     resize: Resize  # how the frame was mapped onto the model's input
     timing_ms: dict[str, float] = field(default_factory=dict)  # of the call this frame was in
+    # The classes asked for by predict_batch(classes=...), in that order, whatever their rank; None when not asked.
+    query_ids: np.ndarray | None = None  # (Q,) int64
+    query_cams: np.ndarray | None = None  # (Q, h, w) raw CAMs, as cams
+    query_scores: np.ndarray | None = None  # (Q,) softmax probabilities
 
     @property
     def class_id(self) -> int:
@@ -53,6 +58,17 @@ class Prediction:
         ranks = np.flatnonzero(self.class_ids == class_id)
         return int(ranks[0]) if ranks.size else None
 
+    def cam_of(self, class_id: int) -> np.ndarray | None:
+        """The raw CAM of `class_id`, from the top-K or the queried classes; None when it is in neither
+        (ask for it with predict_batch's classes)."""
+        rank = self.rank_of(class_id)
+        if rank is not None and self.cams is not None:
+            return self.cams[rank]
+        if self.query_ids is not None and self.query_cams is not None:
+            where = np.flatnonzero(self.query_ids == class_id)
+            return self.query_cams[int(where[0])] if where.size else None
+        return None
+
     def topk(self) -> list[dict]:
         return [{"class_id": int(c), "label": lab, "score": round(float(s), 6)}
                 for c, lab, s in zip(self.class_ids, self.labels, self.scores)]
@@ -70,18 +86,23 @@ class Model:
     session_options: an ort.SessionOptions to start from (see onnxruntime.open_session for which
     of its settings win). resize: override the metadata's resize mode. describe: a StudentSpec
     (or its dict, JSON file or inline JSON) for a foreign classifier without edge_cam metadata.
+    input_size: (H, W), or one int, the long side, each frame keeping its aspect (rounded to the
+    CAM's stride); only a graph exported with a dynamic size takes another size than its own
+    (see edge_cam.sizing). `input_size` is then the size chosen for the last frame.
     """
 
     def __init__(self, path: str | os.PathLike, providers: str | Sequence[str] = "auto",
                  threads: int = 0, spinning: bool = False, resize: str | None = None,
                  tensorrt: dict | None = None, describe: StudentSpec | dict | str | None = None,
-                 session_options: ort.SessionOptions | None = None):
+                 session_options: ort.SessionOptions | None = None,
+                 input_size: int | tuple[int, int] | None = None):
         self.path = os.fspath(path)
         self.threads, self.spinning = threads, spinning
         self.spec = None if describe is None else StudentSpec.load(describe)
         self.session: Backend = open_backend(self.path, providers=providers, threads=threads, spinning=spinning,
                                              session_options=session_options, tensorrt=tensorrt)
         self.providers = self.session.providers
+        self.class_query = False  # whether the graph takes classes to map (see run)
         if self.spec is None:
             self._read_metadata()
         else:
@@ -92,6 +113,10 @@ class Model:
             if resize not in RESIZE_MODES:
                 raise EdgeCamError(f"unknown resize mode {resize!r}; use one of {', '.join(RESIZE_MODES)}.")
             self.info = replace(self.info, input=replace(self.info.input, resize=resize))
+        stride = self.info.cam.stride if self.info.cam else None
+        image = next(t for t in self.session.inputs if t.name == self.input_name)
+        self._size = InputSize(input_size, self.info.input.size, stride,
+                               self.spec is None and is_dynamic(image.shape), self.path)
 
     @property
     def backend(self) -> str:
@@ -106,12 +131,15 @@ class Model:
                                "(Model's describe, edge-cam's --student-spec SPEC.json) or export it "
                                "with `edge-cam export`.")
         self.info = ModelInfo.from_props(props, self.path)
-        if len(inputs) != 1 or inputs[0].dtype != np.uint8:
+        # A teacher exported with class queries has a second input, the int64 class ids to map.
+        self.class_query = [t.name for t in inputs] == [inputs[0].name, "class_query"] and self.info.cam is not None
+        if len(inputs) != 1 + self.class_query or inputs[0].dtype != np.uint8:
             raise EdgeCamError(f"{self.path} should take one uint8 image input; re-export it "
                                "with `edge-cam export`.")
         self.input_name = inputs[0].name
         names = {o.name for o in outputs}
         needed = {"logits", "class_ids", "scores"} | ({"cams"} if self.info.cam else set())
+        needed |= {"query_cams", "query_scores"} if self.class_query else set()
         if not needed <= names:
             raise EdgeCamError(f"{self.path} lacks the outputs {sorted(needed - names)}; "
                                "re-export it with `edge-cam export`.")
@@ -123,44 +151,100 @@ class Model:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return self.info.input.size
+        return self._size.size
+
+    @property
+    def dynamic_size(self) -> bool:
+        """Whether the graph takes any input size (see input_size)."""
+        return self._size.dynamic
 
     def prepare(self, frame: np.ndarray, color: str = "BGR") -> tuple[np.ndarray, Resize]:
         """One frame → the model's uint8 input (H, W, 3) and the mapping back to the frame."""
         image, order = to_8bit(frame, color)
-        small, where = resize(image, self.input_size, self.info.input.resize, in_order(self._pad, order))
+        size = self._size.for_frame(*image.shape[:2])
+        small, where = resize(image, size, self.info.input.resize, in_order(self._pad, order))
         return as_rgb(small, order), where
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, classes: Sequence[int] | None = None) -> dict[str, np.ndarray]:
         """The graph on an already prepared (B, H, W, 3) uint8 RGB batch → logits, class_ids,
-        scores (and cams); a foreign classifier's input and output are adapted to that."""
-        if self.spec is None:
+        scores (and cams); a foreign classifier's input and output are adapted to that. With
+        `classes` (a teacher) also query_cams (B, Q, h, w) and query_scores (B, Q) of those classes."""
+        if self.spec is not None:
+            if classes is not None:
+                raise EdgeCamError(f"classes: {self.path} is a foreign classifier without CAMs; map classes with a teacher.")
+            raw = self.session.run(self.output_names, adapt.foreign_input(batch, self.spec, self._input))[0]
+            return adapt.foreign_output(raw.reshape(len(batch), -1), self.spec)
+        ids = None if classes is None else self._class_ids(classes)
+        if self.class_query:  # an empty query costs nothing: the graph maps the top-K only
+            query = np.zeros(0, np.int64) if ids is None else ids
+            out = dict(zip(self.output_names, self.session.run(self.output_names, batch, {"class_query": query})))
+        else:
             out = dict(zip(self.output_names, self.session.run(self.output_names, batch)))
-            out["class_ids"] = out["class_ids"].astype(np.int64, copy=False)  # TFLite gives int32
-            return out
-        raw = self.session.run(self.output_names, adapt.foreign_input(batch, self.spec, self._input))[0]
-        return adapt.foreign_output(raw.reshape(len(batch), -1), self.spec)
+        out["class_ids"] = out["class_ids"].astype(np.int64, copy=False)  # TFLite gives int32
+        if ids is not None and not self.class_query:
+            out.update(self._from_top_k(out, ids))
+        return out
 
-    def predict(self, frame: np.ndarray, color: str = "BGR") -> Prediction:
-        return self.predict_batch([frame], color)[0]
+    def _class_ids(self, classes: Sequence[int]) -> np.ndarray:
+        if self.info.cam is None:
+            raise EdgeCamError(f"classes: {self.path} is a plain classifier without CAMs; map classes with a teacher.")
+        try:
+            ids = np.array([int(c) for c in classes], np.int64)
+        except (TypeError, ValueError):
+            raise EdgeCamError(f"classes {classes!r} should be class ids (integers).") from None
+        logits = next((t for t in self.session.outputs if t.name == "logits"), None)
+        n = logits.shape[-1] if logits is not None and logits.shape[-1] > 0 else len(self.info.labels)
+        bad = [int(c) for c in ids if c < 0 or (n and c >= n)]
+        if bad:
+            raise EdgeCamError(f"classes: {bad[0]} is not a class of {self.path}; give ids from 0 to {n - 1}.")
+        return ids
+
+    def _from_top_k(self, out: dict[str, np.ndarray], ids: np.ndarray) -> dict[str, np.ndarray]:
+        """A graph exported without class queries (before them, or a TFLite teacher) still maps a
+        class that ranks in its top-K; any other needs the query input."""
+        n, _, h, w = out["cams"].shape
+        cams, scores = np.empty((n, len(ids), h, w), np.float32), np.empty((n, len(ids)), np.float32)
+        for b, row in enumerate(out["class_ids"]):
+            for q, c in enumerate(ids):
+                rank = np.flatnonzero(row == c)
+                if not rank.size:
+                    raise EdgeCamError(f"{self.path} takes no class queries and class {c} is not among its top-{len(row)} "
+                                       "here; re-export it with `edge-cam export` to map any class.")
+                cams[b, q], scores[b, q] = out["cams"][b, rank[0]], out["scores"][b, rank[0]]
+        return {"query_cams": cams, "query_scores": scores}
+
+    def predict(self, frame: np.ndarray, color: str = "BGR", classes: Sequence[int] | None = None) -> Prediction:
+        return self.predict_batch([frame], color, classes=classes)[0]
 
     def predict_batch(self, frames: Sequence[np.ndarray], color: str = "BGR",
-                      prepared: Sequence[tuple[np.ndarray, Resize]] | None = None) -> list[Prediction]:
-        """Frames of any size → one inference → one Prediction each, in order."""
+                      prepared: Sequence[tuple[np.ndarray, Resize]] | None = None,
+                      classes: Sequence[int] | None = None) -> list[Prediction]:
+        """Frames of any size → one inference → one Prediction each, in order. `classes`: class ids
+        whose CAMs and scores to return too (query_ids, query_cams, query_scores), whatever their rank."""
         t0 = time.perf_counter()
         if prepared is None:
             prepared = [self.prepare(f, color) for f in frames]
         if not prepared:
             return []
-        batch = np.stack([p[0] for p in prepared])
+        groups: dict[tuple, list[int]] = {}
+        for i, p in enumerate(prepared):  # with a long side each aspect has its own size: one run per size
+            groups.setdefault(p[0].shape, []).append(i)
         t1 = time.perf_counter()
-        out = self.run(batch)
+        where = {}
+        for idx in groups.values():
+            out = self.run(np.stack([prepared[i][0] for i in idx]), classes)
+            where.update({i: (out, j) for j, i in enumerate(idx)})
         t2 = time.perf_counter()
         timing = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
-        cams = out.get("cams")
-        return [Prediction(class_ids=out["class_ids"][i], scores=out["scores"][i],
-                           labels=[self.info.label(int(c)) for c in out["class_ids"][i]],
-                           logits=out["logits"][i], cams=None if cams is None else cams[i],
-                           resize=prepared[i][1], timing_ms=timing)
-                for i in range(len(prepared))]
-
+        preds = []
+        for i in range(len(prepared)):
+            out, j = where[i]
+            cams, asked = out.get("cams"), classes is not None
+            preds.append(Prediction(class_ids=out["class_ids"][j], scores=out["scores"][j],
+                                    labels=[self.info.label(int(c)) for c in out["class_ids"][j]],
+                                    logits=out["logits"][j], cams=None if cams is None else cams[j],
+                                    resize=prepared[i][1], timing_ms=timing,
+                                    query_ids=np.array(classes, np.int64) if asked else None,
+                                    query_cams=out["query_cams"][j] if asked else None,
+                                    query_scores=out["query_scores"][j] if asked else None))
+        return preds

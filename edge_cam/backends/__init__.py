@@ -33,8 +33,10 @@ class Backend(Protocol):
     props: dict[str, str]  # the model's metadata: edge_cam.* keys → JSON strings, and any others
     providers: list[str]  # what runs the graph, best first
 
-    def run(self, names: Sequence[str], x: np.ndarray) -> list[np.ndarray]:
-        """The outputs `names` for the batch `x` (any batch size), in that order."""
+    def run(self, names: Sequence[str], x: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """The outputs `names` for the batch `x` (any batch size), in that order; `extra` feeds the
+        graph's other inputs (a teacher's class_query), the same for every image. LiteRT's graphs
+        have none, and its backend takes no `extra`."""
         ...
 
 

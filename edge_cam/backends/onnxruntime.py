@@ -115,9 +115,9 @@ class OnnxRuntimeBackend:
             raise AttributeError(attr)
         return getattr(self.session, attr)
 
-    def run(self, names: Sequence[str], x: np.ndarray) -> list[np.ndarray]:
-        feed = self.inputs[0].name
+    def run(self, names: Sequence[str], x: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        feed, extra = self.inputs[0].name, extra or {}
         if self._one_by_one and len(x) > 1:
-            parts = [self.session.run(list(names), {feed: x[i:i + 1]}) for i in range(len(x))]
+            parts = [self.session.run(list(names), {feed: x[i:i + 1], **extra}) for i in range(len(x))]
             return [np.concatenate(p) for p in zip(*parts)]
-        return self.session.run(list(names), {feed: x})
+        return self.session.run(list(names), {feed: x, **extra})
