@@ -8,7 +8,7 @@ import os
 
 from common import RESULTS
 
-ORDER = ["export_errors.md", "peers.md", "variants.md", "bench.md", "streams.md", "tradeoff.md", "localization.md"]
+ORDER = ["export_errors.md", "peers.md", "variants.md", "bench.md", "streams.md", "tradeoff.md", "localization.md", "soak.md"]
 INTRO = """# Benchmarks
 
 Each section below was written by the script named in it, on the machine and at the time it
