@@ -32,9 +32,9 @@ def test_coral_student_classifies_the_teachers_cam_crop_of_the_cat(teacher, cora
     roi = result.rois[0]
     assert roi.crop.image.shape == (128, 128, 3)
     # Both speak ImageNet class ids: the label offset of the 1001-class student is taken out.
-    assert roi.student["class_id"] in CATS, roi.student
-    assert roi.student["label"] == teacher.info.label(roi.student["class_id"])
-    assert result.to_event()["rois"][0]["student"] == roi.student
+    assert roi.student.class_id in CATS, roi.student
+    assert roi.student.label == teacher.info.label(roi.student.class_id)
+    assert result.to_event()["rois"][0]["student"] == roi.student.to_dict()
 
 
 def test_tflite_teacher_and_tflite_student_through_the_same_model_object(shared_data, coral, tmp_path):
@@ -51,4 +51,4 @@ def test_tflite_teacher_and_tflite_student_through_the_same_model_object(shared_
     assert [p.class_id for p in preds] == [285, 934] and preds[0].class_ids.dtype.name == "int64"
     assert preds[0].cams.shape == (5, 7, 7)
     result = Cascade(teacher, coral).process(images[0])
-    assert result.rois[0].student["class_id"] in CATS
+    assert result.rois[0].student.class_id in CATS
