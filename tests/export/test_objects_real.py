@@ -71,3 +71,28 @@ def test_the_224_centre_crop_sees_the_middle_bottle_only(mobilenet_v2_path, fram
     model = Model(mobilenet_v2_path)
     (box,) = BoxRule(mode="objects").localize(model.predict(frame0))[1]
     assert box.x1 <= BOTTLES_X[1] <= box.x2 and not box.x1 <= BOTTLES_X[0] and not BOTTLES_X[2] <= box.x2
+
+
+def test_the_car_group_makes_no_roi_on_the_empty_lane(wide_teacher, shared_data):
+    """car-detection.mp4 (768×432, a parking lane seen from above). Looked at: frames 0, 150 and 280
+    show the empty lane (the teacher's top-1 there is "black widow"); 72, 192 and 336 show cars, 192
+    two of them (a white one near (194, 72), a red one near (408, 400))."""
+    cap = cv2.VideoCapture(str(shared_data / "videos" / "car-detection.mp4"))
+    frames = {}
+    for i in range(337):
+        ok, frame = cap.read()
+        assert ok
+        if i in (0, 72, 150, 192, 280, 336):
+            frames[i] = frame
+    cap.release()
+    watch = WatchList.parse(["car"], wide_teacher.info.labels)
+    seen = {}
+    for i, frame in frames.items():
+        pred = wide_teacher.predict(frame)
+        seen[i] = watch.watch(pred.logits, pred.class_ids, pred.cams, min_score=0.015)
+        if i == 192:
+            boxes = BoxRule(mode="objects").localize_cam(seen[i][0].cam, pred.resize)[1]
+    assert [i for i, w in seen.items() if w] == [72, 192, 336]  # measured: empty ≤ 0.005, cars ≥ 0.04
+    assert len(boxes) == 2
+    for x, y in ((194, 72), (408, 400)):
+        assert sum(b.x1 <= x <= b.x2 and b.y1 <= y <= b.y2 for b in boxes) == 1
