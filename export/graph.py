@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import warnings
 
 import torch
 from torch import fx, nn
 
 from edge_cam.errors import EdgeCamError, first_line
-from edge_cam.metadata import PREFIX, rewrite_metadata
 
 from .heads import CamLayers
 
@@ -106,8 +104,3 @@ def to_onnx(graph: CamGraph, example: torch.Tensor, path: str, opset: int = 18,
         detail = first_line(e)
         raise EdgeCamError(f"torch.onnx could not export this model ({detail}); try "
                            "--exporter torchscript or another --opset.") from None
-
-
-def write_metadata(path: str, props: dict[str, str], out: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    rewrite_metadata(path, out, props, drop_prefix=PREFIX)

@@ -270,34 +270,3 @@ def _auto(model, gm, names, logits, classifier_override, gradcam):
         f"{where!r}) and has no closed-form gradient here, so neither CAM nor Grad-CAM can be folded "
         "in; supported heads are Linear layers, 1x1 Convs on the pooled map, BatchNorm, element-wise "
         "activations, LayerNorm and Dropout after global average pooling, or a 1x1 Conv before it.")
-
-
-def eager_features(model: nn.Module, layers: CamLayers, x: torch.Tensor,
-                   grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reference: run the eager model with a forward hook on the feature layer, as the CAM
-    paper's code does, and return (logits, F); with `grad`, both stay in autograd's graph."""
-    captured = []
-    handle = model.get_submodule(layers.hook_module).register_forward_hook(
-        lambda _m, _i, out: captured.append(out))
-    try:
-        with torch.set_grad_enabled(grad):
-            logits = model(x)
-    finally:
-        handle.remove()
-    feat = captured[-1]
-    with torch.set_grad_enabled(grad):
-        feat = _replay(model, layers.post_ops, feat)
-    return logits, feat
-
-
-def _replay(model: nn.Module, post_ops: list[fx.Node], feat: torch.Tensor) -> torch.Tensor:
-    for node in post_ops:
-        args = [feat if a is node.all_input_nodes[0] else a for a in node.args]
-        if node.op == "call_module":
-            feat = model.get_submodule(node.target)(*args, **node.kwargs)
-        elif node.op == "call_method":
-            feat = getattr(args[0], node.target)(*args[1:], **node.kwargs)
-        else:
-            feat = node.target(*args, **node.kwargs)
-    return feat
-

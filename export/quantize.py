@@ -7,11 +7,12 @@ per-channel QDQ over a shared initializer breaks the graph). Layers the user nam
 
 fp16: every weight and activation in half precision for GPUs (TensorRT, CUDA), with float32 kept at
 the graph's outputs so the interface does not change.
+
+A .tflite goes to ai-edge-quantizer instead (tflite_int8.py), through the same quantize_int8.
 """
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 
 import numpy as np
@@ -24,6 +25,8 @@ from edge_cam.metadata import rewrite_metadata
 from edge_cam.model import Model
 from edge_cam.preprocess import Resize
 from edge_cam.source import list_images, read_image
+
+from .progress import log
 
 
 def feature_tensor(model: onnx.ModelProto) -> str:
@@ -108,13 +111,18 @@ def calibration_batches(model: Model, folder: str, limit: int = 200) -> list[np.
         try:
             batches.append(model.prepare(read_image(p))[0][None])
         except EdgeCamError as e:
-            print(f"skipped calibration image {p}: {e}", file=sys.stderr)
+            log.warning("skipped calibration image %s: %s", p, e)
     return batches
 
 
 def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200, keep_float: list[str] = ()) -> dict:
-    """Quantise `src` into `dst`; returns the drift against float on the calibration images.
-    `keep_float`: torch layer names (prefixes) whose nodes stay float."""
+    """Quantise `src` (.onnx or .tflite) into `dst`; returns the drift against float on the
+    calibration images. `keep_float`: torch layer names (prefixes) whose nodes stay float (ONNX)."""
+    if src.lower().endswith(".tflite"):
+        if keep_float:
+            raise EdgeCamError("--keep-float applies to ONNX int8 exports only.")
+        from .tflite_int8 import quantize_tflite
+        return quantize_tflite(src, dst, calibration, limit)
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process

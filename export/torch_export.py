@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,15 +14,27 @@ import torch
 from torch import nn
 
 from edge_cam.errors import EdgeCamError
-from edge_cam.metadata import DEFAULT_THRESHOLD, IMAGENET_MEAN, IMAGENET_STD, CamSpec, InputSpec, ModelInfo, read_labels
+from edge_cam.metadata import (
+    DEFAULT_THRESHOLD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PREFIX,
+    CamSpec,
+    InputSpec,
+    ModelInfo,
+    read_labels,
+    rewrite_metadata,
+)
 from edge_cam.model import Model
 
+from .eager import compare
 from .gradcam import GradHead
-from .graph import CamGraph, features_only, split_outputs, to_onnx, write_metadata
+from .graph import CamGraph, features_only, split_outputs, to_onnx
 from .heads import CamLayers, find_cam_layers, trace
 from .models import build_model, imagenet_labels, load_weights
+from .progress import progress
 from .tflite import TfliteCheck, export_tflite, litert_torch  # litert-torch itself: only when converting
-from .verify import Report, compare, sample_images
+from .verify import Report, sample_images
 
 
 @dataclass
@@ -37,8 +48,7 @@ class ExportResult:
 
 
 def _progress(step: int, total: int, text: str, quiet: bool) -> None:
-    if not quiet:
-        print(f"[{step}/{total}] {text}", file=sys.stderr, flush=True)
+    progress(f"[{step}/{total}] {text}", quiet)
 
 
 def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (224, 224),
@@ -102,10 +112,11 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
               f"{', ' + layers.method + ' of ' + layers.feature_layer if layers else ', no CAM'})", quiet)
     t0 = time.perf_counter()
     tmp = onnx_out + ".tmp.onnx"
+    os.makedirs(os.path.dirname(os.path.abspath(onnx_out)), exist_ok=True)
     try:
         to_onnx(graph, torch.from_numpy(sample_images(2, input_size)), tmp, opset, exporter)
         _progress(3, steps, f"writing metadata ({time.perf_counter() - t0:.1f} s to export)", quiet)
-        write_metadata(tmp, info.to_props(), onnx_out)
+        rewrite_metadata(tmp, onnx_out, info.to_props(), drop_prefix=PREFIX)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -132,8 +143,7 @@ def _verify_onnx(path, model, layers, input_size, mean, std, verify_batches, qui
         images = sample_images(b, input_size, seed=100 + i)
         reports.append(compare(model, layers, runtime.run(images), images, mean, std))
     for r in reports:
-        if not quiet:
-            print(f"      {r}", file=sys.stderr)
+        progress(f"      {r}", quiet)
     if not all(r.ok for r in reports):
         os.replace(path, path + ".failed.onnx")
         raise EdgeCamError(f"the exported graph disagrees with the eager model ({reports[-1]}); "
@@ -178,30 +188,26 @@ def _reduced(spec: str, out: str, quantize: str | None, precision: str, calibrat
     quiet = options.get("quiet")
     fp32 = out + (".fp32.tflite" if tflite else ".fp32.onnx")
     result = export(spec, fp32, **options)
-    if quantize and tflite:
-        from .tflite import quantize_int8 as reduce
-        how = "[7/7] int8: static quantisation with ai-edge-quantizer"
-    elif quantize:
-        from .quantize import quantize_int8
+    from .quantize import convert_fp16, quantize_int8
+    if quantize:
         reduce = functools.partial(quantize_int8, keep_float=list(keep_float))
-        how = "[5/5] int8: static QDQ quantisation"
+        how = ("[7/7] int8: static quantisation with ai-edge-quantizer" if tflite
+               else "[5/5] int8: static QDQ quantisation")
     else:
-        from .quantize import convert_fp16
         reduce = convert_fp16
         how = "[5/5] fp16: weights and activations in half precision"
-    if not quiet:
-        print(f"{how} (the CAM head stays float)" if quantize else how, file=sys.stderr, flush=True)
+    progress(f"{how} (the CAM head stays float)" if quantize else how, quiet)
     try:
         result.drift = reduce(fp32, out, calibration)
     finally:
         os.remove(fp32)
     if not quiet:
         d = result.drift
-        print(f"      {quantize or precision} against fp32 on {d['images']} images: top-1 agreement "
-              f"{d['top1_agreement']:.1%} ({d['top1_agreement_clear']:.1%} where fp32's top-1 leads by "
-              f"≥ 0.5 logit, {d['clear_images']} images), fp32's top-1 in the top-5 {d['top1_in_top5']:.1%}, "
-              f"CAM correlation (median) {d['cam_correlation_median']:.4f}, box IoU (median) "
-              f"{d['box_iou_median']:.3f}", file=sys.stderr)
+        progress(f"      {quantize or precision} against fp32 on {d['images']} images: top-1 agreement "
+                 f"{d['top1_agreement']:.1%} ({d['top1_agreement_clear']:.1%} where fp32's top-1 leads by "
+                 f"≥ 0.5 logit, {d['clear_images']} images), fp32's top-1 in the top-5 {d['top1_in_top5']:.1%}, "
+                 f"CAM correlation (median) {d['cam_correlation_median']:.4f}, box IoU (median) "
+                 f"{d['box_iou_median']:.3f}")
     result.path = out
     return result
 

@@ -1,52 +1,94 @@
-"""Check an exported graph against the eager model, the way the CAM paper's code computes CAMs."""
+"""What every exporter checks before it keeps a file: one Report of the graph against a reference
+(the eager model, the original ONNX graph, or ONNX Runtime for a .tflite), its errors measured
+the same way, on the same kind of test images.
+
+numpy only: the ONNX surgery uses it on machines without torch.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from .heads import CamLayers, eager_features
-
-CAM_TOLERANCE = 1e-4  # of each map's range
-LOGIT_TOLERANCE = 1e-4  # of the logits' range
+# Of the reference's range, per image for logits and per map for CAMs: float32 reordering stays
+# far below it, a wrong layer, weight or normalisation far above.
+TOLERANCE = 1e-4
 
 
-@dataclass
+@dataclass(frozen=True)
 class Report:
-    cam_error: float | None  # max |ORT - eager| / range of the eager map, over all maps
-    logit_error: float  # max |ORT - eager| / range of the eager logits
-    top1_agree: bool
-    batch: int
+    """One exported graph against a reference on the same images."""
+    reference: str  # "the eager model", "the original graph", "ONNX Runtime"
+    images: int
+    batch: int  # the largest batch the graph ran on
+    logit_error: float  # logits_error()
+    cam_error: float | None  # maps_error(); None for a graph without CAMs
+    top1_agree: bool  # its top-1 is a most probable class of the reference (exact ties either way)
+    same_classes: bool | None = None  # runtime against runtime: the whole top-K, up to ties
+    source: str = "synthetic images"
+    tolerance: float = TOLERANCE
 
     @property
     def ok(self) -> bool:
-        return (self.logit_error <= LOGIT_TOLERANCE and self.top1_agree
-                and (self.cam_error is None or self.cam_error <= CAM_TOLERANCE))
+        return (self.top1_agree and self.same_classes is not False and self.logit_error <= self.tolerance
+                and (self.cam_error is None or self.cam_error <= self.tolerance))
 
     def __str__(self) -> str:
         cam = "n/a" if self.cam_error is None else f"{self.cam_error:.2e}"
-        return (f"batch {self.batch}: CAM error {cam} of range (limit {CAM_TOLERANCE:g}), logits error "
-                f"{self.logit_error:.2e} of range (limit {LOGIT_TOLERANCE:g}), top-1 "
-                f"{'agrees' if self.top1_agree else 'DISAGREES'}")
+        classes = "" if self.same_classes is None else f", class_ids {'the same' if self.same_classes else 'DIFFER'}"
+        return (f"{self.images} {self.source} (batch {self.batch}) against {self.reference}: CAM error {cam} "
+                f"of range, logits error {self.logit_error:.2e} of range (limit {self.tolerance:g}), top-1 "
+                f"{'agrees' if self.top1_agree else 'DISAGREES'}{classes}")
+
+
+def relative_error(values: np.ndarray, ref: np.ndarray, axes: tuple[int, ...]) -> float:
+    """max |values - ref| / the range of ref, each range over `axes` (one image's logits, one map).
+
+    Per image, not over the batch: one image with large logits must not hide another's error. A
+    flat reference has its range floored, so it is compared to the largest |ref| instead.
+    """
+    ref = np.asarray(ref, np.float64)
+    err = np.abs(np.asarray(values, np.float64) - ref).max(axis=axes)
+    span = ref.max(axis=axes) - ref.min(axis=axes)
+    return float((err / np.maximum(span, 1e-12 + 1e-6 * np.abs(ref).max())).max())
 
 
 def logits_error(logits: np.ndarray, ref: np.ndarray) -> float:
-    """max |logits - ref| / the range of ref."""
-    return float(np.abs(logits - ref).max()) / (float(np.ptp(ref)) or 1.0)
+    """(B, classes): the worst image's max |logits - ref| / the range of its reference logits."""
+    return relative_error(logits, ref, (1,))
 
 
 def maps_error(cams: np.ndarray, ref: np.ndarray) -> float:
-    """max over the (B, K) maps of max |cams - ref| / that reference map's range (a flat map's
-    range is floored, so it is compared to the largest map instead of divided by zero)."""
-    flat = ref.reshape(*ref.shape[:2], -1)
-    ranges = np.maximum(np.ptp(flat, axis=2), 1e-12 + 1e-6 * np.abs(ref).max())
-    return float((np.abs(cams.reshape(flat.shape) - flat).max(axis=2) / ranges).max())
+    """(B, K, h, w): the worst map's max |cams - ref| / the range of that reference map."""
+    return relative_error(cams, ref, (2, 3))
+
+
+def top1_agrees(class_ids: np.ndarray, ref_logits: np.ndarray) -> bool:
+    """Each image's top-1 is a most probable class of the reference: random weights give exact
+    ties in float32 softmax that either side may order differently."""
+    p = np.exp(ref_logits.astype(np.float64) - ref_logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    chosen = np.take_along_axis(p, class_ids[:, :1], axis=1)[:, 0]
+    return bool(np.all(chosen >= p.max(1) - 1e-6))
+
+
+def agreement(outputs: dict[str, np.ndarray], ref: dict[str, np.ndarray], reference: str = "ONNX Runtime",
+              tolerance: float = TOLERANCE) -> Report:
+    """Two runtimes' outputs for the same images (a .tflite against its ONNX export)."""
+    span = np.ptp(ref["logits"], axis=1, keepdims=True)
+    # The same top-K, where a swap is allowed only between classes whose logits tie.
+    picked = np.take_along_axis(ref["logits"], outputs["class_ids"], axis=1)
+    expected = np.take_along_axis(ref["logits"], ref["class_ids"], axis=1)
+    tied = np.abs(picked - expected) <= tolerance * np.where(span > 0, span, 1.0)
+    cam_error = maps_error(outputs["cams"], ref["cams"]) if "cams" in ref else None
+    n = len(ref["logits"])
+    return Report(reference, n, n, logits_error(outputs["logits"], ref["logits"]), cam_error,
+                  top1_agree=bool(tied[:, 0].all()), same_classes=bool(tied.all()), tolerance=tolerance)
 
 
 def sample_images(batch: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """Deterministic test images with structure (blobs on gradients) rather than pure noise, so
-    the maps have hot and cold regions."""
+    """Deterministic uint8 RGB test images with structure (blobs on gradients) rather than pure
+    noise, so the maps have hot and cold regions."""
     rng = np.random.default_rng(seed)
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -60,50 +102,3 @@ def sample_images(batch: int, size: tuple[int, int], seed: int = 0) -> np.ndarra
         img += rng.normal(0, 8, img.shape)
         out[i] = np.clip(img, 0, 255).astype(np.uint8)
     return out
-
-
-def reference(model: torch.nn.Module, layers: CamLayers | None, images: np.ndarray, mean, std,
-              class_ids: np.ndarray | None = None):
-    """Eager logits and (when layers and class_ids are given) CAMs of those classes."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    if layers is None:
-        with torch.no_grad():
-            return model(x).numpy(), None
-    if layers.method == "gradcam":
-        return gradcam_reference(model, layers, x, class_ids)
-    logits, feat = eager_features(model, layers, x)
-    cams = None
-    if class_ids is not None:
-        w = layers.weight[torch.from_numpy(class_ids)]  # (B, K, C)
-        cams = torch.einsum("bkc,bchw->bkhw", w, feat).numpy()
-    return logits.numpy(), cams
-
-
-def gradcam_reference(model, layers: CamLayers, x: torch.Tensor, class_ids: np.ndarray | None):
-    """Grad-CAM with autograd: α = h·w · mean over x, y of ∂y_c/∂F (h·w undoes the pooling's 1/hw,
-    so α = ∂y_c/∂GAP(F) exactly and the maps compare without a scale)."""
-    logits, feat = eager_features(model, layers, x, grad=True)
-    cams = None
-    if class_ids is not None:
-        h, w = feat.shape[2:]
-        cams = np.empty((*class_ids.shape, h, w), np.float32)
-        for b in range(class_ids.shape[0]):
-            for k, c in enumerate(class_ids[b]):
-                g = torch.autograd.grad(logits[b, int(c)], feat, retain_graph=True)[0][b]
-                alpha = g.sum((1, 2))
-                cams[b, k] = torch.einsum("c,chw->hw", alpha, feat[b]).detach().numpy()
-    return logits.detach().numpy(), cams
-
-
-def compare(model, layers, outputs: dict[str, np.ndarray], images: np.ndarray, mean, std) -> Report:
-    logits_ref, cams_ref = reference(model, layers, images, mean, std, outputs["class_ids"])
-    logit_error = logits_error(outputs["logits"], logits_ref)
-    # ORT's top-1 must be a most probable class of the eager model; random weights give exact
-    # ties in float32 softmax that either side may order differently.
-    p = np.exp(logits_ref.astype(np.float64) - logits_ref.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    chosen = np.take_along_axis(p, outputs["class_ids"][:, :1], axis=1)[:, 0]
-    agree = bool(np.all(chosen >= p.max(1) - 1e-6))
-    cam_error = None if cams_ref is None else maps_error(outputs["cams"], cams_ref)
-    return Report(cam_error, logit_error, agree, images.shape[0])

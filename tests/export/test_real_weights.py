@@ -9,7 +9,8 @@ from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam.source import read_image
 from edge_cam_export.models import build_model
-from edge_cam_export.heads import find_cam_layers, eager_features
+from edge_cam_export.eager import eager_features
+from edge_cam_export.heads import find_cam_layers
 
 
 @pytest.fixture(scope="module")
