@@ -5,6 +5,7 @@ Errors are one sentence on stderr, exit status 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -27,8 +28,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Plain(logging.StreamHandler):
+    """The library's log lines as plain lines on stderr, looked up at each line so that a
+    redirected or captured stderr gets them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _log_to_stderr() -> None:
+    log = logging.getLogger("edge_cam")
+    if not any(isinstance(h, _Plain) for h in log.handlers):
+        log.addHandler(_Plain())
+    log.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _log_to_stderr()
     try:
         return args.main(args)
     except EdgeCamError as e:
