@@ -1,6 +1,6 @@
 """Build the CAM graph from the original: a uint8 NHWC RGB `image` input normalised inside the graph,
-the original network, and the CAM head appended (logits, class_ids, scores, cams), as
-`edge-cam export` builds it from torch.
+the original network, and the CAM head appended (logits, class_ids, scores, cams, and the maps and
+scores of the classes fed to `class_query`), as `edge-cam export` builds it from torch.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .onnx_head import Head
 if TYPE_CHECKING:
     from .surgery import SourceInput
 
-OUTPUTS = ("image", "logits", "class_ids", "scores", "cams")  # names the contract reserves
+OUTPUTS = ("image", "class_query", "logits", "class_ids", "scores", "cams", "query_cams", "query_scores")  # reserved
 
 
 def graph_input(model):
@@ -167,19 +167,33 @@ def build(model, head: Head, pre: SourceInput, size: tuple[int, int], batch, k: 
              helper.make_node("Slice", [p + "fshape", p + "two", p + "four"], [p + "hw"]),
              helper.make_node("Concat", [p + "bk", p + "hw"], [p + "cam_shape"], axis=0),
              helper.make_node("Reshape", [p + "cams_flat", p + "cam_shape"], ["cams"])]
+    # The queried classes: (Q, C) rows @ (B, C, hw) broadcasts to (B, Q, hw). Q may be 0; Reshape's
+    # 0 then copies the input's own 0, so an empty query gives empty outputs, not an error.
+    tail += [helper.make_node("Gather", [p + "weight", "class_query"], [p + "query_weight"], axis=0),
+             helper.make_node("MatMul", [p + "query_weight", p + "feature_flat"], [p + "query_flat"]),
+             _const_node(p + "zero", np.array([0], np.int64)),
+             _const_node(p + "one", np.array([1], np.int64)),
+             helper.make_node("Slice", [p + "bk", p + "zero", p + "one"], [p + "b"]),  # Shape's end: opset 15
+             helper.make_node("Shape", ["class_query"], [p + "q"]),
+             helper.make_node("Concat", [p + "b", p + "q", p + "hw"], [p + "query_shape"], axis=0),
+             helper.make_node("Reshape", [p + "query_flat", p + "query_shape"], ["query_cams"]),
+             helper.make_node("Gather", [p + "probs", "class_query"], ["query_scores"], axis=1)]
 
     old = list(g.node)
     del g.node[:]
     g.node.extend(nodes + old + tail)
     kept = [i for i in g.input if i.name != x_name]
     del g.input[:]
-    g.input.extend([helper.make_tensor_value_info("image", TensorProto.UINT8, [batch, *size, 3])] + kept)
+    g.input.extend([helper.make_tensor_value_info("image", TensorProto.UINT8, [batch, *size, 3]),
+                    helper.make_tensor_value_info("class_query", TensorProto.INT64, ["query"])] + kept)
     del g.output[:]
     n, (fh, fw) = head.num_classes, feature_size
     g.output.extend([helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, n]),
                      helper.make_tensor_value_info("class_ids", TensorProto.INT64, [batch, k]),
                      helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, k]),
-                     helper.make_tensor_value_info("cams", TensorProto.FLOAT, [batch, k, fh, fw])])
+                     helper.make_tensor_value_info("cams", TensorProto.FLOAT, [batch, k, fh, fw]),
+                     helper.make_tensor_value_info("query_cams", TensorProto.FLOAT, [batch, "query", fh, fw]),
+                     helper.make_tensor_value_info("query_scores", TensorProto.FLOAT, [batch, "query"])])
     # value_info of the renamed input or of tensors now computed differently would mislead ORT.
     vi = [v for v in g.value_info if v.name not in (x_name, *OUTPUTS)]
     del g.value_info[:]

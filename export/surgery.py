@@ -152,13 +152,23 @@ def verify(path: str, head: Head, images: np.ndarray, ref_logits: np.ndarray, fe
     """Run the CAM graph at `path` on the pixels the original saw (as floats) and compare."""
     from edge_cam.model import Model  # the runtime's own loader: the result must pass its checks
     runtime = Model(path, providers=["CPUExecutionProvider"], spinning=False)
-    out = runtime.run(images)  # a batch fixed at 1 runs image by image inside Model
+    # Classes queried at random, most outside the top-K: their maps are checked with the top-K's.
+    classes = np.random.default_rng(0).choice(head.num_classes, min(6, head.num_classes), replace=False)
+    out = runtime.run(images, classes=classes)  # a batch fixed at 1 runs image by image inside Model
     ids = out["class_ids"]
-    w = head.weight.astype(np.float64)
-    ref_cams = np.einsum("bkc,bchw->bkhw", w[ids], feats.astype(np.float64))
+    w, f = head.weight.astype(np.float64), feats.astype(np.float64)
+    ref_cams = np.einsum("bkc,bchw->bkhw", w[ids], f)
+    ref_query = np.einsum("qc,bchw->bqhw", w[classes], f)
+    p = np.exp(ref_logits - ref_logits.max(1, keepdims=True))
+    score_error = float(np.abs(out["query_scores"] - (p / p.sum(1, keepdims=True))[:, classes]).max())
+    if score_error > tolerance:
+        raise EdgeCamError(f"the CAM graph's query_scores differ from the original's softmax by {score_error:.2e} "
+                           f"(limit {tolerance:g}); nothing was written.")
     return Report("the original graph", len(images), len(images) if dynamic_batch else 1,
-                  logits_error(out["logits"], ref_logits), maps_error(out["cams"], ref_cams),
-                  top1_agrees(ids, ref_logits), source=source, tolerance=tolerance)
+                  logits_error(out["logits"], ref_logits),
+                  max(maps_error(out["cams"], ref_cams), maps_error(out["query_cams"], ref_query)),
+                  top1_agrees(ids, ref_logits), source=source + f", top-K and {len(classes)} queried maps",
+                  tolerance=tolerance)
 
 
 # --- the API ----------------------------------------------------------------------------------
@@ -220,7 +230,7 @@ def cam_from_onnx(src: str, dst: str, *, input_size: Sequence[int] | None = None
     else:
         stride = int(stride) if stride.is_integer() else round(stride, 3)
     cam = CamSpec(method="cam", feature_layer=head.feature, classifier=head.classifier, stride=stride,
-                  feature_size=(int(fh), int(fw)), threshold=threshold)
+                  feature_size=(int(fh), int(fw)), threshold=threshold, class_query=True)
     info = ModelInfo(spec, labels, cam, {
         "model": os.path.basename(src), "converted": "edge_cam_export.surgery", "producer":
         f"{model.producer_name} {model.producer_version}".strip(), "opset": opset,

@@ -251,6 +251,29 @@ def test_a_source_with_its_batch_fixed_at_1_takes_a_batch_image_by_image(tmp_pat
     assert len(model.predict_batch(list(images), "RGB")) == 3
 
 
+@pytest.mark.parametrize("head,batch", [("gemm", None), ("squeezenet", None), ("reducemean-matmul", 1)])
+def test_queried_classes_get_their_maps_whatever_their_rank(head, batch, tmp_path):
+    """The class_query input: W[c] · F of any class beside the top-K, in the same run; empty
+    when nothing is asked, and per image on a source whose batch is fixed at 1."""
+    src = tiny(head, tmp_path / "src.onnx", batch=batch)
+    result = cam_from_onnx(str(src), str(tmp_path / "cam.onnx"), mean=MEAN, std=STD, top_k=2, input_size=(32, 32))
+    assert result.info.cam.class_query and "queried maps" in result.verification.source
+    model = Model(tmp_path / "cam.onnx", providers=["cpu"])
+    assert model.class_query
+    images = np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    logits, cams = numpy_reference(images, head)
+    classes = [4, 0, 2, 4]  # repeats allowed
+    got = model.run(images, classes=classes)
+    assert got["query_cams"].shape == (3, 4, 16, 16) and got["query_scores"].shape == (3, 4)
+    assert np.abs(got["query_cams"] - cams[:, classes]).max() < 1e-4 * np.ptp(cams)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert np.allclose(got["query_scores"], probs[:, classes], atol=1e-5)
+    empty = model.run(images, classes=[])
+    assert empty["query_cams"].shape == (3, 0, 16, 16) and empty["query_scores"].shape == (3, 0)
+    pred = model.predict_batch(list(images), "RGB", classes=[int(np.argmin(logits[0]))])[0]
+    assert pred.cam_of(int(np.argmin(logits[0]))) is not None and pred.rank_of(int(np.argmin(logits[0]))) is None
+
+
 def test_bgr_nhwc_source_and_reserved_names(tmp_path):
     """A model that wants BGR NHWC floats in 0..255 with mean/std in BGR order, whose own tensors
     are called image and logits, and top-k above the number of classes (clamped)."""
