@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-
 # d/dz of each supported activation, as a function of its input z.
 _DERIVATIVES = {
     nn.ReLU: lambda z: (z > 0).to(z.dtype),
@@ -202,8 +201,10 @@ class GradHead(nn.Module):
             return getattr(args[0], node.target)(*args[1:], **kwargs)
         return node.target(*args, **kwargs)
 
-    def forward(self, feat: torch.Tensor, top_k: int):
-        """F → (logits, top-K class ids, α of shape (B, K, C))."""
+    def forward(self, feat: torch.Tensor, top_k: int, class_query: torch.Tensor | None = None):
+        """F → (logits, top-K class ids, α of shape (B, K, C)), and with a `class_query` a fourth
+        item, the α of those classes (B, Q, C). The queried rows are pulled back with the top-K's
+        in one pass: the backward is the same for a one-hot row of any class."""
         env = {self.feature: feat}
         env[self.gap] = self._run(self.gap, env)
         inputs = []
@@ -212,11 +213,17 @@ class GradHead(nn.Module):
             env[step.node] = self._run(step.node, env, step)
         logits = env[self.steps[-1].node]
         class_ids = torch.topk(logits, top_k, dim=1).indices
-        # v: (B, K, ...) — one row per chosen class, pulled back through the head.
-        v = F.one_hot(class_ids, logits.shape[1]).to(logits.dtype)
+        wanted = class_ids
+        if class_query is not None:
+            wanted = torch.cat([class_ids, class_query.unsqueeze(0).expand(class_ids.shape[0], -1)], dim=1)
+        # v: (B, K + Q, ...) — one row per chosen class, pulled back through the head.
+        v = F.one_hot(wanted, logits.shape[1]).to(logits.dtype)
         for step, x in zip(reversed(self.steps), reversed(inputs)):
             v = self._back(step, v, x, env)
-        return logits, class_ids, v.reshape(v.shape[0], v.shape[1], -1)
+        alpha = v.reshape(v.shape[0], v.shape[1], -1)
+        if class_query is None:
+            return logits, class_ids, alpha
+        return logits, class_ids, alpha[:, :top_k], alpha[:, top_k:]
 
     def _back(self, step: _Step, v: torch.Tensor, x: torch.Tensor, env) -> torch.Tensor:
         node, kind = step.node, step.kind

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 
 import torch
@@ -11,6 +12,8 @@ from torch import fx, nn
 from edge_cam.errors import EdgeCamError, first_line
 
 from .heads import CamLayers
+
+log = logging.getLogger("edge_cam")
 
 
 def features_only(model: nn.Module, layers: CamLayers) -> fx.GraphModule:
@@ -43,6 +46,10 @@ class CamGraph(nn.Module):
     CAM_c(x, y) = Σ_k W[c, k] · F_k(x, y) for the top-K classes only: a gather of K rows of W and
     one batched matmul, so the CAM costs K·C·h·w multiply-adds on top of the network. With a
     `grad_head` the rows are Grad-CAM's α = ∂y_c/∂GAP(F) instead of W[c].
+
+    Given `class_query` (int64 [Q], Q ≥ 0, the same classes for every image) it also returns
+    `query_cams` [B, Q, h, w] and `query_scores` [B, Q] from the same F: a user watching a class
+    gets its map whatever its rank, without a second run of the network.
     """
 
     def __init__(self, body: nn.Module, mean, std, top_k: int, weight: torch.Tensor | None = None,
@@ -63,39 +70,84 @@ class CamGraph(nn.Module):
         class_ids = torch.topk(logits, self.top_k, dim=1).indices
         return class_ids, torch.gather(torch.softmax(logits, dim=1), 1, class_ids)
 
-    def forward(self, image: torch.Tensor):
+    def forward(self, image: torch.Tensor, class_query: torch.Tensor | None = None):
         x = (image.permute(0, 3, 1, 2).to(torch.float32) - self.mean) / self.std
         if not self.with_cam:
             logits = self.body(x)
             return (logits, *self.top(logits))
         feat, logits = self.body(x)
         b, c, h, w = feat.shape
+        flat = feat.reshape(b, c, h * w)
         if self.grad_head is not None:  # Grad-CAM: α from the head's closed-form gradient
-            logits, class_ids, alpha = self.grad_head(feat, self.top_k)
-            scores = torch.gather(torch.softmax(logits, dim=1), 1, class_ids)
+            logits, class_ids, alpha, *alpha_q = self.grad_head(feat, self.top_k, class_query)
+            alpha_q = alpha_q[0] if alpha_q else None
+            probs = torch.softmax(logits, dim=1)
         else:
-            class_ids, scores = self.top(logits)
+            probs = torch.softmax(logits, dim=1)
+            class_ids = torch.topk(logits, self.top_k, dim=1).indices  # as top(), sharing the softmax
             alpha = self.weight[class_ids]
-        cams = torch.matmul(alpha, feat.reshape(b, c, h * w))
-        return logits, class_ids, scores, cams.reshape(b, self.top_k, h, w)
+            alpha_q = None if class_query is None else self.weight[class_query]  # (Q, C), the same for every image
+        scores = torch.gather(probs, 1, class_ids)
+        cams = torch.matmul(alpha, flat).reshape(b, self.top_k, h, w)
+        if class_query is None:
+            return logits, class_ids, scores, cams
+        # (Q, C) or (B, Q, C) @ (B, C, hw): Q may be 0, and then these are empty, not an error.
+        query_cams = torch.matmul(alpha_q, flat).reshape(b, class_query.shape[0], h, w)
+        return logits, class_ids, scores, cams, query_cams, probs[:, class_query]
+
+
+def output_names(graph: CamGraph, class_query: bool = False) -> list[str]:
+    return (["logits", "class_ids", "scores"] + (["cams"] if graph.with_cam else [])
+            + (["query_cams", "query_scores"] if class_query and graph.with_cam else []))
 
 
 def to_onnx(graph: CamGraph, example: torch.Tensor, path: str, opset: int = 18,
-            exporter: str = "dynamo") -> None:
-    """Trace `graph` to ONNX at `path` with a dynamic batch axis."""
-    names = ["logits", "class_ids", "scores"] + (["cams"] if graph.with_cam else [])
-    log = io.StringIO()
+            exporter: str = "dynamo", class_query: bool = True, dynamic_size: bool = True) -> bool:
+    """Trace `graph` to ONNX at `path` with a dynamic batch axis; with `dynamic_size` the image's
+    height and width are dynamic too (a GAP network is fully convolutional, and a finer map at a
+    larger size separates objects), and with `class_query` a CAM graph takes the classes to map.
+
+    Returns whether the size is dynamic: a network that cannot trace a symbolic size (a fixed
+    pooling window, a reshape to its trained size) is exported at the example's size instead; the
+    runtime reads which from the graph's input shape."""
+    if dynamic_size:
+        try:
+            _export(graph, example, path, opset, exporter, class_query, True)
+            return True
+        except EdgeCamError as e:
+            log.info("exporting with a fixed input size: a dynamic one failed (%s)", e)
+    _export(graph, example, path, opset, exporter, class_query, False)
+    return False
+
+
+def _export(graph: CamGraph, example: torch.Tensor, path: str, opset: int, exporter: str,
+            class_query: bool, dynamic_size: bool) -> None:
+    query = class_query and graph.with_cam
+    names = output_names(graph, query)
+    inputs = ["image"] + (["class_query"] if query else [])
+    # Three ids, not 0 or 1: torch.export specialises an axis whose example has size 0 or 1.
+    args = (example, torch.zeros(3, dtype=torch.int64)) if query else (example,)
+    axes = {0: "batch"} | ({1: "height", 2: "width"} if dynamic_size else {})
+    # Below 32 pixels the five stride-2 stages of common backbones leave nothing to pool.
+    dims = {0: torch.export.Dim("batch", min=1, max=1024)} | (
+        {1: torch.export.Dim("height", min=32, max=4096), 2: torch.export.Dim("width", min=32, max=4096)}
+        if dynamic_size else {})
+    shapes = {"image": dims} | ({"class_query": {0: torch.export.Dim("query", min=0, max=4096)}} if query else {})
+    map_axes = {0: "batch"} | ({2: "map_height", 3: "map_width"} if dynamic_size else {})
+    out_axes = {n: map_axes if n == "cams" else {0: "batch"} for n in names} | (
+        {"query_cams": map_axes | {1: "query"}, "query_scores": {0: "batch", 1: "query"}} if query else {})
+    captured = io.StringIO()  # the exporter prints its own progress
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(log), torch.no_grad():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(captured), torch.no_grad():
             warnings.simplefilter("ignore")
             if exporter == "dynamo":
-                torch.onnx.export(graph, (example,), path, input_names=["image"], output_names=names,
-                                  opset_version=opset, dynamo=True, external_data=False,
-                                  dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=1024)}})
+                torch.onnx.export(graph, args, path, input_names=inputs, output_names=names,
+                                  opset_version=opset, dynamo=True, external_data=False, dynamic_shapes=shapes)
             elif exporter == "torchscript":
-                torch.onnx.export(graph, (example,), path, input_names=["image"], output_names=names,
+                torch.onnx.export(graph, args, path, input_names=inputs, output_names=names,
                                   opset_version=opset, dynamo=False,
-                                  dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in names}})
+                                  dynamic_axes={"image": axes} | ({"class_query": {0: "query"}} if query else {})
+                                  | out_axes)
             else:
                 raise EdgeCamError(f"unknown exporter {exporter!r}; use 'dynamo' or 'torchscript'.")
     except EdgeCamError:

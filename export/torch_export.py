@@ -27,6 +27,7 @@ from edge_cam.metadata import (
 )
 from edge_cam.model import Model
 
+from .checks import extra_reports
 from .eager import compare
 from .gradcam import GradHead
 from .graph import CamGraph, features_only, split_outputs, to_onnx
@@ -57,8 +58,13 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
                   mean=IMAGENET_MEAN, std=IMAGENET_STD, resize: str = "stretch",
                   threshold: float = DEFAULT_THRESHOLD, opset: int = 18, exporter: str = "dynamo",
                   source: dict | None = None, verify_batches: tuple[int, ...] = (2,),
-                  quiet: bool = False, format: str = "onnx") -> ExportResult:
+                  quiet: bool = False, format: str = "onnx", class_query: bool = True,
+                  dynamic_size: bool = True) -> ExportResult:
     """Export an nn.Module (any GAP classifier) and verify it; the Python API behind the CLI.
+
+    class_query: a CAM teacher takes an int64 `class_query` input and returns the maps and scores
+    of those classes too (query_cams, query_scores), from the same forward pass. dynamic_size: the
+    image's height and width are dynamic (input_size stays the default), where the network allows.
 
     format "tflite" converts the same graph with litert-torch after the ONNX export, which stays
     as the reference the .tflite is checked against (and is then removed)."""
@@ -66,6 +72,7 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
         raise EdgeCamError(f"unknown export format {format!r}; use onnx or tflite.")
     if format == "tflite":
         litert_torch()  # a missing extra fails now, not after the ONNX export
+        class_query = dynamic_size = False  # LiteRT's shapes are fixed: one size, no query input
     model = model.eval()
     steps = 4 if format == "onnx" else 6
     onnx_out = out if format == "onnx" else out + ".reference.onnx"
@@ -103,7 +110,8 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
         stride = input_size[0] / fh
         stride = int(stride) if stride.is_integer() and input_size[1] == fw * stride else round(stride, 3)
         cam_spec = CamSpec(method=layers.method, feature_layer=layers.feature_layer, classifier=layers.classifier,
-                           stride=stride, feature_size=(int(fh), int(fw)), threshold=threshold)
+                           stride=stride, feature_size=(int(fh), int(fw)), threshold=threshold,
+                           class_query=class_query)
     src = {"torch": torch.__version__, "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            **(source or {})}
     info = ModelInfo(InputSpec(tuple(input_size), "RGB", resize, tuple(mean), tuple(std)), labels, cam_spec, src)
@@ -114,8 +122,10 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
     tmp = onnx_out + ".tmp.onnx"
     os.makedirs(os.path.dirname(os.path.abspath(onnx_out)), exist_ok=True)
     try:
-        to_onnx(graph, torch.from_numpy(sample_images(2, input_size)), tmp, opset, exporter)
-        _progress(3, steps, f"writing metadata ({time.perf_counter() - t0:.1f} s to export)", quiet)
+        dynamic = to_onnx(graph, torch.from_numpy(sample_images(2, input_size)), tmp, opset, exporter,
+                          class_query, dynamic_size)
+        _progress(3, steps, f"writing metadata ({time.perf_counter() - t0:.1f} s to export, "
+                  f"input size {'dynamic' if dynamic else 'fixed'})", quiet)
         rewrite_metadata(tmp, onnx_out, info.to_props(), drop_prefix=PREFIX)
     finally:
         if os.path.exists(tmp):
@@ -142,6 +152,7 @@ def _verify_onnx(path, model, layers, input_size, mean, std, verify_batches, qui
     for i, b in enumerate(verify_batches):
         images = sample_images(b, input_size, seed=100 + i)
         reports.append(compare(model, layers, runtime.run(images), images, mean, std))
+    reports += extra_reports(model, layers, runtime, input_size, mean, std)  # class queries, another size
     for r in reports:
         progress(f"      {r}", quiet)
     if not all(r.ok for r in reports):
