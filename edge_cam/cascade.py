@@ -26,6 +26,7 @@ from .localize import Box, BoxRule, HeatMap
 from .model import Model, Prediction
 from .preprocess import Resize, pad_colour, to_8bit
 from .source import Frame
+from .watch import WatchList
 
 THUMB = (32, 24)  # scene-change thumbnail (W, H): enough to see a scene change, ~1 µs per pixel
 
@@ -56,13 +57,17 @@ class Verdict:
 @dataclass
 class Roi:
     box: Box  # the teacher's box (its class and score)
+    heat: HeatMap | None = None  # the map the box came from (the crop's mask)
+    watch: str = ""  # the watched class or group that made it ("" without a watch list)
     crop: Crop | None = None
     student: Verdict | None = None
 
     def to_dict(self) -> dict:
-        d = {"x1": round(self.box.x1, 2), "y1": round(self.box.y1, 2), "x2": round(self.box.x2, 2),
-             "y2": round(self.box.y2, 2), "class_id": self.box.class_id, "label": self.box.label,
-             "score": round(self.box.score, 6)}
+        d: dict = {"x1": round(self.box.x1, 2), "y1": round(self.box.y1, 2), "x2": round(self.box.x2, 2),
+                   "y2": round(self.box.y2, 2), "class_id": self.box.class_id, "label": self.box.label,
+                   "score": round(self.box.score, 6)}
+        if self.watch:
+            d["watch"] = self.watch
         if self.student is not None:
             d["student"] = self.student.to_dict()
         return d
@@ -105,7 +110,7 @@ class StreamState:
     """What the cascade remembers about one stream between frames."""
     index: int = 0
     since_teacher: int = 0
-    last: tuple[Prediction, HeatMap, list[Box]] | None = None
+    last: tuple[Prediction, list[Roi]] | None = None  # the teacher's latest answer and ROIs
     thumb: np.ndarray | None = None  # of the frame the teacher last saw
     roi_ref: np.ndarray | None = None  # grey student crop of the first ROI when the teacher last ran
     moved: float | None = None  # that crop's change since, on the latest frame
@@ -117,7 +122,7 @@ def rerun_reason(state: StreamState, frame_size: tuple[int, int], thumb: np.ndar
     score (None when change detection is off or there is nothing to compare with)."""
     if state.last is None:
         return "first", None
-    if state.last[1].resize.frame_size != frame_size:
+    if state.last[0].resize.frame_size != frame_size:
         return "resize", None
     score = None if thumb is None or state.thumb is None else float(np.abs(thumb - state.thumb).mean())
     if score is not None and state.moved is not None:
@@ -127,6 +132,19 @@ def rerun_reason(state: StreamState, frame_size: tuple[int, int], thumb: np.ndar
     if change is not None and score is not None and score >= change:
         return "change", score
     return "", score
+
+
+def find_rois(pred: Prediction, rule: BoxRule, watch: WatchList | None = None, min_score: float = 0.0) -> list[Roi]:
+    """A teacher's prediction → ROIs, best first: the top-1 class's boxes, or with a watch list each
+    watched target's at `min_score` or above, from its own map (none when no target is)."""
+    if watch is None:
+        heat, boxes = rule.localize(pred)
+        return [Roi(b, heat) for b in boxes]
+    rois = []
+    for w in watch.watch(pred.logits, *pred.all_maps(), min_score):
+        heat, boxes = rule.localize_cam(w.cam, pred.resize, w.class_id, w.label or w.name, w.score)
+        rois += [Roi(b, heat, w.name) for b in boxes]
+    return rois
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -141,8 +159,10 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 class Cascade:
     """The teacher every `every` frames (or when the scene changes by `change` grey levels), the
     student on every frame's ROIs. every=1: the teacher on every frame. `rule`: how maps become
-    boxes (default: the teacher's metadata). The cascade owns each stream's state (keyed by
-    `Frame.stream`); `reset()` forgets it.
+    boxes (default: the teacher's metadata). `watch`: the classes or groups that matter; each
+    watched target at `min_score` or above gives its own ROIs from its own map, and a frame where
+    none does has no ROI and runs no student (without a watch list: the top-1 class's boxes).
+    The cascade owns each stream's state (keyed by `Frame.stream`); `reset()` forgets it.
 
     >>> cascade = Cascade(Model("teacher.onnx"), Model("student.onnx"), every=5)
     >>> result = cascade.process(frame_bgr)          # a FrameResult: .rois, .teacher, .to_event()
@@ -150,7 +170,8 @@ class Cascade:
 
     def __init__(self, teacher: Model, student: Model | None = None, *, every: int = 1,
                  change: float | None = None, rule: BoxRule | None = None,
-                 crop_spec: CropSpec | None = None, max_rois: int = 4):
+                 crop_spec: CropSpec | None = None, max_rois: int = 4, watch: WatchList | None = None,
+                 min_score: float = 0.0):
         require_cam(teacher)
         if every < 1:
             raise EdgeCamError(f"every must be 1 or more, not {every}.")
@@ -158,6 +179,9 @@ class Cascade:
             raise EdgeCamError(f"change must be above 0 grey levels, not {change}.")
         if max_rois < 1:
             raise EdgeCamError(f"max_rois must be 1 or more, not {max_rois}.")
+        if not 0 <= min_score <= 1:
+            raise EdgeCamError(f"min_score must be a probability from 0 to 1, not {min_score}.")
+        self.watch, self.min_score = watch, min_score
         self.teacher, self.student, self.every, self.change = teacher, student, every, change
         self.rule = rule or BoxRule.for_model(teacher.info.cam)
         self.max_rois = max_rois
@@ -191,21 +215,22 @@ class Cascade:
         t1 = time.perf_counter()
         timings = [{"read": f.read_ms, "preprocess": (t1 - t0) * 1e3 / len(frames), "teacher": 0.0,
                     "localize": 0.0} for f in frames]
-        for i, pred in zip(todo, self.teacher.predict_batch([], prepared=prepared) if todo else []):
+        classes = None if self.watch is None else self.watch.class_ids
+        for i, pred in zip(todo, self.teacher.predict_batch([], prepared=prepared, classes=classes) if todo else []):
             t2 = time.perf_counter()
-            heat, boxes = self.rule.localize(pred)
-            states[i].last, states[i].thumb, states[i].since_teacher = (pred, heat, boxes[:self.max_rois]), thumbs[i], 0
+            states[i].last, states[i].thumb, states[i].since_teacher = (pred, self.localize(pred)), thumbs[i], 0
             timings[i].update(teacher=pred.timing_ms["model"] / len(todo), localize=(time.perf_counter() - t2) * 1e3)
 
         results = []
         for f, st, (why, score), timing in zip(frames, states, whys, timings):
             assert st.last is not None  # the teacher ran on this stream's first frame
-            pred, heat, boxes = st.last
+            pred, rois = st.last
             st.since_teacher += 1
             index = st.index if f.index is None else f.index
             st.index = index + 1
-            results.append(FrameResult(index, f.ts, f.source, bool(why), pred, heat, [Roi(b) for b in boxes],
-                                       timing, why, score, f.stream, f.image))
+            heat = rois[0].heat if rois else None
+            results.append(FrameResult(index, f.ts, f.source, bool(why), pred, heat,
+                                       [Roi(r.box, r.heat, r.watch) for r in rois], timing, why, score, f.stream, f.image))
         self._run_student(images, results)
         if self.change is not None:
             for st, r in zip(states, results):
@@ -214,6 +239,10 @@ class Cascade:
                 r.timing_ms["localize"] += (time.perf_counter() - t3) * 1e3
         return results
 
+    def localize(self, pred: Prediction) -> list[Roi]:
+        """The teacher's answer → ROIs (boxes with their maps), at most max_rois, best first."""
+        return find_rois(pred, self.rule, self.watch, self.min_score)[:self.max_rois]
+
     def _run_student(self, images: list[tuple[np.ndarray, str]], results: list[FrameResult]) -> None:
         rois = [(image, r, roi) for image, r in zip(images, results) for roi in r.rois]
         if self.student is None or not rois:
@@ -221,7 +250,7 @@ class Cascade:
                 r.timing_ms.update(crop=0.0, student=0.0)
             return
         t0 = time.perf_counter()
-        crops = [crop(image, roi.box, self.student.input_size, self.crop_spec, r.heat, self._fill, order)
+        crops = [crop(image, roi.box, self.student.input_size, self.crop_spec, roi.heat, self._fill, order)
                  for (image, order), r, roi in rois]
         t1 = time.perf_counter()
         identity = Resize(self.student.input_size, self.student.input_size, 1.0, 1.0)

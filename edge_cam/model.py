@@ -17,7 +17,7 @@ import numpy as np
 from . import adapt
 from .backends import Backend, open_backend
 from .errors import EdgeCamError
-from .metadata import PREFIX, RESIZE_MODES, ModelInfo, StudentSpec
+from .metadata import PREFIX, RESIZE_MODES, ModelInfo, StudentSpec, check_graph
 from .preprocess import Resize, as_rgb, in_order, pad_colour, resize, to_8bit
 from .sizing import InputSize, is_dynamic
 
@@ -68,6 +68,14 @@ class Prediction:
             where = np.flatnonzero(self.query_ids == class_id)
             return self.query_cams[int(where[0])] if where.size else None
         return None
+
+    def all_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Class ids and raw CAMs of the top-K and the queried classes together (a class may be in both)."""
+        if self.cams is None:
+            raise ValueError("cams: a plain classifier's prediction has no maps")
+        if self.query_ids is None or self.query_cams is None:
+            return self.class_ids, self.cams
+        return np.concatenate([self.class_ids, self.query_ids]), np.concatenate([self.cams, self.query_cams])
 
     def topk(self) -> list[dict]:
         return [{"class_id": int(c), "label": lab, "score": round(float(s), 6)}
@@ -144,6 +152,13 @@ class Model:
             raise EdgeCamError(f"{self.path} lacks the outputs {sorted(needed - names)}; "
                                "re-export it with `edge-cam export`.")
         self.output_names = sorted(needed)
+        check_graph(self.info, inputs[0].shape, self.num_classes, self.path)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes the model tells apart (its logits' width; its labels' count where that is dynamic)."""
+        logits = next((t for t in self.session.outputs if t.name == "logits"), None)
+        return logits.shape[-1] if logits is not None and logits.shape[-1] > 0 else len(self.info.labels)
 
     @property
     def has_cam(self) -> bool:
@@ -192,8 +207,7 @@ class Model:
             ids = np.array([int(c) for c in classes], np.int64)
         except (TypeError, ValueError):
             raise EdgeCamError(f"classes {classes!r} should be class ids (integers).") from None
-        logits = next((t for t in self.session.outputs if t.name == "logits"), None)
-        n = logits.shape[-1] if logits is not None and logits.shape[-1] > 0 else len(self.info.labels)
+        n = self.num_classes
         bad = [int(c) for c in ids if c < 0 or (n and c >= n)]
         if bad:
             raise EdgeCamError(f"classes: {bad[0]} is not a class of {self.path}; give ids from 0 to {n - 1}.")

@@ -10,12 +10,15 @@ from .options import (
     add_box_rule_options,
     add_cascade_options,
     add_runtime_options,
+    add_size_options,
     add_student_options,
+    add_watch_options,
     cascade_options,
     check,
     model_options,
     rule_options,
     student_options,
+    watch_options,
 )
 from .terminal import progress_bar
 
@@ -29,6 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="edge-cam-bench", help="folder for bench.json, bench.md, latency.png")
     add_student_options(p)
     add_cascade_options(p)
+    add_watch_options(p)
+    add_size_options(p)
     add_box_rule_options(p)
     add_runtime_options(p)
     p.set_defaults(main=main)
@@ -45,7 +50,8 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
         student=args.student or (data_path("student.onnx") if bundled else None),
         source=args.source or data_path("demo_clip.mp4"), frames=args.frames, warmup=args.warmup,
         teacher_options=model_options(args), student_options=student_options(args),
-        cascade_options=cascade_options(args), rule_options=rule_options(args))
+        cascade_options={**cascade_options(args), "max_rois": args.max_rois or 4}, rule_options=rule_options(args),
+        watch=watch_options(args))
 
 
 def main(args: argparse.Namespace) -> int:

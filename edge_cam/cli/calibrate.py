@@ -5,7 +5,16 @@ import argparse
 
 from ..sinks import check_writable
 from ..tools.evaluate import calibrate, write_calibrated
-from .options import add_box_rule_options, add_labelled_options, add_runtime_options, labelled, open_teacher
+from .options import (
+    add_box_rule_options,
+    add_labelled_options,
+    add_runtime_options,
+    add_size_options,
+    add_watch_options,
+    labelled,
+    open_teacher,
+    watch_list,
+)
 from .terminal import progress_bar
 
 
@@ -14,6 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("model", help="a CAM teacher (.onnx)")
     p.add_argument("-o", "--output", required=True, help="the calibrated model")
     add_labelled_options(p)
+    add_watch_options(p)
+    add_size_options(p)
     add_box_rule_options(p, rule=False)
     add_runtime_options(p)
     p.set_defaults(main=main)
@@ -22,7 +33,8 @@ def add_parser(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     check_writable(args.output, "the calibrated model")  # before the minutes of calibration, not after
     model = open_teacher(args, args.model, spinning=True)
-    c = calibrate(model, labelled(args), args.class_id, progress=progress_bar("calibrating"))
+    c = calibrate(model, labelled(args), args.class_id, progress=progress_bar("calibrating"),
+                  watch=watch_list(args, model))
     r = c.rule
     print(f"best rule on the tuning half: threshold {r.threshold:g}, {r.mode} box, min area {r.min_area:g}, "
           f"top-{r.fuse_top} maps fused")

@@ -17,6 +17,7 @@ from ..localize import BOX_MODES, BoxRule
 from ..metadata import RESIZE_MODES
 from ..model import Model
 from ..tools.evaluate import Annotation, read_labelled
+from ..watch import WatchList
 
 MASKS = ("none", "mean", "blur")
 MAX_THREADS = 256  # more is a typo: ORT would try to start them all (100000 hung, deaf to Ctrl-C)
@@ -56,6 +57,37 @@ def add_box_rule_options(p: argparse.ArgumentParser, rule: bool = True) -> None:
                    help="override the model's resize mode (e.g. stretch to localise in whole photos)")
 
 
+def add_watch_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("watch list", "the classes or groups that matter; each gets its own map (any "
+                             "class, in the same pass as the top-K) and its own ROIs")
+    g.add_argument("--classes", nargs="+", metavar="CLASS",
+                   help="class labels, class ids or group names (the ImageNet groups shipped with edge-cam for "
+                        "1000-class models: dog, cat, bird, car, vehicle, bottle, ...; or --groups)")
+    g.add_argument("--groups", metavar="JSON", help='your own groups: {"pets": ["tabby", 207, ...], ...}')
+    g.add_argument("--min-score", type=float, default=None,
+                   help="a watched class or group below this probability makes no ROI; a frame with none "
+                        "has no ROI and runs no student (default 0)")
+
+
+def add_size_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("teacher input")
+    g.add_argument("--input-size", metavar="S or HxW", type=_size,
+                   help="the teacher's input size when its graph takes any (exports are dynamic): HxW, or one "
+                        "number, the long side, keeping the frame's aspect; a larger input gives a finer CAM "
+                        "(default: the size it was trained at)")
+    g.add_argument("--max-rois", type=int, default=None, help="at most this many ROIs per frame (default 4)")
+
+
+def _size(text: str) -> int | tuple[int, int]:
+    try:
+        if "x" in text.lower():
+            h, w = text.lower().split("x")
+            return int(h), int(w)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 448x256 or 512") from None
+
+
 def add_student_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("student")
     g.add_argument("--student", help="a classifier (.onnx or .tflite) that labels the teacher's crops")
@@ -87,7 +119,7 @@ def check(args: argparse.Namespace, flag: str, low: float, *, above: bool = Fals
           high: float | None = None) -> None:
     """`flag`'s value must be `low` or more (above `low` with `above`) and, with `high`, at most
     `high`; not given passes. Written so that nan fails every comparison, and so the check."""
-    value = getattr(args, flag.lstrip("-").replace("-", "_"))
+    value = getattr(args, flag.lstrip("-").replace("-", "_"), None)  # None: not a flag of this command
     if value is None:
         return
     if not ((value > low if above else value >= low) and (high is None or value <= high)) or math.isinf(value):
@@ -106,11 +138,13 @@ def model_file(path: str) -> str:
 
 
 def model_options(args: argparse.Namespace) -> dict:
-    """Model keyword arguments of the runtime group, for a teacher or a single model."""
+    """Model keyword arguments of the runtime group (and the teacher's input size), for a teacher or
+    a single model."""
     trt = {"trt_fp16_enable": args.trt_fp16, "trt_int8_enable": args.trt_int8,
            **({"trt_engine_cache_enable": True, "trt_engine_cache_path": args.trt_cache} if args.trt_cache else {})}
     check(args, "--threads", 0, high=MAX_THREADS)
-    return {"providers": args.providers, "threads": args.threads, "tensorrt": trt, "resize": args.resize}
+    return {"providers": args.providers, "threads": args.threads, "tensorrt": trt, "resize": args.resize,
+            **({"input_size": args.input_size} if getattr(args, "input_size", None) is not None else {})}
 
 
 def student_options(args: argparse.Namespace) -> dict:
@@ -119,8 +153,10 @@ def student_options(args: argparse.Namespace) -> dict:
     if args.student_spec and not args.student:
         raise EdgeCamError("--student-spec describes the --student model; give --student too.")
     check(args, "--student-threads", 0, high=MAX_THREADS)
-    return {**model_options(args), "threads": args.student_threads, "resize": None,
-            "describe": args.student_spec}
+    options = {**model_options(args), "threads": args.student_threads, "resize": None,
+               "describe": args.student_spec}
+    options.pop("input_size", None)  # the student's input is the crop, at its own size
+    return options
 
 
 def rule_options(args: argparse.Namespace) -> dict:
@@ -131,8 +167,9 @@ def rule_options(args: argparse.Namespace) -> dict:
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise EdgeCamError(f"--threshold is a fraction of the map's range, above 0 and at most 1, "
                            f"not {args.threshold:g}.")
+    check(args, "--max-rois", 1)
     return {"threshold": args.threshold, "mode": args.box_mode, "min_area": args.min_area,
-            "fuse_top": args.fuse_top}
+            "fuse_top": args.fuse_top, "max_rois": getattr(args, "max_rois", None)}
 
 
 def cascade_options(args: argparse.Namespace) -> dict:
@@ -156,6 +193,27 @@ def box_rule(args: argparse.Namespace, model: Model) -> BoxRule:
     if kw["fuse_top"] is not None and isinstance(top_k, int) and kw["fuse_top"] > top_k:
         raise EdgeCamError(f"--fuse-top must be at most {top_k}, the top-K of {model.path}, not {kw['fuse_top']}.")
     return BoxRule.for_model(model.info.cam, **kw)
+
+
+def watch_options(args: argparse.Namespace) -> dict:
+    """The watch-list group's values, checked: WatchList.parse's entries and groups_file, and min_score."""
+    if args.groups and not args.classes:
+        raise EdgeCamError("--groups names groups for --classes; give --classes too.")
+    check(args, "--min-score", 0, high=1)
+    if not args.classes and args.min_score is not None:
+        raise EdgeCamError("--min-score applies to the watched classes; give --classes too.")
+    return {"entries": args.classes, "groups_file": args.groups, "min_score": args.min_score}
+
+
+def watch_list(args: argparse.Namespace, model: Model) -> WatchList | None:
+    """The --classes watch list of `model`'s classes (None without --classes)."""
+    w = watch_options(args)
+    if not w["entries"]:
+        return None
+    try:
+        return WatchList.parse(w["entries"], model.info.labels, w["groups_file"], model.num_classes)
+    except EdgeCamError as e:  # the library names its parameter; the command line knows the flag
+        raise EdgeCamError(str(e).replace("classes:", "--classes:", 1).replace("groups_file", "--groups")) from None
 
 
 def labelled(args: argparse.Namespace) -> list[Annotation]:

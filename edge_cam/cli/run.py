@@ -17,13 +17,16 @@ from .options import (
     add_box_rule_options,
     add_cascade_options,
     add_runtime_options,
+    add_size_options,
     add_student_options,
+    add_watch_options,
     box_rule,
     cascade_options,
     check,
     model_file,
     open_teacher,
     student_options,
+    watch_list,
 )
 from .terminal import stop_on_sigterm
 
@@ -53,6 +56,8 @@ def add_parser(sub) -> None:
                      help="require this token (?token= or Authorization: Bearer) on every preview request")
     add_student_options(p)
     add_cascade_options(p)
+    add_watch_options(p)
+    add_size_options(p)
     add_box_rule_options(p)
     add_runtime_options(p)
     p.set_defaults(main=main)
@@ -95,7 +100,8 @@ def main(args: argparse.Namespace) -> int:
         check_writable(args.mqtt_spill, "MQTT overflow", folder=True)
     teacher = open_teacher(args, args.teacher)
     student = Model(model_file(args.student), **student_kw) if args.student else None
-    cascade = Cascade(teacher, student, rule=box_rule(args, teacher), **cascade_kw)
+    cascade = Cascade(teacher, student, rule=box_rule(args, teacher), watch=watch_list(args, teacher),
+                      min_score=args.min_score or 0.0, max_rois=args.max_rois or 4, **cascade_kw)
     stop_on_sigterm()
     with ExitStack() as opened:
         sources = [opened.enter_context(open_source(spec, loop=args.loop)) for spec in args.source]

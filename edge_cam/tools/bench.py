@@ -19,6 +19,7 @@ from ..localize import BoxRule
 from ..model import Model
 from ..source import open_source
 from ..stream import StreamStats, stream
+from ..watch import WatchList
 from . import energy
 from .plot import line_chart
 
@@ -37,6 +38,7 @@ class BenchConfig:
     student_options: dict = field(default_factory=dict)
     cascade_options: dict = field(default_factory=dict)
     rule_options: dict = field(default_factory=dict)
+    watch: dict = field(default_factory=dict)  # WatchList.parse's entries and groups_file, and min_score
 
 
 def _peak_rss_mb() -> float:
@@ -64,8 +66,10 @@ def run_bench(cfg: BenchConfig, progress: Callable[[int, int], None] | None = No
     t1 = time.perf_counter()
     student = Model(cfg.student, **cfg.student_options) if cfg.student else None
     t2 = time.perf_counter()
+    watch = WatchList.parse(cfg.watch["entries"], teacher.info.labels, cfg.watch.get("groups_file"),
+                            teacher.num_classes) if cfg.watch.get("entries") else None
     cascade = Cascade(teacher, student, rule=BoxRule.for_model(teacher.info.cam, **cfg.rule_options),
-                      **cfg.cascade_options)
+                      watch=watch, min_score=cfg.watch.get("min_score") or 0.0, **cfg.cascade_options)
     if cfg.warmup:
         _measure(cascade, cfg.source, cfg.warmup)
         cascade.reset()  # the measured run starts as a real one does: teacher on the first frame

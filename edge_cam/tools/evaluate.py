@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Union
 
 import numpy as np
 
 from ..errors import EdgeCamError
 from ..localize import Box, BoxRule, HeatMap, boxes_from_heat
 from ..metadata import rewrite_metadata
+from ..model import Prediction
 from ..source import list_images, read_image
+from ..watch import WatchList
 
 
 @dataclass(frozen=True)
@@ -133,33 +137,61 @@ class Evaluation:
                 "missing_class": self.missing_class}
 
 
-def predictions(model, annotations: list[Annotation], class_id: int | None = None, progress=None):
-    """(annotation, prediction, rank) per image; rank is where the CAM to judge is in the top-K:
-    `class_id`'s (GT-known; -1 when outside the top-K) or the top-1's (GT-unknown)."""
+Judged = Union[int, np.ndarray]  # a rank in the prediction's top-K, or a raw map; -1: no map
+
+
+def predictions(model, annotations: list[Annotation], class_id: int | None = None, progress=None,
+                watch: WatchList | None = None) -> Iterator[tuple[Annotation, Prediction, Judged]]:
+    """(annotation, prediction, what to judge) per image: the top-1's rank 0 (GT-unknown), or the
+    map of `class_id` (GT-known: queried in the same pass when the teacher takes class queries,
+    else only within its top-K; -1 when it has none), or the best watched target's map (`watch`;
+    -1 on an image where no target is watched)."""
+    classes = [class_id] if class_id is not None else None if watch is None else watch.class_ids
+    if not model.class_query:  # an older teacher maps its top-K only: a class outside it is a miss
+        classes = None
     for n, a in enumerate(annotations):
-        pred = model.predict(read_image(a.image))
-        rank = 0 if class_id is None else pred.rank_of(class_id)
-        yield a, pred, -1 if rank is None else rank
+        pred = model.predict(read_image(a.image), classes=classes)
+        judged: Judged = 0
+        if class_id is not None:
+            rank = pred.rank_of(class_id)
+            cam = pred.cam_of(class_id)
+            judged = rank if rank is not None else -1 if cam is None else cam
+        elif watch is not None:
+            try:
+                best = watch.watch(pred.logits, *pred.all_maps())
+            except ValueError:  # an older teacher without some member's map here
+                best = []
+            judged = best[0].cam if best else -1
+        yield a, pred, judged
         if progress:
             progress(n + 1, len(annotations))
 
 
+def _localize(rule: BoxRule, pred: Prediction, judged: Judged) -> tuple[HeatMap, list[Box]]:
+    return rule.localize(pred, judged) if isinstance(judged, int) else rule.localize_cam(judged, pred.resize)
+
+
+def _missing(judged: Judged) -> bool:
+    return isinstance(judged, int) and judged < 0
+
+
 def evaluate(model, annotations: list[Annotation], class_id: int | None = None, rule=None,
-             thresholds: np.ndarray | None = None, progress=None) -> Evaluation:
+             thresholds: np.ndarray | None = None, progress=None, watch: WatchList | None = None) -> Evaluation:
     """CorLoc@0.5 with the model's box rule, and BoxAcc for every threshold with the best of all
     boxes (one per connected component), as MaxBoxAccV2 defines it."""
     rule = rule or BoxRule.for_model(model.info.cam)
     thresholds = np.round(np.arange(0.01, 1.0, 0.01), 2) if thresholds is None else thresholds
     hits, best, missing = [], [], 0
-    for a, pred, rank in predictions(model, annotations, class_id, progress):
-        if rank < 0:
+    for a, pred, judged in predictions(model, annotations, class_id, progress, watch):
+        if _missing(judged):
             missing += 1
             hits.append(False)
             best.append(np.zeros(len(thresholds)))
             continue
-        boxes = rule.localize(pred, rank)[1]
+        boxes = _localize(rule, pred, judged)[1]
         hits.append(hit(boxes[0] if boxes else None, a.boxes))
-        heat = HeatMap.from_cam(pred.cams[rank], pred.resize)  # MaxBoxAccV2 judges the map itself
+        cam = pred.cams[judged] if isinstance(judged, int) else judged
+        heat = HeatMap.from_cam(cam, pred.resize)  # MaxBoxAccV2 judges the map itself
         best.append(np.array([max((b.iou(t) for b in boxes_from_heat(heat, th, "all", 0.0) for t in a.boxes),
                                   default=0.0) for th in thresholds]))
     best_iou = np.stack(best)
@@ -181,17 +213,19 @@ class Calibration:
 
 def calibrate(model, annotations: list[Annotation], class_id: int | None = None, progress=None,
               thresholds=np.round(np.arange(0.05, 0.61, 0.01), 2), modes=("largest", "union"),
-              min_areas=(0.005, 0.02, 0.05), fuse_tops=(1, 3, 5)) -> Calibration:
+              min_areas=(0.005, 0.02, 0.05), fuse_tops=(1, 3, 5), watch: WatchList | None = None) -> Calibration:
     """Choose the box rule (threshold, box mode, minimum region area, top-k map fusion) with the
     best CorLoc@0.5 on every other image, and report it on the others, which played no part in
     the choice."""
-    preds = list(predictions(model, annotations, class_id, progress))
+    preds = list(predictions(model, annotations, class_id, progress, watch))
+    if class_id is not None or watch is not None:
+        fuse_tops = (1,)  # fusing is about the top-1's neighbours; a chosen class's map stands alone
     halves = (preds[0::2], preds[1::2])
     baseline = BoxRule.for_model(model.info.cam)
 
     def corloc(rule, items):
-        return float(np.mean([rank >= 0 and hit((rule.localize(pred, rank)[1] or [None])[0], a.boxes)
-                              for a, pred, rank in items]))
+        return float(np.mean([not _missing(judged) and hit((_localize(rule, pred, judged)[1] or [None])[0], a.boxes)
+                              for a, pred, judged in items]))
 
     rules = [BoxRule(float(t), m, a, k) for k in fuse_tops for m in modes
              for a in (min_areas if m != "largest" else (0.01,)) for t in thresholds]

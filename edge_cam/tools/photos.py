@@ -11,16 +11,19 @@ from collections.abc import Iterator, Sequence
 
 import cv2
 
+from ..cascade import find_rois
 from ..errors import EdgeCamError
-from ..localize import BoxRule
+from ..localize import Box, BoxRule
 from ..model import Model
 from ..preprocess import to_rgb8
 from ..source import list_images, read_image
+from ..watch import WatchList
 from .annotate import draw_box, overlay_heat
 
 
 def localize_photos(model: Model, rule: BoxRule, paths: Sequence[str], class_id: int | None = None,
-                    overlays: str | None = None) -> Iterator[dict]:
+                    overlays: str | None = None, watch: WatchList | None = None,
+                    min_score: float = 0.0) -> Iterator[dict]:
     """Every image under `paths` (images, folders or globs), in order: its top-K and the boxes of
     the top-1 class (or of `class_id`), or {"image", "error"} when it cannot be read or `class_id`
     is not among its top-K; one bad image never ends the run. With `overlays`, a heat-map picture
@@ -28,34 +31,46 @@ def localize_photos(model: Model, rule: BoxRule, paths: Sequence[str], class_id:
     images = list_images(list(paths))  # now, not at the first line: a missing path fails before any output
     if overlays:
         os.makedirs(overlays, exist_ok=True)
-    return _localize_each(model, rule, images, class_id, overlays)
+    return _localize_each(model, rule, images, class_id, overlays, watch, min_score)
 
 
 def _localize_each(model: Model, rule: BoxRule, images: list[str], class_id: int | None,
-                   overlays: str | None) -> Iterator[dict]:
+                   overlays: str | None, watch: WatchList | None, min_score: float) -> Iterator[dict]:
     for path in images:
         try:
             image = read_image(path)
             # A class to map is queried in the same pass: a teacher exported with class queries maps
             # it whatever its rank; an older one only within its top-K (else the error line says so).
-            pred = model.predict(image, classes=None if class_id is None else [class_id])
+            classes = [class_id] if class_id is not None else None if watch is None else watch.class_ids
+            pred = model.predict(image, classes=classes)
         except EdgeCamError as e:
             yield {"image": path, "error": str(e)}
             continue
         t0 = time.perf_counter()
         rank = 0 if class_id is None else pred.rank_of(class_id)
-        if rank is not None:
+        watched: list[str] = []
+        if watch is not None:
+            rois = find_rois(pred, rule, watch, min_score)
+            heat, boxes, watched = rois[0].heat if rois else None, [r.box for r in rois], [r.watch for r in rois]
+        elif rank is not None:
             heat, boxes = rule.localize(pred, rank)
         else:
             heat, boxes = rule.localize_cam(pred.cam_of(class_id), pred.resize, class_id,
                                             model.info.label(class_id), float(pred.query_scores[0]))
         loc_ms = (time.perf_counter() - t0) * 1e3
         if overlays:  # before the line is handed out: a consumer may stop after any line
-            pic = overlay_heat(cv2.cvtColor(to_rgb8(image), cv2.COLOR_RGB2BGR), heat)
+            pic = cv2.cvtColor(to_rgb8(image), cv2.COLOR_RGB2BGR)
+            pic = overlay_heat(pic, heat) if heat is not None else pic
             for b in boxes:
                 draw_box(pic, b, f"{b.label} {b.score:.2f}")
             cv2.imwrite(os.path.join(overlays, os.path.splitext(os.path.basename(path))[0] + ".jpg"), pic)
         h, w = image.shape[:2]
-        yield {"image": path, "width": w, "height": h, "topk": pred.topk(), "boxes": [b.to_dict() for b in boxes],
+        lines = [_box(b, n) for b, n in zip(boxes, watched or [""] * len(boxes))]
+        yield {"image": path, "width": w, "height": h, "topk": pred.topk(), "boxes": lines,
                "timing_ms": {"preprocess": round(pred.timing_ms["preprocess"], 3),
                              "model": round(pred.timing_ms["model"], 3), "localize": round(loc_ms, 3)}}
+
+
+def _box(box: Box, watched: str) -> dict:
+    """A box's line, naming the watched class or group that made it (with --classes)."""
+    return {**box.to_dict(), "watch": watched} if watched else box.to_dict()

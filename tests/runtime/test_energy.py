@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from edge_cam.tools import energy
-from edge_cam.tools.energy import Meter, Sample, detect, describe_unavailable, measure
 from edge_cam.errors import EdgeCamError
+from edge_cam.tools import energy
+from edge_cam.tools.energy import Meter, Sample, describe_unavailable, detect, measure
 
 TEGRASTATS_ORIN = ("12-01-2024 10:00:00 RAM 2448/7772MB (lfb 2x4MB) SWAP 0/3886MB (cached 0MB) "
                    "CPU [2%@729,1%@729,off,off,0%@729,0%@729] EMC_FREQ 0% GR3D_FREQ 0% cpu@46.5C "

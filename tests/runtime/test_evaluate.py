@@ -39,13 +39,14 @@ def test_voc_and_yolo_readers(tmp_path):
 
 class FakeModel:
     """Serves hand-made CAMs through the Model interface evaluate() uses."""
+    class_query = False  # a teacher that maps its top-K only
 
     def __init__(self, cams):
         self.cams = iter(cams)
         from edge_cam.metadata import CamSpec, InputSpec
         self.info = ModelInfo(InputSpec((40, 40)), cam=CamSpec(threshold=0.5))
 
-    def predict(self, image):
+    def predict(self, image, classes=None):
         from types import SimpleNamespace
         cam = next(self.cams)
         _, r = resize(image if image.ndim == 3 else image[..., None].repeat(3, 2), (40, 40))

@@ -33,12 +33,16 @@ class FakeTeacher:
         h, w = image.shape[:2]
         return np.zeros((*SIZE, 3), np.uint8), Resize((h, w), SIZE, SIZE[1] / w, SIZE[0] / h)
 
-    def predict_batch(self, frames, color="BGR", prepared=()):
+    def predict_batch(self, frames, color="BGR", prepared=(), classes=None):
         self.calls += len(prepared)
         cam = np.zeros((1, 4, 4), np.float32)
         cam[0, 1, 1] = 1.0
-        return [Prediction(np.array([3]), np.array([0.9], np.float32), ["three"], np.zeros(10, np.float32), cam,
-                           where, {"model": 1.0}) for _, where in prepared]
+        logits = np.zeros(10, np.float32)
+        logits[3] = 3.0  # class 3 at p = 0.69, each other class at 0.03
+        query = None if classes is None else np.asarray(classes, np.int64)
+        return [Prediction(np.array([3]), np.array([0.69], np.float32), ["three"], logits, cam, where,
+                           {"model": 1.0}, query, None if query is None else np.repeat(cam, len(query), 0))
+                for _, where in prepared]
 
 
 def grey(level, shape=(48, 64)):
@@ -85,3 +89,22 @@ def test_streams_keep_their_own_state_and_reset_forgets_it():
 def test_bad_settings_name_the_parameter(kw, word):
     with pytest.raises(EdgeCamError, match=f"^{word} must"):
         Cascade(FakeTeacher(), **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("entries,min_score,rois", [
+    (["3"], 0.5, 1), (["3"], 0.9, 0), (["4"], 0.0, 1), (["4"], 0.1, 0),
+    (["4", "5", "6", "7"], 0.1, 0),  # four classes, each at 0.03
+    (["four"], 0.1, 1),  # the same four as one group: P(any of them) = 0.12
+])
+def test_a_watch_list_below_its_min_score_makes_no_roi(entries, min_score, rois, tmp_path):
+    from edge_cam.watch import WatchList
+    groups = tmp_path / "groups.json"
+    groups.write_text('{"four": [4, 5, 6, 7]}')
+    watch = WatchList.parse(entries, [str(i) for i in range(10)], groups_file=str(groups))
+    cascade = Cascade(FakeTeacher(), every=1, watch=watch, min_score=min_score)  # type: ignore[arg-type]
+    result = cascade.process(SCENE)
+    assert len(result.rois) == rois and (result.heat is None) == (rois == 0)
+    event = result.to_event()
+    assert len(event["rois"]) == rois
+    if rois:  # the event names what was watched: the class, or the group of several
+        assert event["rois"][0]["watch"] == entries[0]

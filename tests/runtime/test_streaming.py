@@ -5,14 +5,13 @@ import time
 import cv2
 import numpy as np
 import pytest
+from mjpeg_server import Camera
 
 from edge_cam.cascade import Cascade
 from edge_cam.errors import EdgeCamError
 from edge_cam.model import Model
 from edge_cam.source import Source, open_source, parse_source, read_video
 from edge_cam.stream import StreamStats, run, stream
-
-from mjpeg_server import Camera
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 import onnxruntime as ort  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edge_cam.cli import main  # noqa: E402
 from edge_cam.localize import BoxRule  # noqa: E402
