@@ -88,7 +88,13 @@ def full_size_normalisation(model: onnx.ModelProto, size: tuple[int, int]) -> No
     ORT runs int8 convolutions channels-last and moves the input Transpose behind the
     normalisation, where broadcasting a 3-vector over the last axis costs 0.7 ms at 224x224 —
     an eighth of the whole int8 MobileNetV2 (ORT profiler). Same-shape operands take 0.17 ms.
+    The constants then fix the input's size, so a dynamic height and width become `size` too
+    (the runtime then refuses another size in one sentence instead of failing in ORT).
     """
+    image = model.graph.input[0].type.tensor_type.shape.dim
+    for axis, n in ((1, size[0]), (2, size[1])):
+        image[axis].Clear()
+        image[axis].dim_value = n
     consumers = {i for n in model.graph.node if n.op_type in ("Sub", "Div") for i in n.input}
     done = set()
     for k, init in enumerate(model.graph.initializer):
@@ -136,7 +142,9 @@ def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200, keep_f
 
         def get_next(self):
             x = next(self.it, None)
-            return None if x is None else {fp32.input_name: x}
+            # One queried class: the query nodes stay float, but ORT's calibration needs every input.
+            query = {"class_query": np.zeros(1, np.int64)} if fp32.class_query else {}
+            return None if x is None else {fp32.input_name: x, **query}
 
     with tempfile.TemporaryDirectory() as tmp:
         pre = os.path.join(tmp, "pre.onnx")
