@@ -14,6 +14,7 @@ speed-up). Wall-clock FPS is reported beside it.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..cascade import Cascade
 from ..crop import CropSpec
-from ..metadata import ModelInfo
+from ..metadata import PREFIX, ModelInfo
 from ..model import Model
 from ..source import open_source
 
@@ -41,10 +42,12 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 # Multiply-adds of an ONNX graph
 
 
-def onnx_macs(path: str) -> int | None:
+def onnx_macs(path: str, input_size: tuple[int, int] | None = None) -> int | None:
     """Multiply-adds of one image through an ONNX graph: Conv, ConvTranspose, Gemm and MatMul with
-    shapes from ONNX shape inference (a dynamic batch counts as 1). None without the onnx package
-    (an optional extra on boards), for a .tflite, or when a shape cannot be inferred."""
+    shapes from ONNX shape inference. A graph that takes any image size is counted at `input_size`
+    (H, W; default: the size its edge_cam metadata gives); other dynamic axes (batch, a class
+    query) count as 1. None without the onnx package (an optional extra on boards), for a
+    .tflite, or when a shape cannot be inferred."""
     if not path.lower().endswith(".onnx"):
         return None
     try:
@@ -53,10 +56,17 @@ def onnx_macs(path: str) -> int | None:
     except ImportError:
         return None
     model = onnx.load(path)
-    for value in model.graph.input:
-        for d in value.type.tensor_type.shape.dim:
+    if input_size is None:
+        props = {p.key: p.value for p in model.metadata_props}
+        if PREFIX + "input" in props:
+            input_size = tuple(json.loads(props[PREFIX + "input"])["size"])
+    for k, value in enumerate(model.graph.input):
+        dims = value.type.tensor_type.shape.dim
+        spatial = (1, 2) if len(dims) == 4 and dims[3].dim_value == 3 else (2, 3)  # NHWC or NCHW
+        for i, d in enumerate(dims):
             if not d.dim_value:
-                d.dim_value = 1
+                d.dim_value = input_size[spatial.index(i)] if k == 0 and len(dims) == 4 and input_size and \
+                    i in spatial else 1
     try:
         model = shape_inference.infer_shapes(model, data_prop=True)
     except Exception as e:
@@ -71,9 +81,12 @@ def onnx_macs(path: str) -> int | None:
         if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             continue
         a, w, out = (shapes.get(name) for name in (node.input[0], node.input[1], node.output[0]))
-        # Batch-like axes that inference leaves symbolic (0) count as 1; the reduced axis must be known.
+        # Axes that inference leaves symbolic (0) count as 1: batch, a class query, and the spatial
+        # axis of the CAM matmul, which data propagation does not resolve (0.1% of MobileNetV2's
+        # total). Convolution and Gemm weights must be known: they carry nearly all the cost.
         size = lambda dims: int(np.prod([d or 1 for d in dims]))  # noqa: E731
-        if not a or not w or not out or 0 in w[1:] or not a[-1]:
+        weighted = node.op_type != "MatMul"
+        if not a or not out or not a[-1] or (weighted and (not w or 0 in w[1:])):
             log.info("no MACs for %s: the shapes of %s are unknown", path, node.name)
             return None
         if node.op_type == "Conv":  # W: (Cout, Cin/groups, kh, kw); each output element costs Cin/g·kh·kw
@@ -149,6 +162,7 @@ class Score:
     speedup: float | None  # teacher-on-every-frame MACs / the cascade's
     fps: float
     ms_per_frame: float
+    confusion: dict[str, dict[str, int]] = field(default_factory=dict)  # reference → cascade answer → frames
 
 
 @dataclass
@@ -161,6 +175,10 @@ class Report:
     student_macs: int | None
     teacher_fps: float
     reference_counts: dict[str, int]
+    # What a student that always gives the commonest reference answer would score: the floor that
+    # agreement has to be read against on footage where one answer dominates.
+    majority: float = 0.0
+    majority_confident: float | None = None
     scores: list[Score] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -229,19 +247,25 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
     labels, counts = np.asarray(ref.labels), {}
     for lab in ref.labels:
         counts[lab] = counts.get(lab, 0) + 1
+    common = max(counts, key=counts.get) if counts else NONE
     report = Report(os.path.basename(video), start, len(ref.labels), confident, t_macs, s_macs,
-                    1e3 / ref.ms if ref.ms else 0.0, counts)
+                    1e3 / ref.ms if ref.ms else 0.0, counts, float(np.mean(labels == common)) if len(labels) else 0.0,
+                    float(np.mean(labels[ok] == common)) if ok.any() else None)
     spec = crop_spec or crop_spec_for(student)
     for every, change in settings:
         cascade = Cascade(teacher, student, every=every, change=change, crop_spec=spec)
         answers, t_runs, s_runs, ms = run_cascade(cascade, video, start, stop, progress, total,
                                                   f"cascade every {every}" + (f", change {change:g}" if change else ""))
         same = np.asarray(answers) == labels
+        confusion: dict[str, dict[str, int]] = {}
+        for want, got in zip(ref.labels, answers):
+            confusion.setdefault(want, {}).setdefault(got, 0)
+            confusion[want][got] += 1
         macs = None if t_macs is None or s_macs is None else (t_macs * t_runs + s_macs * s_runs) / max(1, len(same))
         report.scores.append(Score(
             every, change, len(same), float(same.mean()) if len(same) else 0.0, int(ok.sum()),
             float(same[ok].mean()) if ok.any() else None, t_runs, s_runs, macs,
-            t_macs / macs if macs else None, 1e3 / ms if ms else 0.0, ms))
+            t_macs / macs if macs else None, 1e3 / ms if ms else 0.0, ms, confusion))
         log.info("every %d change %s: agreement %.3f, confident %s, teacher runs %d, speed-up %s", every,
                  change, report.scores[-1].agreement, report.scores[-1].agreement_confident, t_runs,
                  report.scores[-1].speedup)
@@ -263,7 +287,8 @@ def to_markdown(report: Report) -> str:
             f"teacher {macs(report.teacher_macs)} MACs, student {macs(report.student_macs)} MACs; teacher on "
             f"every frame {report.teacher_fps:.0f} FPS; confident: teacher top-1 ≥ {report.confident:g} on "
             f"{report.scores[0].confident_frames if report.scores else 0} frames; reference answers "
-            + ", ".join(f"{k} {v}" for k, v in sorted(report.reference_counts.items(), key=lambda kv: -kv[1])))
+            + ", ".join(f"{k} {v}" for k, v in sorted(report.reference_counts.items(), key=lambda kv: -kv[1]))
+            + f"; always answering the commonest: {_pct(report.majority)} ({_pct(report.majority_confident)} confident)")
     rows = ["| every | change | agreement | agreement (confident) | teacher runs | MACs/frame | speed-up | FPS |",
             "|---|---|---|---|---|---|---|---|"]
     for s in report.scores:

@@ -1,0 +1,129 @@
+"""distill end to end on a short piece of real footage: the real MobileNetV2 teacher over the first
+150 frames of the shared bottle video → a tiny student → an ONNX that Model loads without a
+description → the cascade runs with it → cascade_eval reports sane numbers."""
+import numpy as np
+import pytest
+
+from edge_cam.cascade import Cascade
+from edge_cam.crop import CropSpec
+from edge_cam.errors import EdgeCamError
+from edge_cam.model import Model
+from edge_cam.preprocess import pad_colour
+from edge_cam.source import open_source
+from edge_cam.tools.cascade_eval import crop_spec_for, evaluate, target_map
+from edge_cam_export.distill import choose_targets, distill
+from edge_cam_export.distill_data import EXACT, collect
+from edge_cam_export.distill_net import MEAN
+
+FRAMES = 150
+
+
+@pytest.fixture(scope="module")
+def bottle(shared_data):
+    return str(shared_data / "videos" / "bottle-detection.mp4")
+
+
+@pytest.fixture(scope="module")
+def distilled(mobilenet_v2_path, bottle, tmp_path_factory):
+    seen = []
+    path = str(tmp_path_factory.mktemp("distill") / "student.onnx")
+    result = distill(mobilenet_v2_path, [bottle], path, max_frames=FRAMES, epochs=1, size=32, width=4,
+                     mask="mean", every=10, threads=1, seed=0,
+                     progress=lambda stage, done, total: seen.append((stage, done, total)))
+    return result, seen
+
+
+def test_distilled_student_is_self_describing(distilled, mobilenet_v2_path):
+    result, seen = distilled
+    assert result.labels == ["water bottle", "other"]  # the teacher's only confident class here
+    assert result.targets == {"water bottle": [898]}
+    assert result.train_frames == 120 and result.holdout_frames == 30  # the last 20% held out
+    assert result.train_crops["other"] > 0  # cold background boxes
+    assert result.macs * 20 <= result.teacher_macs
+    assert 0 <= result.holdout["fresh"] <= 1 and result.holdout["crops"] > 30
+    assert any(s.startswith("teacher on") and d == t == FRAMES for s, d, t in seen)
+    assert ("training the student", 1, 1) in seen and ("exporting the student", 1, 1) in seen
+
+    student = Model(result.path)  # no description needed
+    assert student.info.cam is None and student.input_size == (32, 32)
+    assert student.info.labels == result.labels
+    meta = student.info.source["distill"]
+    assert student.info.source["role"] == "student"
+    assert meta["crop"] == {"pad": 1.3, "square": True, "mask": "mean"} and meta["every"] == 10
+    assert meta["macs"] == result.macs and meta["targets"] == {"water bottle": [898]}
+    assert crop_spec_for(student) == CropSpec(1.3, True, "mean")
+    to_student = target_map(Model(mobilenet_v2_path).info, student.info)
+    assert to_student(898) == "water bottle" and to_student(0) == "other"
+
+
+def test_training_crops_are_the_cascades(distilled, mobilenet_v2_path, bottle):
+    """The exact-box crops distill trains on are, byte for byte, what the cascade hands the student."""
+    result, _ = distilled
+    teacher, student = Model(mobilenet_v2_path), Model(result.path)
+    spec = crop_spec_for(student)
+    footage = collect(teacher, [bottle], 32, spec, pad_colour(MEAN), every=1, change=None,
+                      rng=np.random.default_rng(0), jitter=0, stale=0, background=0, max_frames=5)
+    assert (footage.kind == EXACT).all() and len(footage.crops) == 5
+    cascade = Cascade(teacher, student, every=1, crop_spec=spec)
+    with open_source(bottle) as source:
+        for frame, want in zip(source, footage.crops):
+            got = cascade.process(frame.image).rois[0].crop.image
+            np.testing.assert_array_equal(got, want)
+
+
+def test_cascade_and_its_evaluation_with_the_student(distilled, mobilenet_v2_path, bottle):
+    result, _ = distilled
+    teacher, student = Model(mobilenet_v2_path), Model(result.path, threads=1)
+    cascade = Cascade(teacher, student, every=10, crop_spec=crop_spec_for(student))
+    with open_source(bottle) as source:
+        for frame, _ in zip(source, range(12)):
+            r = cascade.process(frame.image)
+            label = r.rois[0].student["label"] if isinstance(r.rois[0].student, dict) else r.rois[0].student.label
+            assert label in result.labels
+    report = evaluate(bottle, teacher, student, [(1, None), (10, None)], start=100, stop=FRAMES)
+    every1, every10 = report.scores
+    assert report.frames == 50 and every1.teacher_runs == 50 and every10.teacher_runs == 5
+    assert report.student_macs == result.macs  # from the metadata
+    assert every10.speedup > 5 and every1.speedup < 1
+    assert every10.confident_frames > 40  # the teacher is sure of the bottle here
+    assert 0 <= every10.agreement <= 1 and every10.agreement_confident is not None
+
+
+def test_the_same_seed_cuts_the_same_crops(mobilenet_v2_path, bottle):
+    teacher = Model(mobilenet_v2_path)
+
+    def run(seed):
+        return collect(teacher, [bottle], 24, CropSpec(), pad_colour(MEAN), every=5, change=None,
+                       rng=np.random.default_rng(seed), max_frames=12)
+
+    a, b = run(3), run(3)
+    np.testing.assert_array_equal(a.crops, b.crops)
+    assert set(np.unique(a.kind)) >= {0, 1, 2}  # exact, jittered and reused (stale) boxes
+    assert a.holdout(0.25).tolist() == [False] * 9 + [True] * 3
+
+
+def test_targets():
+    labels = ["cab", "jeep", "geyser", "water bottle"]
+    none = np.array([])
+    assert choose_targets(["Cab", 1, "3"], None, labels, none, none, 0.5) == \
+        {"cab": [0], "jeep": [1], "water bottle": [3]}  # a watch list: one label per entry
+    with pytest.raises(EdgeCamError):
+        choose_targets(["bus"], None, labels, none, none, 0.5)
+    with pytest.raises(EdgeCamError):
+        choose_targets([7], None, labels, none, none, 0.5)
+    assert choose_targets(["cab", "jeep"], "car", labels, none, none, 0.5) == {"car": [0, 1]}
+    assert choose_targets("water bottle", None, labels, none, none, 0.5) == {"water bottle": [3]}
+    assert choose_targets({"car": ["cab", 1], "bottle": [3]}, None, labels, none, none, 0.5) == \
+        {"car": [0, 1], "bottle": [3]}
+    top1 = np.array([2] * 50 + [3] * 48 + [0] * 2)
+    score = np.array([0.1] * 50 + [0.9] * 48 + [0.9] * 2)
+    # geyser is never confident; cab is confident on 2 of 50 confident frames, under max(3, 2%)
+    assert choose_targets(None, None, labels, top1, score, 0.5) == {"water bottle": [3]}
+    with pytest.raises(EdgeCamError, match="reaches"):
+        choose_targets(None, None, labels, top1, np.zeros(100), 0.5)
+
+
+def test_the_imagenet_car_group(mobilenet_v2_path):
+    labels = Model(mobilenet_v2_path).info.labels
+    (name, ids), = choose_targets(["car"], None, labels, np.array([]), np.array([]), 0.5).items()
+    assert name == "car" and {labels[i] for i in ids} >= {"sports car", "cab", "jeep", "minivan"}
