@@ -1,0 +1,85 @@
+"""`edge-cam distill`: a small student specialised to the user's footage, from the teacher's own
+answers on it (workstation: needs torch, like export)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from ..errors import EdgeCamError
+from .terminal import progress_bar
+
+EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("distill", help="train a small student on the teacher's answers on your own footage")
+    p.add_argument("--teacher", required=True, help="a CAM teacher (.onnx) from `edge-cam export`")
+    p.add_argument("--source", required=True, action="append",
+                   help="footage, anything `run` takes (a video, a folder of images, a camera with "
+                        "--max-frames); repeat for several")
+    p.add_argument("-o", "--output", required=True, help="the student (.onnx, or .tflite)")
+    what = p.add_argument_group("what the student tells apart")
+    what.add_argument("--classes", nargs="+", metavar="CLASS",
+                      help="watch list: labels, ids or groups (e.g. car); one student label each, and \"other\" "
+                           "(default: the teacher's classes that are confident on the footage)")
+    what.add_argument("--name", help="one student label for the union of --classes")
+    what.add_argument("--min-score", type=float, default=0.5,
+                      help="without --classes: a teacher class becomes a label when it is top-1 with this "
+                           "probability on at least 2%% of such frames")
+    how = p.add_argument_group("the cascade it will run in (as for run)")
+    how.add_argument("--every", type=int, default=10, help="teacher cadence: the student learns boxes up to "
+                     "every-1 frames old")
+    how.add_argument("--change", type=float, help="scene-change threshold, if run uses one")
+    how.add_argument("--pad", type=float, default=1.3, help="crop = box × pad")
+    how.add_argument("--no-square", action="store_true", help="keep the box's aspect ratio")
+    how.add_argument("--mask", choices=["none", "mean", "blur"], default="none",
+                     help="hide crop pixels below the CAM threshold")
+    net = p.add_argument_group("the student")
+    net.add_argument("--size", type=int, default=64, help="input side in pixels")
+    net.add_argument("--width", type=int, default=16, help="channels of its first layer (then 2x, 4x, 8x)")
+    net.add_argument("--epochs", type=int, default=15)
+    net.add_argument("--seed", type=int, default=0)
+    net.add_argument("--holdout", type=float, default=0.2, help="last fraction of each source kept out of "
+                     "training and reported on")
+    net.add_argument("--max-frames", type=int, help="frames per source (needed for a live camera)")
+    net.add_argument("--threads", type=int, help="torch threads for training (default: torch's)")
+    net.add_argument("--format", choices=["onnx", "tflite"], help="default: from -o's suffix")
+    net.add_argument("--quantize", choices=["int8"], help="not yet for students")
+    p.set_defaults(main=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        from edge_cam_export.distill import distill
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in EXPORT_EXTRA:
+            raise EdgeCamError(f"distill needs {e.name.split('.')[0]}, which is not installed here; "
+                               "install it on a workstation with: pip install 'edge-cam[export]'.") from None
+        raise
+    if args.every < 1 or args.size < 8 or args.width < 1 or args.epochs < 1:
+        raise EdgeCamError("--every, --width and --epochs must be at least 1, --size at least 8.")
+    if args.name and not args.classes:
+        raise EdgeCamError("--name labels the union of --classes; give --classes too.")
+    fmt = args.format or ("tflite" if args.output.lower().endswith(".tflite") else "onnx")
+    bars: dict[str, object] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if total > 0:
+            bars.setdefault(stage, progress_bar(stage))(done, total)
+
+    r = distill(args.teacher, args.source, args.output, classes=args.classes, name=args.name,
+                min_score=args.min_score, every=args.every, change=args.change, pad=args.pad,
+                square=not args.no_square, mask=args.mask, size=args.size, width=args.width, epochs=args.epochs,
+                seed=args.seed, holdout=args.holdout, max_frames=args.max_frames, format=fmt,
+                quantize=args.quantize, threads=args.threads, progress=progress)
+    ratio = f", {r.teacher_macs / r.macs:.0f}x fewer than the teacher" if r.teacher_macs else ""
+    print(f"labels {', '.join(r.labels)}; {r.macs / 1e6:.1f} M multiply-adds{ratio}; trained on "
+          f"{r.train_frames} frames ({json.dumps(r.train_crops)} crops) in {r.seconds:.0f} s")
+    if r.holdout_frames:
+        h = r.holdout
+        print(f"held-out last {args.holdout:.0%} ({r.holdout_frames} frames): agrees with the teacher on "
+              + ", ".join(f"{k} {v:.1%}" for k, v in h.items() if isinstance(v, float))
+              + " of the crops")
+    print(f"wrote {r.path} ({os.path.getsize(r.path) / 1e6:.2f} MB)")
+    return 0
