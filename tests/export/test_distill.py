@@ -127,3 +127,18 @@ def test_the_imagenet_car_group(mobilenet_v2_path):
     labels = Model(mobilenet_v2_path).info.labels
     (name, ids), = choose_targets(["car"], None, labels, np.array([]), np.array([]), 0.5).items()
     assert name == "car" and {labels[i] for i in ids} >= {"sports car", "cab", "jeep", "minivan"}
+
+
+def test_a_tflite_student_describes_itself(mobilenet_v2_path, bottle, tmp_path):
+    pytest.importorskip("litert_torch", reason="--format tflite needs the tflite-export extra")
+    r = distill(mobilenet_v2_path, bottle, str(tmp_path / "s.tflite"), max_frames=24, epochs=1, size=32,
+                width=4, threads=1, format="tflite")
+    student = Model(r.path)
+    assert student.backend == "litert" and student.info.labels == r.labels
+    assert student.info.source["distill"]["macs"] == r.macs
+    assert student.predict(np.zeros((50, 80, 3), np.uint8)).label in r.labels
+
+
+def test_int8_students_are_refused_with_a_sentence(mobilenet_v2_path, bottle, tmp_path):
+    with pytest.raises(EdgeCamError, match="not implemented"):
+        distill(mobilenet_v2_path, bottle, str(tmp_path / "s.onnx"), quantize="int8")
