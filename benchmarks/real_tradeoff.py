@@ -19,8 +19,8 @@ from common import RESULTS, header, write
 
 from edge_cam.tools.cascade_eval import evaluate, plot, to_markdown
 
-DATA = os.environ.get("EDGE_CAM_SHARED_DATA", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                                           "shared", "data"))
+DATA = os.environ.get("EDGE_CAM_SHARED_DATA", os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                            "..", "..", "shared", "data")))
 SETTINGS = [(1, None), (3, None), (5, None), (10, None), (20, None), (30, None), (60, None),
             (10, 6.0), (30, 6.0), (30, 12.0)]
 RUNS = [  # name, video, distill options
@@ -103,7 +103,7 @@ def main() -> None:
               "2 boxes of frames up to every-1 earlier (the cascade reuses them), 1 cold box away from the CAM "
               "labelled \"other\"; labels: the teacher's classes that are top-1 with p ≥ 0.5 on ≥ 2% of the "
               "confident training frames, or the watch group, and \"other\"; student: 6 conv-BN-ReLU layers, "
-              f"64×64 input, width 16, {args.epochs} epochs, AdamW one-cycle, class weights ∝ frequency^-0.5, "
+              f"64×64 input, width 16, {args.epochs} epochs, AdamW one-cycle, classes unweighted, label smoothing 0.05, "
               "mirror and gain/offset augmentation, seed 0. Agreement: the cascade's first-ROI student label "
               "against the teacher's top-1 mapped to the student's labels; confident: teacher top-1 ≥ 0.5. "
               "Compute: multiply-adds counted in the ONNX graphs (teacher runs + student crops). FPS: wall "
