@@ -21,6 +21,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -79,7 +80,8 @@ class PreviewServer:
         self._closed = False
         self._started = time.time()
         try:
-            self._httpd = ThreadingHTTPServer((host, port), _handler(self))
+            server = _Server6 if ":" in host else ThreadingHTTPServer
+            self._httpd = server((host, port), _handler(self))
         except OSError as e:
             raise EdgeCamError(f"cannot serve the preview on {host}:{port} ({e.strerror}).") from None
         self._httpd.daemon_threads = True  # a watcher never keeps the process alive
@@ -201,6 +203,10 @@ class PreviewServer:
         if auth.startswith("Bearer "):
             given = auth[len("Bearer "):].strip()
         return hmac.compare_digest(given.encode(), self.token.encode())
+
+
+class _Server6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6  # an IPv6 host ("::1", "::"); http.server defaults to IPv4
 
 
 def _loopback(host: str) -> bool:
