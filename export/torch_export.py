@@ -173,8 +173,15 @@ def export(spec: str, out: str, *, weights: str | None = None, num_classes: int 
     if weights:
         load_weights(model, weights, spec)
     labels = read_labels(labels_file) if labels_file else None
-    if labels is None and spec.startswith(("torchvision:", "timm:")) and (num_classes or 1000) == 1000:
+    imagenet = spec.startswith(("torchvision:", "timm:")) and (num_classes or 1000) == 1000
+    if labels is None and imagenet:
         labels = imagenet_labels()
+    if kwargs.get("resize") is None:
+        # ImageNet weights were trained and scored on centre crops (shorter side to 256, 224 out
+        # of the middle): a stretched frame is another distribution (hot_dog.jpg reads "burrito").
+        kwargs["resize"] = "crop" if imagenet else "stretch"
+        progress(f"resize {kwargs['resize']}" + (" (the ImageNet weights' own protocol; --resize stretch or "
+                 "letterbox to see the whole frame)" if imagenet else ""), kwargs.get("quiet", False))
     source = {"model": spec, "weights": os.path.basename(weights) if weights else None}
     return export_module(model, out, labels=labels, source=source, **kwargs)
 

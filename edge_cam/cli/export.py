@@ -6,7 +6,7 @@ import os
 import sys
 
 from ..errors import EdgeCamError
-from ..metadata import RESIZE_MODES, read_labels
+from ..metadata import IMAGENET_MEAN, IMAGENET_STD, RESIZE_MODES, read_labels
 
 EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")
 
@@ -29,12 +29,13 @@ def add_parser(sub) -> None:
                    help="S or H W (default: 224, or an ONNX model's own fixed size)")
     p.add_argument("--labels", help="text file, one class name per line")
     p.add_argument("--top-k", type=int, default=5, help="classes (and CAMs) the graph returns per image")
-    p.add_argument("--resize", choices=RESIZE_MODES, default="stretch",
-                   help="how frames meet the input: whole frame stretched or letterboxed, or "
-                        "ImageNet's centre crop")
-    p.add_argument("--mean", type=float, nargs=3, default=[0.485, 0.456, 0.406],
+    p.add_argument("--resize", choices=RESIZE_MODES, default=None,
+                   help="how frames meet the input: whole frame stretched or letterboxed, or ImageNet's centre "
+                        "crop (default: crop for torchvision/timm ImageNet models, their weights' protocol; "
+                        "stretch otherwise)")
+    p.add_argument("--mean", type=float, nargs=3, default=list(IMAGENET_MEAN),
                    help="normalisation: x = (pixel*scale - mean) / std, per channel")
-    p.add_argument("--std", type=float, nargs=3, default=[0.229, 0.224, 0.225],
+    p.add_argument("--std", type=float, nargs=3, default=list(IMAGENET_STD),
                    help="normalisation: see --mean")
     p.add_argument("--threshold", type=float, default=0.2, help="default CAM threshold stored in the model")
     p.add_argument("--format", choices=["onnx", "tflite"],
@@ -123,7 +124,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
     result = cam_from_onnx(
         args.model, args.output, input_size=args.input_size and _square(args.input_size), color=args.color,
         layout=args.layout, scale=args.scale, mean=args.mean, std=args.std,
-        labels=read_labels(args.labels) if args.labels else None, top_k=args.top_k, resize_mode=args.resize,
+        labels=read_labels(args.labels) if args.labels else None, top_k=args.top_k, resize_mode=args.resize or "stretch",
         threshold=args.threshold, verify_images=args.verify_images)
     h = result.head
     print(f"found {h.kind} head: feature map {h.feature!r} {list(result.info.cam.feature_size)}, classifier "
