@@ -38,10 +38,6 @@ NONE = "none"  # the cascade's answer on a frame without ROI
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
-# ---------------------------------------------------------------------------------------------
-# Multiply-adds of an ONNX graph
-
-
 def onnx_macs(path: str, input_size: tuple[int, int] | None = None) -> int | None:
     """Multiply-adds of one image through an ONNX graph: Conv, ConvTranspose, Gemm and MatMul with
     shapes from ONNX shape inference. A graph that takes any image size is counted at `input_size`
@@ -107,10 +103,6 @@ def model_macs(model: Model) -> int | None:
     return int(stored) if stored else onnx_macs(model.path)
 
 
-# ---------------------------------------------------------------------------------------------
-# One label space for teacher and student
-
-
 def target_map(teacher: ModelInfo, student: ModelInfo) -> Callable[[int], str]:
     """Teacher class id → the student's label for it, or "other"."""
     distilled = student.source.get("distill") or {}
@@ -131,13 +123,8 @@ def answer_label(answer) -> str:
 
 def crop_spec_for(student: Model) -> CropSpec:
     """The crops a distilled student was trained on (its metadata), else the runtime's defaults."""
-    c = (student.info.source.get("distill") or {}).get("crop") or {}
-    base = CropSpec()
+    c, base = (student.info.source.get("distill") or {}).get("crop") or {}, CropSpec()
     return CropSpec(float(c.get("pad", base.pad)), bool(c.get("square", base.square)), c.get("mask", base.mask))
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation
 
 
 @dataclass
@@ -270,10 +257,6 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
                  change, report.scores[-1].agreement, report.scores[-1].agreement_confident, t_runs,
                  report.scores[-1].speedup)
     return report
-
-
-# ---------------------------------------------------------------------------------------------
-# Presentation
 
 
 def _pct(v: float | None) -> str:
