@@ -101,7 +101,7 @@ class MjpegReader:
     def __init__(self, url: str, timeout: float = OPEN_TIMEOUT_S):
         u = urllib.parse.urlsplit(url)
         conn_type = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-        self.conn = conn_type(u.hostname, u.port, timeout=timeout)
+        self.conn = conn_type(u.hostname or "", u.port, timeout=timeout)
         headers = {}
         if u.username is not None:  # cameras behind HTTP Basic auth take it from the URL, as browsers do
             user = urllib.parse.unquote(u.username) + ":" + urllib.parse.unquote(u.password or "")

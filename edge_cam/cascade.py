@@ -205,7 +205,7 @@ class Cascade:
         """Frames of several streams: one teacher batch for those that need it, one student batch."""
         t0 = time.perf_counter()
         # Frames stay in their own channel order: only the small teacher input and crops are swapped.
-        images = [to_8bit(f.image, f.color) for f in frames]
+        images = [to_8bit(_pixels(f), f.color) for f in frames]
         states = [self._streams.setdefault(f.stream, StreamState()) for f in frames]
         thumbs = [thumbnail(im) if self.change is not None else None for im, _ in images]
         whys = [rerun_reason(st, im.shape[:2], th, self.every, self.change)
@@ -261,6 +261,12 @@ class Cascade:
         share = 1.0 / len(results)  # batched work is shared out evenly among the frames
         for r in results:
             r.timing_ms.update(crop=(t1 - t0) * 1e3 * share, student=(t2 - t1) * 1e3 * share)
+
+
+def _pixels(frame: Frame) -> np.ndarray:
+    if frame.image is None:  # stream() skips these; a caller of process_many must too
+        raise ValueError(f"frames: frame {frame.index} of {frame.source} has no image ({frame.error})")
+    return frame.image
 
 
 def _track_roi(state: StreamState, result: FrameResult) -> None:

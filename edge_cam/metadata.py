@@ -237,7 +237,7 @@ class StudentSpec:
             return spec
         if isinstance(spec, dict):
             return cls.from_json(spec)
-        text, base = os.fspath(spec), "."
+        text, base = str(os.fspath(spec)), "."  # type: ignore[arg-type]  # dict and spec returned above
         if not text.lstrip().startswith("{"):
             if not os.path.isfile(text):
                 raise EdgeCamError(f"student description {text} does not exist; give a JSON file or inline JSON.")
@@ -256,9 +256,10 @@ class StudentSpec:
         """The ModelInfo the rest of the runtime reads: mean/std in the 0-1 convention of
         InputSpec, so the pad colour is the pixel the model sees as zero."""
         unit = self.scale * 255
+        mr, mg, mb = (m / unit for m in self.mean)
+        sr, sg, sb = (s / unit for s in self.std)
         return ModelInfo(input=InputSpec(size=size, color=self.color, resize=self.resize,
-                                         mean=tuple(m / unit for m in self.mean),
-                                         std=tuple(s / unit for s in self.std)),
+                                         mean=(mr, mg, mb), std=(sr, sg, sb)),
                          labels=list(self.labels), source={"foreign": where})
 
 

@@ -166,7 +166,8 @@ class Model:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return self._size.size
+        h, w = self._size.size
+        return h, w
 
     @property
     def dynamic_size(self) -> bool:
@@ -180,7 +181,7 @@ class Model:
         small, where = resize(image, size, self.info.input.resize, in_order(self._pad, order))
         return as_rgb(small, order), where
 
-    def run(self, batch: np.ndarray, classes: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, classes: Sequence[int] | np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The graph on an already prepared (B, H, W, 3) uint8 RGB batch → logits, class_ids,
         scores (and cams); a foreign classifier's input and output are adapted to that. With
         `classes` (a teacher) also query_cams (B, Q, h, w) and query_scores (B, Q) of those classes."""
@@ -200,7 +201,7 @@ class Model:
             out.update(self._from_top_k(out, ids))
         return out
 
-    def _class_ids(self, classes: Sequence[int]) -> np.ndarray:
+    def _class_ids(self, classes: Sequence[int] | np.ndarray) -> np.ndarray:
         if self.info.cam is None:
             raise EdgeCamError(f"classes: {self.path} is a plain classifier without CAMs; map classes with a teacher.")
         try:
@@ -227,12 +228,12 @@ class Model:
                 cams[b, q], scores[b, q] = out["cams"][b, rank[0]], out["scores"][b, rank[0]]
         return {"query_cams": cams, "query_scores": scores}
 
-    def predict(self, frame: np.ndarray, color: str = "BGR", classes: Sequence[int] | None = None) -> Prediction:
+    def predict(self, frame: np.ndarray, color: str = "BGR", classes: Sequence[int] | np.ndarray | None = None) -> Prediction:
         return self.predict_batch([frame], color, classes=classes)[0]
 
     def predict_batch(self, frames: Sequence[np.ndarray], color: str = "BGR",
                       prepared: Sequence[tuple[np.ndarray, Resize]] | None = None,
-                      classes: Sequence[int] | None = None) -> list[Prediction]:
+                      classes: Sequence[int] | np.ndarray | None = None) -> list[Prediction]:
         """Frames of any size → one inference → one Prediction each, in order. `classes`: class ids
         whose CAMs and scores to return too (query_ids, query_cams, query_scores), whatever their rank."""
         t0 = time.perf_counter()

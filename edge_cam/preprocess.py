@@ -41,7 +41,8 @@ def as_rgb(image: np.ndarray, order: str) -> np.ndarray:
 
 def in_order(rgb: tuple[int, int, int], order: str) -> tuple[int, int, int]:
     """An RGB colour in the channel order of an image."""
-    return tuple(reversed(rgb)) if order == "BGR" else tuple(rgb)
+    r, g, b = rgb
+    return (b, g, r) if order == "BGR" else (r, g, b)
 
 
 def to_rgb8(image: np.ndarray, color: str = "BGR") -> np.ndarray:
@@ -119,4 +120,5 @@ def resize(rgb: np.ndarray, size: tuple[int, int], mode: str = "stretch",
 
 
 def pad_colour(mean: tuple[float, float, float]) -> tuple[int, int, int]:
-    return tuple(int(round(m * 255)) for m in mean)
+    r, g, b = (int(round(m * 255)) for m in mean)
+    return r, g, b

@@ -31,10 +31,12 @@ class InputSize:
 
     def __init__(self, requested: int | Sequence[int] | None, trained: tuple[int, int], stride: float | None,
                  dynamic: bool, where: str = "the model"):
-        self.trained, self.dynamic = tuple(trained), dynamic
+        th, tw = trained
+        self.trained: tuple[int, int] = (int(th), int(tw))
+        self.dynamic = dynamic
         self.stride = int(stride) if stride and float(stride).is_integer() else MIN_SIDE
         self.long_side: int | None = None
-        self.size = self.trained
+        self.size: tuple[int, int] = self.trained
         if requested is None:
             return
         if isinstance(requested, int) and not isinstance(requested, bool):
@@ -44,7 +46,7 @@ class InputSize:
             self.size = self._aspect(*self.trained)
         else:
             try:
-                h, w = (int(v) for v in requested)
+                h, w = (int(v) for v in requested)  # type: ignore[union-attr]  # bool is refused here too
             except (TypeError, ValueError):
                 raise EdgeCamError(f"input_size {requested!r} is not valid; give (height, width) or one "
                                    "number, the long side.") from None
@@ -57,9 +59,11 @@ class InputSize:
                                "sizes by default) or leave input_size unset.")
 
     def _aspect(self, h: int, w: int) -> tuple[int, int]:
+        assert self.long_side is not None
         scale = self.long_side / max(h, w)
         side = max(self.stride, MIN_SIDE)
-        return tuple(max(side, round(n * scale / self.stride) * self.stride) for n in (h, w))
+        sh, sw = (max(side, round(n * scale / self.stride) * self.stride) for n in (h, w))
+        return sh, sw
 
     def for_frame(self, height: int, width: int) -> tuple[int, int]:
         """The (H, W) a frame of this size is resized to; with a long side, the last one chosen is

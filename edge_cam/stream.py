@@ -181,7 +181,8 @@ def run(cascade: Cascade, sources: Sequence[Source], sinks: Sequence[Sink] = (),
     finally:
         stats.wall_s = time.perf_counter() - t_start
         errors: list[BaseException] = []
-        for closable in [*sources, *sinks]:
+        closables: list[Source | Sink] = [*sources, *sinks]
+        for closable in closables:
             try:
                 closable.close()
             # Close them all, and report the first failure after: a second Ctrl-C or SIGTERM

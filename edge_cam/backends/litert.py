@@ -175,8 +175,12 @@ class LiteRTBackend:
         it.invoke()
         return [it.get_tensor(self._out_index[n]) for n in names]
 
-    def run(self, names: Sequence[str], x: np.ndarray) -> list[np.ndarray]:
-        """The graph on a batch; quantised outputs come back dequantised to float32."""
+    def run(self, names: Sequence[str], x: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """The graph on a batch; quantised outputs come back dequantised to float32. `extra` inputs
+        (a class query) are an ONNX feature: a TFLite teacher has its fixed signature only."""
+        if extra:
+            raise EdgeCamError(f"{self.path}: a TFLite graph takes no {', '.join(extra)} input; "
+                               "map classes with an ONNX teacher.")
         if len(x) > 1 and self._batchable is not False:
             try:
                 out = self._invoke(names, x)

@@ -11,10 +11,10 @@ import sys
 
 from .. import __version__
 from ..errors import EdgeCamError
-from . import bench, calibrate, demo, export, info, localize, run
+from . import bench, calibrate, demo, distill, export, info, localize, run
 from . import eval as eval_
 
-COMMANDS = (export, info, localize, run, eval_, calibrate, bench, demo)  # in the order help lists them
+COMMANDS = (export, info, localize, run, eval_, calibrate, bench, distill, demo)  # in the order help lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 
 from ..errors import EdgeCamError
 from .terminal import progress_bar
@@ -38,8 +39,8 @@ def add_parser(sub) -> None:
     net = p.add_argument_group("the student")
     net.add_argument("--size", type=int, default=64, help="input side in pixels")
     net.add_argument("--width", type=int, default=16, help="channels of its first layer (then 2x, 4x, 8x)")
-    net.add_argument("--epochs", type=int, default=15)
-    net.add_argument("--seed", type=int, default=0)
+    net.add_argument("--epochs", type=int, default=15, help="passes over the training crops")
+    net.add_argument("--seed", type=int, default=0, help="seeds the crops' jitter, the split and training")
     net.add_argument("--holdout", type=float, default=0.2, help="last fraction of each source kept out of "
                      "training and reported on")
     net.add_argument("--max-frames", type=int, help="frames per source (needed for a live camera)")
@@ -62,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     if args.name and not args.classes:
         raise EdgeCamError("--name labels the union of --classes; give --classes too.")
     fmt = args.format or ("tflite" if args.output.lower().endswith(".tflite") else "onnx")
-    bars: dict[str, object] = {}
+    bars: dict[str, Callable[[int, int], None]] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
         if total > 0:

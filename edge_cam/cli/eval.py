@@ -1,10 +1,16 @@
-"""`edge-cam eval`: localisation accuracy of a CAM model on a labelled set."""
+"""`edge-cam eval`: localisation accuracy of a CAM model on a labelled set, or (--video) how well
+the cascade stands in for its teacher on real footage, and at what cost."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
+from collections.abc import Callable
 
+from ..errors import EdgeCamError
+from ..model import Model
 from ..sinks import check_writable
+from ..tools import cascade_eval
 from ..tools.evaluate import evaluate
 from ..tools.plot import line_chart
 from .options import (
@@ -14,7 +20,9 @@ from .options import (
     add_size_options,
     add_watch_options,
     box_rule,
+    check,
     labelled,
+    model_file,
     open_teacher,
     watch_list,
 )
@@ -22,11 +30,20 @@ from .terminal import progress_bar
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("eval", help="localisation accuracy on a labelled set: CorLoc, MaxBoxAccV2")
-    p.add_argument("model", help="a CAM teacher (.onnx or .tflite)")
-    p.add_argument("--plot", help="PNG of BoxAcc against the threshold")
+    p = sub.add_parser("eval", help="localisation accuracy on a labelled set (CorLoc, MaxBoxAccV2), or with "
+                       "--video the cascade against its teacher on every frame (agreement, compute, FPS)")
+    p.add_argument("model", nargs="?", help="a CAM teacher (.onnx or .tflite), for a labelled set")
+    p.add_argument("--plot", help="PNG: BoxAcc against the threshold, or (--video) agreement against speed-up")
     p.add_argument("--json", help="write the figures as JSON")
     add_labelled_options(p)
+    v = p.add_argument_group("cascade on a video", "the teacher on every frame is the reference")
+    v.add_argument("--video", help="footage to judge the cascade on (a video file or anything run takes)")
+    v.add_argument("--teacher", help="with --video: the CAM teacher")
+    v.add_argument("--student", help="with --video: the student (a distilled one brings its crop settings)")
+    v.add_argument("--every", type=int, nargs="+", default=[10], help="teacher cadences to try (default 10)")
+    v.add_argument("--change", type=float, help="scene-change threshold in grey levels, as for run")
+    v.add_argument("--start", type=float, default=0.0,
+                   help="first frame judged: an index, or a fraction of the video under 1 (0.6: the last 40%%)")
     add_watch_options(p)
     add_size_options(p)
     add_box_rule_options(p)
@@ -38,6 +55,10 @@ def main(args: argparse.Namespace) -> int:
     for flag, path in (("--plot", args.plot), ("--json", args.json)):
         if path:
             check_writable(path, flag[2:])
+    if args.video:
+        return _video(args)
+    if args.model is None:
+        raise EdgeCamError("eval needs a MODEL with --voc/--yolo, or --video with --teacher and --student.")
     model = open_teacher(args, args.model, spinning=True)
     rule = box_rule(args, model)
     watch = watch_list(args, model)
@@ -59,4 +80,35 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(e.to_dict(), f, indent=2)
+    return 0
+
+
+def _video(args: argparse.Namespace) -> int:
+    if args.model or args.voc or args.yolo:
+        raise EdgeCamError("--video judges a cascade: give --teacher and --student, not a MODEL or a labelled set.")
+    if not (args.teacher and args.student):
+        raise EdgeCamError("--video needs --teacher T and --student S.")
+    for every in args.every:
+        if every < 1:
+            raise EdgeCamError(f"--every must be 1 or more, not {every}.")
+    check(args, "--change", 0, above=True, unit=" grey levels")
+    check(args, "--start", 0)
+    teacher = open_teacher(args, args.teacher)
+    student = Model(model_file(args.student), threads=1)
+    start = int(args.start) if args.start >= 1 else args.start
+    bars: dict[str, Callable[[int, int], None]] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if total > 0:
+            bars.setdefault(stage, progress_bar(stage))(done, total)
+
+    report = cascade_eval.evaluate(args.video, teacher, student, [(e, args.change) for e in args.every],
+                                   start=start, progress=progress)
+    print(cascade_eval.to_markdown(report))
+    if args.plot:
+        cascade_eval.plot({os.path.basename(args.video): report}, args.plot)
+        print(f"wrote {args.plot}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report.to_dict(), f, indent=2)
     return 0

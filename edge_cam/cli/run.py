@@ -111,9 +111,10 @@ def main(args: argparse.Namespace) -> int:
                                    spill_dir=args.mqtt_spill))
             opened.callback(sinks[-1].close)
         if serve is not None:  # first: the events' "sink" time then covers it too
-            sinks.insert(0, PreviewServer(*serve, token=args.serve_token))
-            opened.callback(sinks[0].close)
-            print(f"edge-cam: preview at {sinks[0].url}", file=sys.stderr, flush=True)
+            preview = PreviewServer(*serve, token=args.serve_token)
+            sinks.insert(0, preview)
+            opened.callback(preview.close)
+            print(f"edge-cam: preview at {preview.url}", file=sys.stderr, flush=True)
         opened.pop_all()  # opened them all: from here run() closes them, however it ends
     stats = StreamStats()  # ours, so that the summary survives a Ctrl-C or SIGTERM
     try:

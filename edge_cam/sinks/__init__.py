@@ -113,7 +113,8 @@ class JsonlSink:
 
     def _fail(self, e: OSError) -> None:
         try:  # no torn last line: whatever part of this line got out is cut off again
-            os.ftruncate(self._fd, self._size)
+            if self._fd is not None:
+                os.ftruncate(self._fd, self._size)
         except OSError:
             pass  # not a regular file (/dev/full, a FIFO): nothing to cut
         cause = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else e.strerror
@@ -167,7 +168,7 @@ class VideoSink:
         out = annotate(result.image, result)
         size = (out.shape[1], out.shape[0])
         if self._writer is None:
-            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self._fourcc), self.fps, size)
+            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter.fourcc(*self._fourcc), self.fps, size)
             if not self._writer.isOpened():
                 raise EdgeCamError(f"OpenCV cannot write {self.path} with codec {self._fourcc}.")
             self._size = size

@@ -358,6 +358,7 @@ class MqttSink:
             _log(f"{summary}, {self.dropped} dropped")
 
     def _save_spill(self, payloads: list[str]) -> None:
+        assert self.spill_path is not None  # only called with a spill folder
         tmp = self.spill_path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(p + "\n" for p in payloads)

@@ -63,7 +63,7 @@ def _backends(root: str | Path) -> list[Callable[[], Meter]]:
 
 
 def _probe(root: str | Path) -> tuple[Meter | None, list[str]]:
-    reasons = []
+    reasons: list[str] = []
     for make in _backends(root):
         meter = None
         try:

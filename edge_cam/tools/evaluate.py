@@ -190,7 +190,8 @@ def evaluate(model, annotations: list[Annotation], class_id: int | None = None, 
             continue
         boxes = _localize(rule, pred, judged)[1]
         hits.append(hit(boxes[0] if boxes else None, a.boxes))
-        cam = pred.cams[judged] if isinstance(judged, int) else judged
+        cam = judged if not isinstance(judged, int) else pred.cams[judged] if pred.cams is not None else None
+        assert cam is not None  # a teacher's prediction has its maps
         heat = HeatMap.from_cam(cam, pred.resize)  # MaxBoxAccV2 judges the map itself
         best.append(np.array([max((b.iou(t) for b in boxes_from_heat(heat, th, "all", 0.0) for t in a.boxes),
                                   default=0.0) for th in thresholds]))
@@ -223,8 +224,12 @@ def calibrate(model, annotations: list[Annotation], class_id: int | None = None,
     halves = (preds[0::2], preds[1::2])
     baseline = BoxRule.for_model(model.info.cam)
 
+    def first(rule: BoxRule, pred: Prediction, judged: Judged) -> Box | None:
+        boxes = _localize(rule, pred, judged)[1]
+        return boxes[0] if boxes else None
+
     def corloc(rule, items):
-        return float(np.mean([not _missing(judged) and hit((_localize(rule, pred, judged)[1] or [None])[0], a.boxes)
+        return float(np.mean([not _missing(judged) and hit(first(rule, pred, judged), a.boxes)
                               for a, pred, judged in items]))
 
     rules = [BoxRule(float(t), m, a, k) for k in fuse_tops for m in modes

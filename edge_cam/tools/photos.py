@@ -54,9 +54,12 @@ def _localize_each(model: Model, rule: BoxRule, images: list[str], class_id: int
             heat, boxes, watched = rois[0].heat if rois else None, [r.box for r in rois], [r.watch for r in rois]
         elif rank is not None:
             heat, boxes = rule.localize(pred, rank)
-        else:
-            heat, boxes = rule.localize_cam(pred.cam_of(class_id), pred.resize, class_id,
-                                            model.info.label(class_id), float(pred.query_scores[0]))
+        else:  # class_id outside the top-K: queried (predict raised if the teacher cannot)
+            assert class_id is not None and pred.query_scores is not None
+            cam = pred.cam_of(class_id)
+            assert cam is not None
+            heat, boxes = rule.localize_cam(cam, pred.resize, class_id, model.info.label(class_id),
+                                            float(pred.query_scores[0]))
         loc_ms = (time.perf_counter() - t0) * 1e3
         if overlays:  # before the line is handed out: a consumer may stop after any line
             pic = cv2.cvtColor(to_rgb8(image), cv2.COLOR_RGB2BGR)
