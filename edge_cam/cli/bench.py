@@ -6,20 +6,7 @@ import argparse
 from ..sinks import check_writable
 from ..tools.bench import BenchConfig, markdown, run_bench, write_report
 from ..tools.demo import data_path
-from .options import (
-    add_box_rule_options,
-    add_cascade_options,
-    add_runtime_options,
-    add_size_options,
-    add_student_options,
-    add_watch_options,
-    cascade_options,
-    check,
-    model_options,
-    rule_options,
-    student_options,
-    watch_options,
-)
+from . import options as opt
 from .terminal import progress_bar
 
 
@@ -30,28 +17,25 @@ def add_parser(sub) -> None:
     p.add_argument("--frames", type=int, default=BenchConfig.frames, help="measured frames, after --warmup")
     p.add_argument("--warmup", type=int, default=BenchConfig.warmup, help="frames run first and not measured")
     p.add_argument("--out", default="edge-cam-bench", help="folder for bench.json, bench.md, latency.png")
-    add_student_options(p)
-    add_cascade_options(p)
-    add_watch_options(p)
-    add_size_options(p)
-    add_box_rule_options(p)
-    add_runtime_options(p)
+    opt.add_student_options(p)
+    opt.add_cascade_options(p)
+    opt.add_teacher_options(p)
     p.set_defaults(main=main)
 
 
 def bench_config(args: argparse.Namespace) -> BenchConfig:
     """The measurement the command line asks for; the models and cascade get the same option
     groups, read by the same functions, as in `run`."""
-    check(args, "--frames", 1)
-    check(args, "--warmup", 0)
+    opt.check(args, "--frames", 1)
+    opt.check(args, "--warmup", 0)
     bundled = args.teacher is None  # the bundled teacher comes with its student
     return BenchConfig(
         teacher=args.teacher or data_path("teacher.onnx"),
         student=args.student or (data_path("student.onnx") if bundled else None),
         source=args.source or data_path("demo_clip.mp4"), frames=args.frames, warmup=args.warmup,
-        teacher_options=model_options(args), student_options=student_options(args),
-        cascade_options={**cascade_options(args), "max_rois": args.max_rois or 4}, rule_options=rule_options(args),
-        watch=watch_options(args))
+        teacher_options=opt.model_options(args), student_options=opt.student_options(args),
+        cascade_options={**opt.cascade_options(args), "max_rois": args.max_rois or 4}, rule_options=opt.rule_options(args),
+        watch=opt.watch_options(args))
 
 
 def main(args: argparse.Namespace) -> int:

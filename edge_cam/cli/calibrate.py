@@ -5,16 +5,7 @@ import argparse
 
 from ..sinks import check_writable
 from ..tools.evaluate import calibrate, write_calibrated
-from .options import (
-    add_box_rule_options,
-    add_labelled_options,
-    add_runtime_options,
-    add_size_options,
-    add_watch_options,
-    labelled,
-    open_teacher,
-    watch_list,
-)
+from . import options as opt
 from .terminal import progress_bar
 
 
@@ -22,19 +13,16 @@ def add_parser(sub) -> None:
     p = sub.add_parser("calibrate", help="choose the box rule on a labelled set and store it in the model")
     p.add_argument("model", help="a CAM teacher (.onnx)")
     p.add_argument("-o", "--output", required=True, help="the calibrated model")
-    add_labelled_options(p)
-    add_watch_options(p)
-    add_size_options(p)
-    add_box_rule_options(p, rule=False)
-    add_runtime_options(p)
+    opt.add_labelled_options(p)
+    opt.add_teacher_options(p, rule=False)
     p.set_defaults(main=main)
 
 
 def main(args: argparse.Namespace) -> int:
     check_writable(args.output, "the calibrated model")  # before the minutes of calibration, not after
-    model = open_teacher(args, args.model, spinning=True)
-    c = calibrate(model, labelled(args), args.class_id, progress=progress_bar("calibrating"),
-                  watch=watch_list(args, model))
+    model = opt.open_teacher(args, args.model, spinning=True)
+    c = calibrate(model, opt.labelled(args), args.class_id, progress=progress_bar("calibrating"),
+                  watch=opt.watch_list(args, model))
     r = c.rule
     print(f"best rule on the tuning half: threshold {r.threshold:g}, {r.mode} box, min area {r.min_area:g}, "
           f"top-{r.fuse_top} maps fused")

@@ -8,17 +8,14 @@ import os
 from collections.abc import Callable
 
 from ..errors import EdgeCamError
+from . import options as opt
 from .terminal import progress_bar
-
-EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("distill", help="train a small student on the teacher's answers on your own footage")
     p.add_argument("--teacher", required=True, help="a CAM teacher (.onnx) from `edge-cam export`")
-    p.add_argument("--source", required=True, action="append",
-                   help="footage, anything `run` takes (a video, a folder of images, a camera with "
-                        "--max-frames); repeat for several")
+    opt.add_sources(p, "footage: a camera needs --max-frames; repeat for several")
     p.add_argument("-o", "--output", required=True, help="the student (.onnx, or .tflite)")
     what = p.add_argument_group("what the student tells apart")
     what.add_argument("--classes", nargs="+", metavar="CLASS",
@@ -51,13 +48,7 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        from edge_cam_export.distill import distill
-    except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] in EXPORT_EXTRA:
-            raise EdgeCamError(f"distill needs {e.name.split('.')[0]}, which is not installed here; "
-                               "install it on a workstation with: pip install 'edge-cam[export]'.") from None
-        raise
+    distill = opt.import_exporter("edge_cam_export.distill", "distill").distill
     if args.every < 1 or args.size < 8 or args.width < 1 or args.epochs < 1:
         raise EdgeCamError("--every, --width and --epochs must be at least 1, --size at least 8.")
     if args.name and not args.classes:

@@ -13,19 +13,7 @@ from ..sinks import check_writable
 from ..tools import cascade_eval
 from ..tools.evaluate import evaluate
 from ..tools.plot import line_chart
-from .options import (
-    add_box_rule_options,
-    add_labelled_options,
-    add_runtime_options,
-    add_size_options,
-    add_watch_options,
-    box_rule,
-    check,
-    labelled,
-    model_file,
-    open_teacher,
-    watch_list,
-)
+from . import options as opt
 from .terminal import progress_bar
 
 
@@ -35,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("model", nargs="?", help="a CAM teacher (.onnx or .tflite), for a labelled set")
     p.add_argument("--plot", help="PNG: BoxAcc against the threshold, or (--video) agreement against speed-up")
     p.add_argument("--json", help="write the figures as JSON")
-    add_labelled_options(p)
+    opt.add_labelled_options(p)
     v = p.add_argument_group("cascade on a video", "the teacher on every frame is the reference")
     v.add_argument("--video", help="footage to judge the cascade on (a video file or anything run takes)")
     v.add_argument("--teacher", help="with --video: the CAM teacher")
@@ -44,10 +32,7 @@ def add_parser(sub) -> None:
     v.add_argument("--change", type=float, help="scene-change threshold in grey levels, as for run")
     v.add_argument("--start", type=float, default=0.0,
                    help="first frame judged: an index, or a fraction of the video under 1 (0.6: the last 40%%)")
-    add_watch_options(p)
-    add_size_options(p)
-    add_box_rule_options(p)
-    add_runtime_options(p)
+    opt.add_teacher_options(p)
     p.set_defaults(main=main)
 
 
@@ -59,10 +44,10 @@ def main(args: argparse.Namespace) -> int:
         return _video(args)
     if args.model is None:
         raise EdgeCamError("eval needs a MODEL with --voc/--yolo, or --video with --teacher and --student.")
-    model = open_teacher(args, args.model, spinning=True)
-    rule = box_rule(args, model)
-    watch = watch_list(args, model)
-    e = evaluate(model, labelled(args), args.class_id, rule, progress=progress_bar("evaluating"), watch=watch)
+    model = opt.open_teacher(args, args.model, spinning=True)
+    rule = opt.box_rule(args, model)
+    watch = opt.watch_list(args, model)
+    e = evaluate(model, opt.labelled(args), args.class_id, rule, progress=progress_bar("evaluating"), watch=watch)
     mode = f"GT-known (class {args.class_id})" if args.class_id is not None else \
         f"best watched of {', '.join(watch.names)}" if watch else "top-1 class (GT-unknown)"
     print(f"{e.images} images, CAM of the {mode}, resize {model.info.input.resize}")
@@ -91,10 +76,10 @@ def _video(args: argparse.Namespace) -> int:
     for every in args.every:
         if every < 1:
             raise EdgeCamError(f"--every must be 1 or more, not {every}.")
-    check(args, "--change", 0, above=True, unit=" grey levels")
-    check(args, "--start", 0)
-    teacher = open_teacher(args, args.teacher)
-    student = Model(model_file(args.student), threads=1)
+    opt.check(args, "--change", 0, above=True, unit=" grey levels")
+    opt.check(args, "--start", 0)
+    teacher = opt.open_teacher(args, args.teacher)
+    student = Model(opt.model_file(args.student), threads=1)
     start = int(args.start) if args.start >= 1 else args.start
     bars: dict[str, Callable[[int, int], None]] = {}
 

@@ -7,8 +7,7 @@ import sys
 
 from ..errors import EdgeCamError
 from ..metadata import IMAGENET_MEAN, IMAGENET_STD, RESIZE_MODES, read_labels
-
-EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")
+from . import options as opt
 
 
 def _fraction(text: str) -> float:
@@ -83,13 +82,7 @@ def main(args: argparse.Namespace) -> int:
         raise EdgeCamError("--format tflite converts torch models; an existing .onnx classifier exports to ONNX only.")
     if from_onnx:
         return _export_onnx(args)
-    try:
-        import edge_cam_export.torch_export as torch_export
-    except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] in EXPORT_EXTRA:
-            raise EdgeCamError(f"exporting needs {e.name.split('.')[0]}, which is not installed here; "
-                               "install it on a workstation with: pip install 'edge-cam[export]'.") from None
-        raise
+    torch_export = opt.import_exporter("edge_cam_export.torch_export", "exporting")
     if args.list_layers:
         print("\n".join(torch_export.list_layers(args.model, args.num_classes)))
         return 0

@@ -9,15 +9,7 @@ from ..sinks import JsonlSink, check_writable
 from ..source import IMAGE_EXTS, list_images
 from ..stream import printable
 from ..tools.photos import localize_photos
-from .options import (
-    add_box_rule_options,
-    add_runtime_options,
-    add_size_options,
-    add_watch_options,
-    box_rule,
-    open_teacher,
-    watch_list,
-)
+from . import options as opt
 
 
 def add_parser(sub) -> None:
@@ -27,10 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--class-id", type=int, help="box this class's CAM instead of the top-1's")
     p.add_argument("--jsonl", default="-", help="output file, or - for stdout")
     p.add_argument("--overlays", help="folder for heat-map overlay pictures")
-    add_watch_options(p)
-    add_size_options(p)
-    add_box_rule_options(p)
-    add_runtime_options(p)
+    opt.add_teacher_options(p)
     p.set_defaults(main=main)
 
 
@@ -40,11 +29,11 @@ def main(args: argparse.Namespace) -> int:
             raise EdgeCamError(f"{path} holds no images ({', '.join(sorted(IMAGE_EXTS))}).")
     if args.overlays:  # found now, not after the model loaded and the first image ran
         check_writable(args.overlays, "overlays", folder=True)
-    model = open_teacher(args, args.model, spinning=True)
+    model = opt.open_teacher(args, args.model, spinning=True)
     if args.class_id is not None and args.classes:
         raise EdgeCamError("give either --class-id or --classes, not both.")
-    lines = localize_photos(model, box_rule(args, model), args.images, args.class_id, args.overlays,
-                            watch_list(args, model), args.min_score or 0.0)
+    lines = localize_photos(model, opt.box_rule(args, model), args.images, args.class_id, args.overlays,
+                            opt.watch_list(args, model), args.min_score or 0.0)
     out, total, failed = JsonlSink(args.jsonl), 0, 0
     try:
         for line in lines:

@@ -7,6 +7,7 @@ its parameters instead.
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 
@@ -20,6 +21,7 @@ from ..tools.evaluate import Annotation, read_labelled
 from ..watch import WatchList
 
 MASKS = ("none", "mean", "blur")
+EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")  # what the torch exporters need
 MAX_THREADS = 256  # more is a typo: ORT would try to start them all (100000 hung, deaf to Ctrl-C)
 MAX_PAD = 10.0  # a crop ten times the box is the whole frame already
 
@@ -106,6 +108,32 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pad", type=float, default=CropSpec.pad, help="crop = box × pad")
     g.add_argument("--no-square", action="store_true", help="keep the box's aspect ratio")
     g.add_argument("--mask", choices=MASKS, default=CropSpec.mask, help="hide crop pixels below the CAM threshold")
+
+
+def add_teacher_options(p: argparse.ArgumentParser, rule: bool = True) -> None:
+    """Everything about the CAM teacher: watch list, input size, box rule (rule=False: --resize only)
+    and runtime."""
+    add_watch_options(p)
+    add_size_options(p)
+    add_box_rule_options(p, rule)
+    add_runtime_options(p)
+
+
+def import_exporter(module: str, what: str):
+    """An edge_cam_export module that needs torch, or one sentence on how to get it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in EXPORT_EXTRA:
+            raise EdgeCamError(f"{what} needs {e.name.split('.')[0]}, which is not installed here; "
+                               "install it on a workstation with: pip install 'edge-cam[export]'.") from None
+        raise
+
+
+def add_sources(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--source", required=True, action="append",
+                   help="camera index, v4l2:///dev/videoN, csi://N, rtsp://..., http://... (MJPEG), a video, an image, "
+                        f"a folder, a glob or a GStreamer pipeline; {text}")
 
 
 def add_labelled_options(p: argparse.ArgumentParser) -> None:

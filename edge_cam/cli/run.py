@@ -13,30 +13,14 @@ from ..sinks import FOURCC, check_writable, open_sink
 from ..sinks.preview import PreviewServer, parse_serve
 from ..source import open_source
 from ..stream import StreamStats, run
-from .options import (
-    add_box_rule_options,
-    add_cascade_options,
-    add_runtime_options,
-    add_size_options,
-    add_student_options,
-    add_watch_options,
-    box_rule,
-    cascade_options,
-    check,
-    model_file,
-    open_teacher,
-    student_options,
-    watch_list,
-)
+from . import options as opt
 from .terminal import stop_on_sigterm
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="the streaming cascade: teacher → CAM box → crop → student")
     p.add_argument("--teacher", required=True, help="a CAM teacher (.onnx or .tflite)")
-    p.add_argument("--source", required=True, action="append",
-                   help="camera index, v4l2:///dev/videoN, csi://N, rtsp://..., http://... (MJPEG), a "
-                        "video, an image, a folder, a glob or a GStreamer pipeline; repeat for several streams")
+    opt.add_sources(p, "repeat for several streams")
     p.add_argument("--loop", action="store_true", help="start files again at their end")
     p.add_argument("--max-frames", type=int, help="stop after this many frames (all streams together)")
     p.add_argument("--quiet", action="store_true", help="no status line")
@@ -54,12 +38,9 @@ def add_parser(sub) -> None:
                           "127.0.0.1:PORT, or on HOST when given; port 0 picks a free one; the URL is printed")
     out.add_argument("--serve-token", metavar="TOKEN",
                      help="require this token (?token= or Authorization: Bearer) on every preview request")
-    add_student_options(p)
-    add_cascade_options(p)
-    add_watch_options(p)
-    add_size_options(p)
-    add_box_rule_options(p)
-    add_runtime_options(p)
+    opt.add_student_options(p)
+    opt.add_cascade_options(p)
+    opt.add_teacher_options(p)
     p.set_defaults(main=main)
 
 
@@ -86,21 +67,21 @@ def _outputs(args: argparse.Namespace) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    check(args, "--max-frames", 0)
-    check(args, "--fps", 0, above=True)
+    opt.check(args, "--max-frames", 0)
+    opt.check(args, "--fps", 0, above=True)
     outputs = _outputs(args)
     if args.serve_token and args.serve is None:
         raise EdgeCamError("--serve-token needs --serve [HOST:]PORT.")
     serve = parse_serve(args.serve) if args.serve is not None else None
-    student_kw, cascade_kw = student_options(args), cascade_options(args)  # checked before models load
+    student_kw, cascade_kw = opt.student_options(args), opt.cascade_options(args)  # checked before models load
     for uri in outputs:  # an output that cannot be written is found now, not after the models load
         if uri != "-" and not uri.startswith("mqtt://"):
             check_writable(uri, "events" if _kind(uri) == "--events" else "the video")
     if args.mqtt_spill:
         check_writable(args.mqtt_spill, "MQTT overflow", folder=True)
-    teacher = open_teacher(args, args.teacher)
-    student = Model(model_file(args.student), **student_kw) if args.student else None
-    cascade = Cascade(teacher, student, rule=box_rule(args, teacher), watch=watch_list(args, teacher),
+    teacher = opt.open_teacher(args, args.teacher)
+    student = Model(opt.model_file(args.student), **student_kw) if args.student else None
+    cascade = Cascade(teacher, student, rule=opt.box_rule(args, teacher), watch=opt.watch_list(args, teacher),
                       min_score=args.min_score or 0.0, max_rois=args.max_rois or 4, **cascade_kw)
     stop_on_sigterm()
     with ExitStack() as opened:

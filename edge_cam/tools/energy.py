@@ -36,23 +36,11 @@ from typing import Callable
 
 from ..errors import EdgeCamError
 from .meters import Ina2xxHwmonMeter, Ina3221HwmonMeter, Ina3221IioMeter, PmicMeter, RaplMeter, TegrastatsMeter
-from .power_readings import (
-    Meter,
-    Sample,
-    counter_delta_uj,
-    parse_ina2xx_hwmon,
-    parse_ina3221_hwmon,
-    parse_ina3221_iio,
-    parse_pmic_read_adc,
-    parse_rapl_zone,
-    parse_tegrastats,
-    total_w,
-)
+from .power_readings import Meter, Sample, counter_delta_uj, total_w
 
 __all__ = ["Ina2xxHwmonMeter", "Ina3221HwmonMeter", "Ina3221IioMeter", "Measurement", "Meter", "PmicMeter",
            "RaplMeter", "Sample", "TegrastatsMeter", "counter_delta_uj", "describe_unavailable", "detect",
-           "integrate_j", "measure", "parse_ina2xx_hwmon", "parse_ina3221_hwmon", "parse_ina3221_iio",
-           "parse_pmic_read_adc", "parse_rapl_zone", "parse_tegrastats", "total_w"]
+           "integrate_j", "measure", "total_w"]
 
 
 def _backends(root: str | Path) -> list[Callable[[], Meter]]:

@@ -10,23 +10,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import EdgeCamError
-from .power_readings import (
-    INA2XX_NAMES,
-    Meter,
-    Sample,
-    _add_rail,
-    _hwmon_dirs,
-    _power_sample,
-    _read_files,
-    _read_text,
-    _unique_dirs,
-    parse_ina2xx_hwmon,
-    parse_ina3221_hwmon,
-    parse_ina3221_iio,
-    parse_pmic_read_adc,
-    parse_rapl_zone,
-    parse_tegrastats,
-)
+from . import power_readings as pr
+from .power_readings import Meter, Sample
 
 
 class _SysfsMeter(Meter):
@@ -43,40 +28,40 @@ class _SysfsMeter(Meter):
     def read(self) -> Sample:
         rails: dict[str, float] = {}
         for d in self.dirs:
-            files = _read_files(d)
+            files = pr.read_files(d)
             try:
                 found = self.parse(files)
             except EdgeCamError as e:
                 raise EdgeCamError(f"{d}: {e}") from None
             for rail, watts in found.items():
-                _add_rail(rails, rail, watts)
-        return _power_sample(rails, self.name)
+                pr.add_rail(rails, rail, watts)
+        return pr.power_sample(rails, self.name)
 
 
 class Ina3221HwmonMeter(_SysfsMeter):
     kind = "INA3221 hwmon"
-    parse = staticmethod(parse_ina3221_hwmon)
+    parse = staticmethod(pr.parse_ina3221_hwmon)
 
     def __init__(self, root: str | Path = "/") -> None:
-        super().__init__(_hwmon_dirs(root, lambda n: n == "ina3221", driver="ina3221"),
+        super().__init__(pr.hwmon_dirs(root, lambda n: n == "ina3221", driver="ina3221"),
                          Path(root, "sys/class/hwmon"))
 
 
 class Ina3221IioMeter(_SysfsMeter):
     kind = "INA3221 iio device"
-    parse = staticmethod(parse_ina3221_iio)
+    parse = staticmethod(pr.parse_ina3221_iio)
 
     def __init__(self, root: str | Path = "/") -> None:
         where = Path(root, "sys/bus/i2c/drivers/ina3221x")
-        super().__init__(_unique_dirs(where.glob("*/iio:device*")), where)
+        super().__init__(pr.unique_dirs(where.glob("*/iio:device*")), where)
 
 
 class Ina2xxHwmonMeter(_SysfsMeter):
     kind = "INA2xx hwmon"
-    parse = staticmethod(parse_ina2xx_hwmon)
+    parse = staticmethod(pr.parse_ina2xx_hwmon)
 
     def __init__(self, root: str | Path = "/") -> None:
-        super().__init__(_hwmon_dirs(root, INA2XX_NAMES.__contains__), Path(root, "sys/class/hwmon"))
+        super().__init__(pr.hwmon_dirs(root, pr.INA2XX_NAMES.__contains__), Path(root, "sys/class/hwmon"))
 
 
 def _which(command: str) -> str:
@@ -135,10 +120,10 @@ class TegrastatsMeter(Meter):
             raise EdgeCamError(f"tegrastats stopped{last}.")
         if line is None:
             raise EdgeCamError(f"tegrastats printed nothing within {self.timeout_s:g} s.")
-        rails = parse_tegrastats(line)
+        rails = pr.parse_tegrastats(line)
         if not rails:
             raise EdgeCamError(f"tegrastats printed no power rails: {line.strip()[:200]!r}.")
-        return _power_sample(rails, self.name)
+        return pr.power_sample(rails, self.name)
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
@@ -168,13 +153,13 @@ class PmicMeter(Meter):
             raise EdgeCamError(f"{self.name} did not answer within {self.timeout_s:g} s.") from None
         except OSError as e:
             raise EdgeCamError(f"cannot run {self.argv[0]} ({e.strerror or e}).") from None
-        rails = parse_pmic_read_adc(proc.stdout)
+        rails = pr.parse_pmic_read_adc(proc.stdout)
         if proc.returncode != 0 or not rails:
             said = (proc.stderr or proc.stdout).strip().splitlines()
             detail = f" ({said[-1][:200]})" if said else ""
             raise EdgeCamError(f"{self.name} reported no rail with both volts and amps{detail}; "
                                "it needs a Raspberry Pi 5.")
-        return _power_sample(rails, self.name)
+        return pr.power_sample(rails, self.name)
 
 
 class RaplMeter(Meter):
@@ -185,19 +170,19 @@ class RaplMeter(Meter):
         where = Path(root, "sys/class/powercap")
         # intel-rapl:N are packages; intel-rapl:N:M (core, uncore, dram) lie inside them, and a
         # "psys" zone covers the whole platform, so only package zones add up without overlap.
-        zones = [d for d in _unique_dirs(where.glob("intel-rapl:*"))
-                 if re.fullmatch(r"intel-rapl:\d+", d.name) and _read_text(d / "name").startswith("package")]
+        zones = [d for d in pr.unique_dirs(where.glob("intel-rapl:*"))
+                 if re.fullmatch(r"intel-rapl:\d+", d.name) and pr.read_text(d / "name").startswith("package")]
         if not zones:
             raise EdgeCamError(f"no intel-rapl package zone under {where}.")
         self.zones = zones
-        self.name = "RAPL " + " + ".join(_read_text(d / "name") for d in zones)
+        self.name = "RAPL " + " + ".join(pr.read_text(d / "name") for d in zones)
 
     def read(self) -> Sample:
         counters = []
         for d in self.zones:
-            files = {n: _read_text(d / n) for n in ("energy_uj", "max_energy_range_uj")}
+            files = {n: pr.read_text(d / n) for n in ("energy_uj", "max_energy_range_uj")}
             try:
-                counters.append(parse_rapl_zone(files))
+                counters.append(pr.parse_rapl_zone(files))
             except EdgeCamError as e:
                 raise EdgeCamError(f"{d}: {e}") from None
         return Sample(counters=tuple(counters))

@@ -60,7 +60,7 @@ def total_w(rails: Mapping[str, float]) -> float:
     return sum(rails.values())
 
 
-def _add_rail(rails: dict[str, float], name: str, watts: float) -> None:
+def add_rail(rails: dict[str, float], name: str, watts: float) -> None:
     # Two chips may use the same label; keep both rather than silently dropping one.
     key, n = name, 1
     while key in rails:
@@ -69,13 +69,13 @@ def _add_rail(rails: dict[str, float], name: str, watts: float) -> None:
     rails[key] = watts
 
 
-def _power_sample(rails: dict[str, float], source: str) -> Sample:
+def power_sample(rails: dict[str, float], source: str) -> Sample:
     if not rails:
         raise EdgeCamError(f"{source} reported no power rails.")
     return Sample(watts=total_w(rails), rails=rails)
 
 
-def _number(files: Mapping[str, str], key: str, kind: Callable[[str], float] = float) -> float:
+def number(files: Mapping[str, str], key: str, kind: Callable[[str], float] = float) -> float:
     text = files[key]
     try:
         return kind(text)
@@ -83,7 +83,7 @@ def _number(files: Mapping[str, str], key: str, kind: Callable[[str], float] = f
         raise EdgeCamError(f"{key} holds {text.strip()!r}, not a number.") from None
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     try:
         return path.read_text().strip()
     except PermissionError:
@@ -96,15 +96,15 @@ def _read_text(path: Path) -> str:
 _SYSFS_FILE = re.compile(r"name|(in|curr|power)\d+_(input|label|enable)|rail_name_\d+|in_power\d+_input")
 
 
-def _read_files(folder: Path) -> dict[str, str]:
+def read_files(folder: Path) -> dict[str, str]:
     try:
         names = sorted(p.name for p in folder.iterdir() if _SYSFS_FILE.fullmatch(p.name))
     except OSError as e:
         raise EdgeCamError(f"cannot list {folder} ({e.strerror or e}).") from None
-    return {n: _read_text(folder / n) for n in names}
+    return {n: read_text(folder / n) for n in names}
 
 
-def _unique_dirs(paths: Iterator[Path]) -> list[Path]:
+def unique_dirs(paths: Iterator[Path]) -> list[Path]:
     # /sys/class/hwmon/hwmonN links to the device folder that the driver path also reaches.
     seen: dict[Path, Path] = {}
     for p in paths:
@@ -113,13 +113,13 @@ def _unique_dirs(paths: Iterator[Path]) -> list[Path]:
     return sorted(seen.values())
 
 
-def _hwmon_dirs(root: str | Path, names: Callable[[str], bool], driver: str | None = None) -> list[Path]:
+def hwmon_dirs(root: str | Path, names: Callable[[str], bool], driver: str | None = None) -> list[Path]:
     base = Path(root)
     candidates = list(base.glob("sys/class/hwmon/hwmon*"))
     if driver:
         candidates += base.glob(f"sys/bus/i2c/drivers/{driver}/*/hwmon/hwmon*")
     found = []
-    for d in _unique_dirs(iter(candidates)):
+    for d in unique_dirs(iter(candidates)):
         try:
             name = (d / "name").read_text().strip()
         except OSError:
@@ -141,7 +141,7 @@ def parse_ina3221_hwmon(files: Mapping[str, str]) -> dict[str, float]:
         label = files.get(f"in{n}_label", f"in{n}")
         if files.get(f"in{n}_enable", "1") == "0" or label == "NC":
             continue
-        _add_rail(rails, label, _number(files, f"in{n}_input") * _number(files, f"curr{n}_input") / 1e6)
+        add_rail(rails, label, number(files, f"in{n}_input") * number(files, f"curr{n}_input") / 1e6)
     return rails
 
 
@@ -152,7 +152,7 @@ def parse_ina3221_iio(files: Mapping[str, str]) -> dict[str, float]:
         m = re.fullmatch(r"in_power(\d+)_input", key)
         if m:
             label = files.get(f"rail_name_{m[1]}", f"in{m[1]}")
-            _add_rail(rails, label, _number(files, key) / 1e3)
+            add_rail(rails, label, number(files, key) / 1e3)
     return rails
 
 
@@ -160,9 +160,9 @@ def parse_ina2xx_hwmon(files: Mapping[str, str]) -> dict[str, float]:
     """Watts from an INA2xx hwmon folder: power1_input (uW), else in1_input mV x curr1_input mA."""
     label = files.get("name", "ina2xx")
     if "power1_input" in files:
-        return {label: _number(files, "power1_input") / 1e6}
+        return {label: number(files, "power1_input") / 1e6}
     if "in1_input" in files and "curr1_input" in files:
-        return {label: _number(files, "in1_input") * _number(files, "curr1_input") / 1e6}
+        return {label: number(files, "in1_input") * number(files, "curr1_input") / 1e6}
     return {}
 
 
@@ -175,7 +175,7 @@ def parse_tegrastats(line: str) -> dict[str, float]:
     """Watts per rail from one tegrastats line, taking each rail's current (first) value."""
     rails: dict[str, float] = {}
     for m in _TEGRASTATS_RAIL.finditer(line):
-        _add_rail(rails, m[1], int(m[2]) / 1e3)
+        add_rail(rails, m[1], int(m[2]) / 1e3)
     return rails
 
 
@@ -194,7 +194,7 @@ def parse_pmic_read_adc(text: str) -> dict[str, float]:
 def parse_rapl_zone(files: Mapping[str, str]) -> tuple[int, int]:
     """(energy_uj, max_energy_range_uj) from a powercap zone's files."""
     # int, not float: counters can pass 2**53.
-    return int(_number(files, "energy_uj", int)), int(_number(files, "max_energy_range_uj", int))
+    return int(number(files, "energy_uj", int)), int(number(files, "max_energy_range_uj", int))
 
 
 def counter_delta_uj(before: int, after: int, max_range_uj: int) -> int:

@@ -12,6 +12,7 @@ import pytest
 
 from edge_cam.errors import EdgeCamError
 from edge_cam.tools import energy
+from edge_cam.tools import power_readings as readings
 from edge_cam.tools.energy import Meter, Sample, describe_unavailable, detect, measure
 
 TEGRASTATS_ORIN = ("12-01-2024 10:00:00 RAM 2448/7772MB (lfb 2x4MB) SWAP 0/3886MB (cached 0MB) "
@@ -108,24 +109,24 @@ def test_ina3221_hwmon_parser_multiplies_mv_by_ma_and_ignores_shunt_channels():
              "in2_label": "VDD_CPU_GPU_CV", "in2_input": "5000", "curr2_input": "200",
              "in3_label": "VDD_SOC", "in3_input": "5000", "curr3_input": "300",
              "in4_input": "40", "curr4_input": "1500"}  # shunt voltage and summed current
-    rails = energy.parse_ina3221_hwmon(files)
+    rails = readings.parse_ina3221_hwmon(files)
     assert rails == pytest.approx({"VDD_IN": 5.0, "VDD_CPU_GPU_CV": 1.0, "VDD_SOC": 1.5})
     assert energy.total_w(rails) == pytest.approx(5.0)  # the input rail already holds the others
     del files["in1_label"], files["in1_input"], files["curr1_input"]
-    assert energy.total_w(energy.parse_ina3221_hwmon(files)) == pytest.approx(2.5)  # no input rail: sum
+    assert energy.total_w(readings.parse_ina3221_hwmon(files)) == pytest.approx(2.5)  # no input rail: sum
 
 
 def test_ina3221_hwmon_parser_skips_disabled_and_unconnected_channels():
     files = {"in1_label": "VDD_GPU_SOC", "in1_input": "5000", "curr1_input": "400",
              "in2_label": "NC", "in2_input": "0", "curr2_input": "0",
              "in3_label": "VDD_CPU_CV", "in3_input": "5000", "curr3_input": "100", "in3_enable": "0"}
-    assert energy.parse_ina3221_hwmon(files) == pytest.approx({"VDD_GPU_SOC": 2.0})
+    assert readings.parse_ina3221_hwmon(files) == pytest.approx({"VDD_GPU_SOC": 2.0})
 
 
 def test_ina3221_iio_parser_reads_milliwatts():
     files = {"rail_name_0": "POM_5V_IN", "in_power0_input": "2390", "rail_name_1": "POM_5V_GPU",
              "in_power1_input": "0", "rail_name_2": "POM_5V_CPU", "in_power2_input": "289"}
-    rails = energy.parse_ina3221_iio(files)
+    rails = readings.parse_ina3221_iio(files)
     assert rails == pytest.approx({"POM_5V_IN": 2.39, "POM_5V_GPU": 0.0, "POM_5V_CPU": 0.289})
     assert energy.total_w(rails) == pytest.approx(2.39)
 
@@ -137,37 +138,37 @@ def test_ina3221_iio_parser_reads_milliwatts():
     (TEGRASTATS_NO_INPUT, {"VDD_GPU_SOC": 2.39, "VDD_CPU_CV": 0.4, "VIN_SYS_5V0": 1.0}, 3.79),
 ], ids=["orin-mW", "old-no-unit", "nano-POM", "no-input-rail"])
 def test_tegrastats_parser_takes_the_current_value_per_rail(line, rails, total):
-    parsed = energy.parse_tegrastats(line)
+    parsed = readings.parse_tegrastats(line)
     assert parsed == pytest.approx(rails)  # RAM 2448/7772MB, IRAM 0/252kB are not rails
     assert energy.total_w(parsed) == pytest.approx(total)
 
 
 def test_pmic_parser_pairs_volts_with_amps():
-    assert energy.parse_pmic_read_adc("   VDD_CORE_A current(7)=0.75012000A\n   VDD_CORE_V volt(15)=0.89369880V\n") \
+    assert readings.parse_pmic_read_adc("   VDD_CORE_A current(7)=0.75012000A\n   VDD_CORE_V volt(15)=0.89369880V\n") \
         == pytest.approx({"VDD_CORE": VDD_CORE_W})
     assert VDD_CORE_W == pytest.approx(0.67038, abs=1e-5)
-    rails = energy.parse_pmic_read_adc(PMIC_READ_ADC)
+    rails = readings.parse_pmic_read_adc(PMIC_READ_ADC)
     # EXT5V and BATT have no current, HDMI no voltage: left out rather than guessed.
     assert rails == pytest.approx({"3V7_WL_SW": 0.0, "3V3_SYS": SYS_3V3_W, "VDD_CORE": VDD_CORE_W})
     assert energy.total_w(rails) == pytest.approx(VDD_CORE_W + SYS_3V3_W)
-    assert energy.parse_pmic_read_adc('error=2 error_msg="Invalid arguments"') == {}
+    assert readings.parse_pmic_read_adc('error=2 error_msg="Invalid arguments"') == {}
 
 
 def test_ina2xx_parser_prefers_power_then_volts_times_amps():
-    assert energy.parse_ina2xx_hwmon({"name": "ina219", "power1_input": "2500000", "in1_input": "1"}) \
+    assert readings.parse_ina2xx_hwmon({"name": "ina219", "power1_input": "2500000", "in1_input": "1"}) \
         == pytest.approx({"ina219": 2.5})
-    assert energy.parse_ina2xx_hwmon({"name": "ina226", "in1_input": "5000", "curr1_input": "400"}) \
+    assert readings.parse_ina2xx_hwmon({"name": "ina226", "in1_input": "5000", "curr1_input": "400"}) \
         == pytest.approx({"ina226": 2.0})
-    assert energy.parse_ina2xx_hwmon({"name": "ina226", "in1_input": "5000"}) == {}
+    assert readings.parse_ina2xx_hwmon({"name": "ina226", "in1_input": "5000"}) == {}
 
 
 def test_parsers_reject_malformed_numbers():
     with pytest.raises(EdgeCamError, match="in1_input holds 'abc', not a number"):
-        energy.parse_ina3221_hwmon({"in1_input": "abc", "curr1_input": "1"})
+        readings.parse_ina3221_hwmon({"in1_input": "abc", "curr1_input": "1"})
 
 
 def test_rapl_counter_delta_handles_a_wrap():
-    assert energy.parse_rapl_zone({"energy_uj": "123", "max_energy_range_uj": "1000"}) == (123, 1000)
+    assert readings.parse_rapl_zone({"energy_uj": "123", "max_energy_range_uj": "1000"}) == (123, 1000)
     assert energy.counter_delta_uj(100, 400, 1000) == 300
     assert energy.counter_delta_uj(900, 50, 1000) == 150
 
