@@ -111,11 +111,18 @@ def to_onnx(graph: CamGraph, example: torch.Tensor, path: str, opset: int = 18,
     pooling window, a reshape to its trained size) is exported at the example's size instead; the
     runtime reads which from the graph's input shape."""
     if dynamic_size:
+        # torch logs a failed symbolic trace at ERROR level (tracebacks included) before raising;
+        # here that failure is expected for some networks and has a fallback, so it stays quiet.
+        previous = logging.root.manager.disable
+        logging.disable(logging.ERROR)
         try:
             _export(graph, example, path, opset, exporter, class_query, True)
             return True
         except EdgeCamError as e:
+            logging.disable(previous)
             log.info("exporting with a fixed input size: a dynamic one failed (%s)", e)
+        finally:
+            logging.disable(previous)
     _export(graph, example, path, opset, exporter, class_query, False)
     return False
 
