@@ -3,12 +3,14 @@
 NoScope (Kang et al., VLDB 2017): a tiny model specialised to one camera, trained on the reference
 model's own answers, stands in for it at a fraction of the cost. Here the reference is the CAM
 teacher, and the student sees only what the cascade will show it: the crop around the teacher's
-box (distill_data.py). Its labels are the teacher's classes that matter on this footage (or the
-watched groups asked for) and "other"; the last `holdout` of every source is kept out of training
+box (distill_data.py), or with a watch list the cascade's own ROIs of the watched classes or
+groups. Its labels are the teacher's classes that matter on this footage (or the watched targets'
+names) and "other"; the last `holdout` of every source is kept out of training
 and reported on. The result is a self-describing ONNX (or TFLite) that `run --student` takes
 without a description, with what it was distilled from in `edge_cam.source["distill"]`.
 
-    >>> r = distill("teacher.onnx", ["lane.mp4"], "student.onnx", classes=["car"])  # the ImageNet group
+    >>> r = distill("teacher.onnx", ["lane.mp4"], "student.onnx", classes=["car"], min_score=0.015,
+    ...             teacher_options={"resize": "stretch", "input_size": (288, 512)}, rule={"mode": "objects"})
 """
 from __future__ import annotations
 
@@ -16,22 +18,25 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
 from edge_cam.crop import CropSpec
 from edge_cam.errors import EdgeCamError
+from edge_cam.localize import BoxRule
 from edge_cam.model import Model
 from edge_cam.preprocess import pad_colour
-from edge_cam.tools.cascade_eval import OTHER, model_macs
+from edge_cam.tools.cascade_eval import OTHER, confident, make_rule, model_macs, watch_from_targets
+from edge_cam.watch import WatchList
 
 from .distill_data import BACKGROUND, EXACT, STALE, Footage, collect
 from .distill_net import MEAN, STD, Student, count_macs, predict, train
 
 log = logging.getLogger("edge_cam")
 
+TOP1_SCORE = 0.5  # without a watch list: the top-1 probability that makes a frame's class count
 MIN_SHARE = 0.02  # a teacher class needs this share of the confident training frames to be a label
 MAX_LABELS = 8  # at most this many of them (plus "other")
 MIN_RATIO = 20  # the default student has at least this many times fewer multiply-adds than the teacher
@@ -87,23 +92,50 @@ def choose_targets(classes, name: str | None, labels: list[str], top1: np.ndarra
     return dict(targets)
 
 
+def watch_list(classes, name: str | None, labels: Sequence[str], num_classes: int,
+               groups_file: str | None = None) -> WatchList:
+    """The watch list the cascade will be given: `classes` as `run --classes` reads them (labels, ids,
+    group names), one target each; with `name`, one target for the union of them all; a dict
+    name → entries, one target per key for the union of its entries. A union's score is P(any
+    member) and its map the members' combined CAM, exactly as for a group (edge_cam.watch)."""
+    if isinstance(classes, WatchList):
+        return classes
+    if isinstance(classes, dict):
+        union = {str(k): WatchList.parse([v] if isinstance(v, (str, int)) else list(v), labels, groups_file,
+                                         num_classes).class_ids.tolist() for k, v in classes.items()}
+        return watch_from_targets(union, labels, num_classes)
+    parsed = WatchList.parse([classes] if isinstance(classes, (str, int)) else list(classes), labels, groups_file,
+                             num_classes)
+    return parsed if name is None else watch_from_targets({name: parsed.class_ids.tolist()}, labels, num_classes)
+
+
 def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, classes=None,
-            name: str | None = None, min_score: float = 0.5, every: int = 10, change: float | None = None,
+            name: str | None = None, groups_file: str | None = None, min_score: float | None = None,
+            teacher_options: dict | None = None, rule: BoxRule | dict | None = None, max_rois: int = 4,
+            every: int = 10, change: float | None = None,
             pad: float = 1.3, square: bool = True, mask: str = "none", size: int = 64, width: int = 16,
             epochs: int = 15, seed: int = 0, holdout: float = 0.2, max_frames: int | None = None,
             balance: float = 0.0, format: str = "onnx", quantize: str | None = None, threads: int | None = None,
             progress: Progress | None = None) -> DistillResult:
     """Teacher over the footage → crops as `run` cuts them → a small student → a self-describing file.
 
+    classes (name, groups_file): a watch list, as `run --classes ... --min-score min_score` takes
+    it: the teacher is asked for the watched maps, the crops are the cascade's ROIs (find_rois),
+    labelled with their target's name, and "other" (distill_data). min_score: with classes the
+    watch threshold (default 0, as run's); without, a teacher class becomes a label when it is
+    top-1 with this probability on MIN_SHARE of such frames (default 0.5). teacher_options: Model
+    keywords for the teacher (resize, input_size), e.g. {"resize": "stretch", "input_size": (288, 512)}
+    to see whole frames. rule, max_rois: the cascade's box rule (a BoxRule, or overrides of the
+    teacher's, e.g. {"mode": "objects"}) and ROI cap. All of these go into the student's metadata,
+    so that eval and run can reproduce them.
     every/change/pad/square/mask: the cascade settings the student will run under (stale-box crops
     for up to every-1 frames; with change, only while the scene stays within it). size, width: the
     student's input side and channel width. balance: class weights ∝ frequency^-balance; 0 (none)
     because agreement counts frames as they come (measured: on the car video 1/sqrt weighting made
     the student say "car" where the teacher did not, 96.7% against 98.0%; the bottle video alike).
-    holdout: the last fraction of each source, never
-    trained on. max_frames: per source (a live camera needs it). threads: torch's intra-op threads
-    for training (None: torch's default; 1 is ten times faster on a 2-core machine that is busy with
-    something else, measured).
+    holdout: the last fraction of each source, never trained on. max_frames: per source (a live
+    camera needs it). threads: torch's intra-op threads for training (None: torch's default; 1 is
+    ten times faster on a 2-core machine that is busy with something else, measured).
     """
     t_start = time.perf_counter()
     sources = [sources] if isinstance(sources, str) else list(sources)
@@ -119,46 +151,64 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
         raise EdgeCamError(f"unknown format {format!r}; use onnx or tflite.")
     if mask not in ("none", "mean", "blur"):
         raise EdgeCamError(f"unknown mask mode {mask!r}; use none, mean or blur.")
+    if min_score is not None and not 0 <= min_score <= 1:
+        raise EdgeCamError(f"--min-score is a probability from 0 to 1, not {min_score}.")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)
-    teacher = Model(teacher_path)
+    options = dict(teacher_options or {})
+    teacher = Model(teacher_path, **options)
     if not teacher.has_cam:
         raise EdgeCamError(f"{teacher_path} has no CAM output; distil from a teacher made by `edge-cam export`.")
     if not teacher.info.labels:
         raise EdgeCamError(f"{teacher_path} has no labels; re-export it with --labels.")
+    watch = None if classes is None else watch_list(classes, name, teacher.info.labels, teacher.num_classes,
+                                                    groups_file)
+    score = (0.0 if watch else TOP1_SCORE) if min_score is None else min_score
+    rule = make_rule(teacher, None, rule)
     spec = CropSpec(pad, square, mask)
     footage = collect(teacher, sources, size, spec, pad_colour(MEAN), every=every, change=change, rng=rng,
-                      max_frames=max_frames, progress=progress)
+                      watch=watch, min_score=score, rule=rule, max_rois=max_rois, max_frames=max_frames,
+                      progress=progress)
     if not len(footage.crops):
         raise EdgeCamError("the sources gave no frames with a CAM box; check them with `edge-cam run`.")
     held = footage.holdout(holdout)
-    targets = choose_targets(classes, name, teacher.info.labels, footage.class_id[~held], footage.score[~held],
-                             min_score)
+    if watch is not None:
+        assert footage.crop_target is not None
+        targets = {t.name: list(t.class_ids) for t in watch.targets}
+        y = np.where(footage.crop_target < 0, len(targets), footage.crop_target)
+    else:
+        targets = choose_targets(None, None, teacher.info.labels, footage.class_id[~held], footage.score[~held], score)
+        lookup = {c: i for i, ids in enumerate(targets.values()) for c in ids}
+        frame_label = np.array([lookup.get(int(c), len(targets)) for c in footage.class_id], np.int64)
+        y = np.where(footage.kind == BACKGROUND, len(targets), frame_label[footage.frame])
     labels = list(targets) + [OTHER]
-    lookup = {c: i for i, ids in enumerate(targets.values()) for c in ids}
-    frame_label = np.array([lookup.get(int(c), len(targets)) for c in footage.class_id], np.int64)
-    y = np.where(footage.kind == BACKGROUND, len(targets), frame_label[footage.frame])
-    keep = np.ones(len(y), bool)
-    train_rows = keep & ~held[footage.frame]
+    train_rows = ~held[footage.frame]
     if len(np.unique(y[train_rows])) < 2:
         raise EdgeCamError(f"on the training footage every crop is {labels[int(y[train_rows][0])]!r}; a "
-                           "student needs at least two answers to tell apart (more footage, or other --classes).")
+                           "student needs at least two answers to tell apart (more footage, or other --classes"
+                           + (" or --min-score)." if watch else ")."))
     model = Student(len(labels), width)
     macs = count_macs(model, (size, size))
-    t_macs = model_macs(teacher)
+    # The teacher at the size it ran at (a dynamic graph's cost grows with its input).
+    t_macs = model_macs(teacher, teacher.input_size if teacher.dynamic_size else None)
     if t_macs and macs * MIN_RATIO > t_macs:
         log.warning("the student has %.1f M multiply-adds, more than 1/%d of the teacher's %.1f M; lower "
                     "--width or --size for a cheaper cascade", macs / 1e6, MIN_RATIO, t_macs / 1e6)
     log.info("%d training crops of %d frames, labels %s", int(train_rows.sum()), int((~held).sum()), labels)
     history = train(model, footage.crops[train_rows], y[train_rows], epochs=epochs, rng=rng, balance=balance,
                     progress=progress)
-    report = _holdout_report(model, footage, y, keep & held[footage.frame])
+    report = _holdout_report(model, footage, y, held[footage.frame], score if watch else None)
+    if "input_size" in options and options["input_size"] is not None and not isinstance(options["input_size"], int):
+        options["input_size"] = [int(v) for v in options["input_size"]]  # JSON keeps lists
     meta = {"teacher": os.path.basename(teacher_path), "teacher_macs": t_macs, "macs": macs, "targets": targets,
             "other": OTHER, "crop": {"pad": pad, "square": square, "mask": mask},
+            "watch": _entries(classes), "name": name, "min_score": score,
+            "teacher_options": {**options, "resize": teacher.info.input.resize},
+            "teacher_input": list(teacher.input_size), "rule": asdict(rule), "max_rois": max_rois,
             "every": every, "change": change, "size": size, "width": width, "seed": seed,
-            "min_score": min_score, "holdout": holdout, "sources": [os.path.basename(s) for s in sources],
+            "holdout": holdout, "sources": [os.path.basename(s) for s in sources],
             "frames": {"train": int((~held).sum()), "holdout": int(held.sum())}, "holdout_agreement": report}
     if progress:
         progress("exporting the student", 0, 1)
@@ -173,14 +223,25 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
                          time.perf_counter() - t_start)
 
 
-def _holdout_report(model, footage: Footage, y: np.ndarray, rows: np.ndarray) -> dict:
+def _entries(classes) -> list | dict | None:
+    """The watch list as given, for the metadata (JSON: ids stay ints, everything else text)."""
+    if classes is None or isinstance(classes, WatchList):
+        return None if classes is None else classes.names
+    if isinstance(classes, dict):
+        return {str(k): _entries(v) for k, v in classes.items()}
+    items = [classes] if isinstance(classes, (str, int)) else list(classes)
+    return [c if isinstance(c, int) else str(c) for c in items]
+
+
+def _holdout_report(model, footage: Footage, y: np.ndarray, rows: np.ndarray, min_score: float | None) -> dict:
     """The student against the teacher's (mapped) answer on held-out crops: fresh boxes, reused
-    (stale) boxes, and fresh boxes where the teacher is confident (top-1 ≥ 0.5)."""
+    (stale) boxes, and fresh boxes on frames where the teacher is confident (cascade_eval.confident)."""
     if not rows.any():
         return {"crops": 0}
     right = predict(model, footage.crops[rows]) == y[rows]
     kind = footage.kind[rows]
-    sure = footage.score[footage.frame[rows]] >= 0.5
+    per_frame = footage.score if min_score is None else footage.target_score
+    sure = confident(per_frame, min_score)[footage.frame[rows]]
     rate = lambda m: float(right[m].mean()) if m.any() else None  # noqa: E731
     return {"crops": int(rows.sum()), "fresh": rate(kind == EXACT), "stale": rate(kind == STALE),
             "fresh_confident": rate((kind == EXACT) & sure), "all": rate(np.ones_like(right))}

@@ -1,106 +1,89 @@
 """How well the cascade stands in for its teacher on a video, and at what cost (torch-free).
 
-The teacher run on every frame is the reference: no ground truth is needed, only footage. Its
-answer for a frame is its top-1 class mapped into the student's label space (a distilled
-student's metadata says which teacher classes make each of its labels; otherwise a teacher label
-that the student also has stays itself), and anything else is "other". The cascade's answer is
-its first ROI's student label ("none" when it has no ROI). Agreement is counted on all frames and
-on the frames where the teacher is confident: top-1 probability ≥ `confident` (0.5 by default,
-the level at which the shared MobileNetV2 agrees with its int8 original on 93% of real photos).
+The teacher run on every frame is the reference: no ground truth is needed, only footage.
 
-Cost is counted in multiply-adds, which do not depend on who else shares the CPU: teacher MACs ×
-teacher runs + student MACs × student crops, per frame, against the teacher on every frame (the
-speed-up). Wall-clock FPS is reported beside it.
+Without a watch list its answer for a frame is its top-1 class mapped into the student's label
+space (a distilled student's metadata says which teacher classes make each of its labels;
+otherwise a teacher label that the student also has stays itself), and anything else is "other".
+The cascade's answer is its first ROI's student label ("none" when it has no ROI). A frame is
+confident when the top-1 probability is ≥ `confident` (0.5 by default, the level at which the
+shared MobileNetV2 agrees with its int8 original on 93% of real photos).
+
+With a watch list (as `run --classes ... --min-score S`) the question is the cascade's: is a
+watched target here, and which? The reference is the most probable target if its probability
+P(any member) is ≥ S, else "other"; the cascade runs with the same watch list and min score, and
+its answer is its first ROI's student label, or "other" on a frame without ROI (the cascade says
+"nothing of interest", as the teacher does when no target reaches S). The decision is a threshold
+on a probability, so a frame is confident when that probability is far from the threshold: the
+best target's P ≥ 2·S, or every target's P < S/2. Near S the teacher's own answer flips between
+neighbouring frames of a still scene (P(car) moves by tens of percent with sensor noise), so no
+stand-in can be held to it there; top-1 ≥ 0.5 would be meaningless (P(car) is rarely 0.5 on a
+lane camera even with a car in view).
+
+A distilled student's metadata brings what it was trained for: the watch list, min score, the
+teacher's resize and input size, the box rule and the crop; arguments left at None take those.
+
+Cost is counted in multiply-adds (macs.py), which do not depend on who else shares the CPU:
+teacher MACs (at the size it ran at) × teacher runs + student MACs × student crops, per frame,
+against the teacher on every frame (the speed-up). Wall-clock FPS is reported beside it.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..cascade import Cascade
 from ..crop import CropSpec
-from ..metadata import PREFIX, ModelInfo
+from ..localize import BoxRule
+from ..metadata import ModelInfo
 from ..model import Model
 from ..source import open_source
+from ..watch import Target, WatchList
+from .cascade_report import Report, Score, plot, to_markdown
+from .macs import model_macs, onnx_macs
+
+__all__ = ["Report", "Score", "evaluate", "model_macs", "onnx_macs", "plot", "to_markdown", "confident",
+           "watch_answer", "watch_from_targets", "make_rule", "target_map", "crop_spec_for", "answer_label"]
 
 log = logging.getLogger("edge_cam")
 
-CONFIDENT = 0.5  # teacher top-1 probability from which a frame counts as "confident"
+CONFIDENT = 0.5  # teacher top-1 probability from which a frame counts as "confident" (no watch list)
 OTHER = "other"
-NONE = "none"  # the cascade's answer on a frame without ROI
+NONE = "none"  # the cascade's answer on a frame without ROI (no watch list)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
-def onnx_macs(path: str, input_size: tuple[int, int] | None = None) -> int | None:
-    """Multiply-adds of one image through an ONNX graph: Conv, ConvTranspose, Gemm and MatMul with
-    shapes from ONNX shape inference. A graph that takes any image size is counted at `input_size`
-    (H, W; default: the size its edge_cam metadata gives); other dynamic axes (batch, a class
-    query) count as 1. None without the onnx package (an optional extra on boards), for a
-    .tflite, or when a shape cannot be inferred."""
-    if not path.lower().endswith(".onnx"):
-        return None
-    try:
-        import onnx
-        from onnx import shape_inference
-    except ImportError:
-        return None
-    model = onnx.load(path)
-    if input_size is None:
-        props = {p.key: p.value for p in model.metadata_props}
-        if PREFIX + "input" in props:
-            input_size = tuple(json.loads(props[PREFIX + "input"])["size"])
-    for k, value in enumerate(model.graph.input):
-        dims = value.type.tensor_type.shape.dim
-        spatial = (1, 2) if len(dims) == 4 and dims[3].dim_value == 3 else (2, 3)  # NHWC or NCHW
-        for i, d in enumerate(dims):
-            if not d.dim_value:
-                d.dim_value = input_size[spatial.index(i)] if k == 0 and len(dims) == 4 and input_size and \
-                    i in spatial else 1
-    try:
-        model = shape_inference.infer_shapes(model, data_prop=True)
-    except Exception as e:
-        log.info("no MACs for %s: shape inference failed (%s)", path, e)
-        return None
-    g = model.graph
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in list(g.input) + list(g.value_info) + list(g.output)}
-    shapes.update({t.name: list(t.dims) for t in g.initializer})
-    total = 0
-    for node in g.node:
-        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
-            continue
-        a, w, out = (shapes.get(name) for name in (node.input[0], node.input[1], node.output[0]))
-        # Axes that inference leaves symbolic (0) count as 1: batch, a class query, and the spatial
-        # axis of the CAM matmul, which data propagation does not resolve (0.1% of MobileNetV2's
-        # total). Convolution and Gemm weights must be known: they carry nearly all the cost.
-        size = lambda dims: int(np.prod([d or 1 for d in dims]))  # noqa: E731
-        weighted = node.op_type != "MatMul"
-        if not a or not out or not a[-1] or (weighted and (not w or 0 in w[1:])):
-            log.info("no MACs for %s: the shapes of %s are unknown", path, node.name)
-            return None
-        if node.op_type == "Conv":  # W: (Cout, Cin/groups, kh, kw); each output element costs Cin/g·kh·kw
-            total += size(out) * int(np.prod(w[1:]))
-        elif node.op_type == "ConvTranspose":  # W: (Cin, Cout/groups, kh, kw); each input element fans out
-            total += size(a) * int(np.prod(w[1:]))
-        elif node.op_type == "Gemm":
-            trans_a = any(at.name == "transA" and at.i for at in node.attribute)
-            total += size(out) * ((a[0] or 1) if trans_a else a[-1])
-        else:
-            total += size(out) * a[-1]
-    return total
+def confident(score: np.ndarray, min_score: float | None = None, top1: float = CONFIDENT) -> np.ndarray:
+    """Which frames the teacher is sure about (see the module's doc): without a watch list
+    (min_score None) `score` is the top-1 probability, ≥ top1; with one it is the best target's
+    P, ≥ 2·min_score or < min_score/2."""
+    s = np.asarray(score, np.float64)
+    if min_score is None:
+        return s >= top1
+    return (s >= 2 * min_score) | (s < min_score / 2)
 
 
-def model_macs(model: Model) -> int | None:
-    """A model's multiply-adds per image: from its metadata when distill stored them, else counted."""
-    stored = (model.info.source.get("distill") or {}).get("macs") or model.info.source.get("macs")
-    return int(stored) if stored else onnx_macs(model.path)
+def watch_answer(watch: WatchList, logits: np.ndarray, min_score: float, other: str = OTHER) -> tuple[str, float]:
+    """The teacher's answer to a watch list on one frame: the most probable target's name if it
+    reaches min_score, else `other`; and that target's probability."""
+    p = watch.scores(logits)
+    best = int(np.argmax(p))
+    return (watch.names[best] if p[best] >= min_score else other), float(p[best])
+
+
+def watch_from_targets(targets: Mapping[str, Sequence[int]], labels: Sequence[str], num_classes: int) -> WatchList:
+    """A watch list from name → member class ids (a distilled student's "targets"): the same
+    scores and maps as the entries it was parsed from (a one-member target is that class's CAM)."""
+    return WatchList(tuple(Target(str(name), tuple(sorted(int(c) for c in ids)), len(ids) > 1)
+                           for name, ids in targets.items()), tuple(labels), int(num_classes))
 
 
 def target_map(teacher: ModelInfo, student: ModelInfo) -> Callable[[int], str]:
@@ -127,49 +110,30 @@ def crop_spec_for(student: Model) -> CropSpec:
     return CropSpec(float(c.get("pad", base.pad)), bool(c.get("square", base.square)), c.get("mask", base.mask))
 
 
-@dataclass
-class Reference:
-    """The teacher on every frame."""
-    labels: list[str]  # mapped into the student's label space
-    scores: np.ndarray  # top-1 probability
-    ms: float  # wall-clock per frame (preprocess + model)
+def _teacher(teacher: Model | str, wanted: dict[str, Any]) -> Model:
+    """The teacher with `wanted`'s resize and input size: a Model that has them is used as it is,
+    one that does not is reopened (same threads) with them."""
+    if isinstance(teacher, str):
+        return Model(teacher, **wanted)
+    size = getattr(teacher, "_size", None)
+    have_size = None if size is None else (size.long_side if size.long_side is not None else size.size)
+    same_resize = wanted.get("resize") in (None, teacher.info.input.resize)
+    want_size = wanted.get("input_size")
+    same_size = want_size is None or have_size == (want_size if isinstance(want_size, int) else tuple(want_size))
+    if same_resize and same_size:
+        return teacher
+    log.info("reopening the teacher with %s, as the student was distilled", wanted)
+    return Model(teacher.path, threads=teacher.threads, **wanted)
 
 
-@dataclass
-class Score:
-    every: int
-    change: float | None
-    frames: int
-    agreement: float
-    confident_frames: int
-    agreement_confident: float | None  # None when no frame is confident
-    teacher_runs: int
-    student_runs: int
-    macs_per_frame: float | None
-    speedup: float | None  # teacher-on-every-frame MACs / the cascade's
-    fps: float
-    ms_per_frame: float
-    confusion: dict[str, dict[str, int]] = field(default_factory=dict)  # reference → cascade answer → frames
-
-
-@dataclass
-class Report:
-    video: str
-    start: int
-    frames: int
-    confident: float
-    teacher_macs: int | None
-    student_macs: int | None
-    teacher_fps: float
-    reference_counts: dict[str, int]
-    # What a student that always gives the commonest reference answer would score: the floor that
-    # agreement has to be read against on footage where one answer dominates.
-    majority: float = 0.0
-    majority_confident: float | None = None
-    scores: list[Score] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+def make_rule(teacher: Model, stored: dict | None, rule: BoxRule | Mapping[str, Any] | None) -> BoxRule:
+    """A BoxRule as given; or the stored one (the student's metadata, else the teacher's), with a
+    mapping's non-None values (the command line's overrides) on top."""
+    if isinstance(rule, BoxRule):
+        return rule
+    names = {f.name for f in dataclasses.fields(BoxRule)}
+    base = BoxRule(**{k: v for k, v in stored.items() if k in names}) if stored else BoxRule.for_model(teacher.info.cam)
+    return dataclasses.replace(base, **{k: v for k, v in (rule or {}).items() if v is not None and k in names})
 
 
 def _frames(video: str, start: int, stop: int | None):
@@ -182,23 +146,35 @@ def _frames(video: str, start: int, stop: int | None):
             yield f.image
 
 
+@dataclass
+class Reference:
+    """The teacher on every frame."""
+    labels: list[str]  # mapped into the student's label space, or the watch list's answer
+    scores: np.ndarray  # top-1 probability, or the best target's
+    ms: float  # wall-clock per frame (preprocess + model)
+
+
 def reference(teacher: Model, video: str, mapping: Callable[[int], str], start: int = 0, stop: int | None = None,
-              progress: Progress | None = None, total: int = 0) -> Reference:
+              progress: Progress | None = None, total: int = 0, watch: WatchList | None = None,
+              min_score: float = 0.0, other: str = OTHER) -> Reference:
     labels, scores, spent = [], [], 0.0
+    classes = None if watch is None else watch.class_ids
     for image in _frames(video, start, stop):
         t0 = time.perf_counter()
-        p = teacher.predict(image)
+        p = teacher.predict(image, classes=classes)
         spent += time.perf_counter() - t0
-        labels.append(mapping(p.class_id))
-        scores.append(p.score)
+        label, score = (mapping(p.class_id), p.score) if watch is None else watch_answer(watch, p.logits, min_score, other)
+        labels.append(label)
+        scores.append(score)
         if progress:
             progress("teacher on every frame", len(labels), total)
     return Reference(labels, np.asarray(scores, np.float32), spent * 1e3 / max(1, len(labels)))
 
 
 def run_cascade(cascade: Cascade, video: str, start: int = 0, stop: int | None = None,
-                progress: Progress | None = None, total: int = 0, stage: str = "cascade") -> tuple[list[str], int, int, float]:
-    """The cascade's answer on each frame, teacher runs, student runs and ms per frame."""
+                progress: Progress | None = None, total: int = 0, stage: str = "cascade",
+                empty: str = NONE) -> tuple[list[str], int, int, float]:
+    """The cascade's answer on each frame (`empty` without ROI), teacher runs, student runs and ms per frame."""
     answers, teacher_runs, student_runs, spent = [], 0, 0, 0.0
     for image in _frames(video, start, stop):
         t0 = time.perf_counter()
@@ -207,7 +183,7 @@ def run_cascade(cascade: Cascade, video: str, start: int = 0, stop: int | None =
         teacher_runs += r.teacher_ran
         asked = [roi for roi in r.rois if roi.student is not None]
         student_runs += len(asked)
-        answers.append(answer_label(asked[0].student) if asked else NONE)
+        answers.append(answer_label(asked[0].student) if asked else empty)
         if progress:
             progress(stage, len(answers), total)
     return answers, teacher_runs, student_runs, spent * 1e3 / max(1, len(answers))
@@ -215,12 +191,36 @@ def run_cascade(cascade: Cascade, video: str, start: int = 0, stop: int | None =
 
 def evaluate(video: str, teacher: Model | str, student: Model | str,
              settings: Sequence[tuple[int, float | None]] = ((10, None),), *, start: int | float = 0,
-             stop: int | None = None, crop_spec: CropSpec | None = None, confident: float = CONFIDENT,
+             stop: int | None = None, classes: Sequence[str | int] | WatchList | None = None,
+             groups_file: str | None = None, min_score: float | None = None,
+             teacher_options: Mapping[str, Any] | None = None, rule: BoxRule | Mapping[str, Any] | None = None,
+             max_rois: int | None = None, crop_spec: CropSpec | None = None, confident_top1: float = CONFIDENT,
              progress: Progress | None = None) -> Report:
     """The teacher on every frame of `video` from `start` (a frame index, or a fraction of the
-    video under 1) to `stop`, then the cascade for each (every, change) in `settings`."""
-    teacher = teacher if isinstance(teacher, Model) else Model(teacher)
+    video under 1) to `stop`, then the cascade for each (every, change) in `settings`.
+
+    classes (groups_file), min_score: the watch list (entries as `run --classes` takes them, or a
+    WatchList); teacher_options: Model keywords for the teacher (resize, input_size; None values
+    and missing keys take the student's); rule: a BoxRule, or overrides of the stored one;
+    max_rois, crop_spec: the cascade's. Left at None, each comes from a distilled student's
+    metadata (the watch list only when it was distilled with one), else the runtime's defaults.
+    """
     student = student if isinstance(student, Model) else Model(student, threads=1)
+    meta = student.info.source.get("distill") or {}
+    wanted = {k: v for k, v in {**(meta.get("teacher_options") or {}), **(teacher_options or {})}.items()
+              if v is not None}
+    if isinstance(wanted.get("input_size"), list):
+        wanted["input_size"] = tuple(wanted["input_size"])
+    teacher = _teacher(teacher, wanted)
+    watch: WatchList | None
+    if isinstance(classes, WatchList) or classes is None:
+        watch = classes
+        if watch is None and meta.get("watch") is not None and meta.get("targets"):
+            watch = watch_from_targets(meta["targets"], teacher.info.labels, teacher.num_classes)
+    else:
+        watch = WatchList.parse(list(classes), teacher.info.labels, groups_file, teacher.num_classes)
+    score = min_score if min_score is not None else float(meta.get("min_score", 0.0)) if watch else 0.0
+    other = meta.get("other", OTHER)
     with open_source(video) as source:
         count = source.total or 0
     if isinstance(start, float) and 0 < start < 1:
@@ -228,21 +228,31 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
     start = int(start)
     total = max(0, (stop or count) - start)
     mapping = target_map(teacher.info, student.info)
-    ref = reference(teacher, video, mapping, start, stop, progress, total)
-    ok = ref.scores >= confident
-    t_macs, s_macs = model_macs(teacher), model_macs(student)
-    labels, counts = np.asarray(ref.labels), {}
+    ref = reference(teacher, video, mapping, start, stop, progress, total, watch, score, other)
+    ok = confident(ref.scores, score if watch else None, confident_top1)
+    t_macs = model_macs(teacher, teacher.input_size if teacher.dynamic_size else None)
+    s_macs = model_macs(student)
+    labels, counts = np.asarray(ref.labels), dict[str, int]()
     for lab in ref.labels:
         counts[lab] = counts.get(lab, 0) + 1
-    common = max(counts, key=counts.get) if counts else NONE
-    report = Report(os.path.basename(video), start, len(ref.labels), confident, t_macs, s_macs,
+    if watch is not None and not set(counts) <= set(student.info.labels):
+        log.warning("the teacher answers %s, which the student's labels %s do not all include",
+                    sorted(counts), student.info.labels)
+    common = max(counts, key=lambda k: counts[k]) if counts else NONE
+    report = Report(os.path.basename(video), start, len(ref.labels), confident_top1, t_macs, s_macs,
                     1e3 / ref.ms if ref.ms else 0.0, counts, float(np.mean(labels == common)) if len(labels) else 0.0,
-                    float(np.mean(labels[ok] == common)) if ok.any() else None)
+                    float(np.mean(labels[ok] == common)) if ok.any() else None,
+                    watch=None if watch is None else watch.names, min_score=score if watch else None,
+                    teacher_input=list(teacher.input_size), teacher_resize=teacher.info.input.resize)
     spec = crop_spec or crop_spec_for(student)
+    box_rule = make_rule(teacher, meta.get("rule"), rule)
+    cap = int(max_rois if max_rois is not None else meta.get("max_rois", 4))
     for every, change in settings:
-        cascade = Cascade(teacher, student, every=every, change=change, crop_spec=spec)
+        cascade = Cascade(teacher, student, every=every, change=change, crop_spec=spec, rule=box_rule,
+                          max_rois=cap, watch=watch, min_score=score)
         answers, t_runs, s_runs, ms = run_cascade(cascade, video, start, stop, progress, total,
-                                                  f"cascade every {every}" + (f", change {change:g}" if change else ""))
+                                                  f"cascade every {every}" + (f", change {change:g}" if change else ""),
+                                                  NONE if watch is None else other)
         same = np.asarray(answers) == labels
         confusion: dict[str, dict[str, int]] = {}
         for want, got in zip(ref.labels, answers):
@@ -252,45 +262,8 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
         report.scores.append(Score(
             every, change, len(same), float(same.mean()) if len(same) else 0.0, int(ok.sum()),
             float(same[ok].mean()) if ok.any() else None, t_runs, s_runs, macs,
-            t_macs / macs if macs else None, 1e3 / ms if ms else 0.0, ms, confusion))
+            t_macs / macs if macs and t_macs else None, 1e3 / ms if ms else 0.0, ms, confusion))
         log.info("every %d change %s: agreement %.3f, confident %s, teacher runs %d, speed-up %s", every,
                  change, report.scores[-1].agreement, report.scores[-1].agreement_confident, t_runs,
                  report.scores[-1].speedup)
     return report
-
-
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.1%}"
-
-
-def to_markdown(report: Report) -> str:
-    """A table: one row per cascade setting, after a line about the reference."""
-    macs = lambda v: "unknown" if v is None else f"{v / 1e6:.1f} M"  # noqa: E731
-    head = (f"{report.video}, frames {report.start}–{report.start + report.frames - 1} ({report.frames}); "
-            f"teacher {macs(report.teacher_macs)} MACs, student {macs(report.student_macs)} MACs; teacher on "
-            f"every frame {report.teacher_fps:.0f} FPS; confident: teacher top-1 ≥ {report.confident:g} on "
-            f"{report.scores[0].confident_frames if report.scores else 0} frames; reference answers "
-            + ", ".join(f"{k} {v}" for k, v in sorted(report.reference_counts.items(), key=lambda kv: -kv[1]))
-            + f"; always answering the commonest: {_pct(report.majority)} ({_pct(report.majority_confident)} confident)")
-    rows = ["| every | change | agreement | agreement (confident) | teacher runs | MACs/frame | speed-up | FPS |",
-            "|---|---|---|---|---|---|---|---|"]
-    for s in report.scores:
-        rows.append(f"| {s.every} | {'-' if s.change is None else f'{s.change:g}'} | {_pct(s.agreement)} | "
-                    f"{_pct(s.agreement_confident)} | {s.teacher_runs} | {macs(s.macs_per_frame)} | "
-                    f"{'n/a' if s.speedup is None else f'{s.speedup:.1f}×'} | {s.fps:.0f} |")
-    return head + "\n\n" + "\n".join(rows)
-
-
-def plot(reports: dict[str, Report], path: str) -> None:
-    """Agreement against speed-up, two lines per report (e.g. per video): on all frames, and on
-    confident frames when there are any; points in speed-up order."""
-    from .plot import line_chart
-    series = {}
-    for name, rep in reports.items():
-        for suffix, pick in (("all", lambda s: s.agreement), ("confident", lambda s: s.agreement_confident)):
-            pts = sorted((s.speedup, pick(s)) for s in rep.scores if s.speedup and pick(s) is not None)
-            if pts:
-                series[f"{name} ({suffix})"] = ([p[0] for p in pts], [100 * p[1] for p in pts])
-    if series:
-        line_chart(path, series, "cascade against the teacher on every frame", "speed-up in multiply-adds",
-                   "agreement %", markers=True)

@@ -7,10 +7,12 @@ import pytest
 from edge_cam.cascade import Cascade
 from edge_cam.crop import CropSpec
 from edge_cam.errors import EdgeCamError
+from edge_cam.localize import BoxRule
 from edge_cam.model import Model
 from edge_cam.preprocess import pad_colour
 from edge_cam.source import open_source
-from edge_cam.tools.cascade_eval import crop_spec_for, evaluate, target_map
+from edge_cam.tools.cascade_eval import crop_spec_for, evaluate, target_map, watch_from_targets
+from edge_cam.watch import WatchList
 from edge_cam_export.distill import choose_targets, distill
 from edge_cam_export.distill_data import EXACT, collect
 from edge_cam_export.distill_net import MEAN
@@ -137,6 +139,81 @@ def test_a_tflite_student_describes_itself(mobilenet_v2_path, bottle, tmp_path):
     assert student.backend == "litert" and student.info.labels == r.labels
     assert student.info.source["distill"]["macs"] == r.macs
     assert student.predict(np.zeros((50, 80, 3), np.uint8)).label in r.labels
+
+
+CAR_FRAMES = 100  # the lane is empty at frame 0 and has a car at 72 (test_watch's real-footage check)
+WHOLE_FRAME = {"resize": "stretch", "input_size": (288, 512)}
+
+
+@pytest.fixture(scope="module")
+def car_student(mobilenet_v2_path, shared_data, tmp_path_factory):
+    video = str(shared_data / "videos" / "car-detection.mp4")
+    path = str(tmp_path_factory.mktemp("distill") / "car.onnx")
+    result = distill(mobilenet_v2_path, video, path, classes=["car"], min_score=0.015, teacher_options=WHOLE_FRAME,
+                     rule={"mode": "objects"}, max_frames=CAR_FRAMES, epochs=2, size=32, width=4, every=10,
+                     threads=1, seed=0)
+    return video, result
+
+
+def test_a_watch_group_student_learns_the_cascades_question(car_student, mobilenet_v2_path):
+    video, result = car_student
+    assert result.labels == ["car", "other"]  # the group's name, then "other"
+    assert result.train_crops["car"] > 0 and result.train_crops["other"] > 0
+    meta = Model(result.path).info.source["distill"]
+    assert meta["watch"] == ["car"] and meta["min_score"] == 0.015
+    assert meta["teacher_options"] == {"resize": "stretch", "input_size": [288, 512]}
+    assert meta["teacher_input"] == [288, 512] and meta["rule"]["mode"] == "objects"
+    labels = Model(mobilenet_v2_path).info.labels
+    assert set(meta["targets"]) == {"car"} and {labels[i] for i in meta["targets"]["car"]} >= {"cab", "sports car"}
+    assert result.teacher_macs > 2.5 * Model(result.path).info.source["distill"]["macs"] * 20  # at 288x512
+
+
+def test_watch_crops_are_the_cascades_rois(car_student, mobilenet_v2_path):
+    """Every ROI the watching cascade cuts on these frames is a training crop, byte for byte, labelled
+    with its target, and a frame without ROI gives none: the crops come from the watched map."""
+    video, result = car_student
+    teacher, student = Model(mobilenet_v2_path, **WHOLE_FRAME), Model(result.path)
+    watch = WatchList.parse(["car"], teacher.info.labels)
+    rule = BoxRule.for_model(teacher.info.cam, mode="objects")
+    spec = crop_spec_for(student)
+    frames = 80
+    footage = collect(teacher, [video], 32, spec, pad_colour(MEAN), every=1, change=None, watch=watch,
+                      min_score=0.015, rule=rule, rng=np.random.default_rng(0), jitter=0, stale=0, background=0,
+                      max_frames=frames)
+    cascade = Cascade(teacher, student, every=1, crop_spec=spec, watch=watch, min_score=0.015, rule=rule)
+    got, with_roi = [], 0
+    with open_source(video) as source:
+        for frame, _ in zip(source, range(frames)):
+            rois = cascade.process(frame.image).rois
+            with_roi += bool(rois)
+            got += [(r.crop.image, r.watch) for r in rois]
+    assert 0 < with_roi < frames  # an empty lane at first, then a car
+    assert len(got) == len(footage.crops) and (footage.kind == EXACT).all()
+    for (image, name), want, target in zip(got, footage.crops, footage.crop_target):
+        np.testing.assert_array_equal(image, want)
+        assert name == "car" and target == 0
+    # The frames' reference answer: the group at 0.015 or above, else none (-1).
+    assert ((footage.target >= 0) == (footage.target_score >= 0.015)).all()
+
+
+def test_evaluate_takes_the_watch_from_the_student(car_student, mobilenet_v2_path):
+    video, result = car_student
+    report = evaluate(video, mobilenet_v2_path, result.path, [(1, None), (10, None)], start=60, stop=CAR_FRAMES)
+    assert report.watch == ["car"] and report.min_score == 0.015  # no flags: the student's metadata
+    assert report.teacher_input == [288, 512] and report.teacher_resize == "stretch"
+    assert set(report.reference_counts) <= {"car", "other"} and report.frames == 40
+    every1, every10 = report.scores
+    assert every1.teacher_runs == 40 and every10.teacher_runs == 4
+    assert every10.speedup > 5 and report.teacher_macs > 800e6
+    for sc in report.scores:
+        assert 0 <= sc.agreement <= 1 and sc.confident_frames <= 40
+        assert {a for row in sc.confusion.values() for a in row} <= {"car", "other"}
+        assert sum(sum(row.values()) for row in sc.confusion.values()) == 40
+    # an explicit watch list and teacher options win over the metadata
+    w = watch_from_targets({"car": result.targets["car"]}, Model(mobilenet_v2_path).info.labels, 1000)
+    other = evaluate(video, mobilenet_v2_path, result.path, [(10, None)], start=90, stop=CAR_FRAMES, classes=w,
+                     min_score=0.5, teacher_options={"input_size": (224, 384)})
+    assert other.min_score == 0.5 and other.teacher_input == [224, 384]
 
 
 def test_int8_students_are_refused_with_a_sentence(mobilenet_v2_path, bottle, tmp_path):

@@ -5,11 +5,28 @@ import math
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
+from edge_cam.localize import BoxRule
 from edge_cam.metadata import ModelInfo, rewrite_metadata
 from edge_cam.model import Model
-from edge_cam.tools.cascade_eval import answer_label, evaluate, model_macs, onnx_macs, plot, target_map, to_markdown
+from edge_cam.tools import cascade_eval
+from edge_cam.tools.cascade_eval import (
+    answer_label,
+    confident,
+    evaluate,
+    make_rule,
+    model_macs,
+    onnx_macs,
+    plot,
+    reference,
+    target_map,
+    to_markdown,
+    watch_answer,
+    watch_from_targets,
+)
+from edge_cam.watch import WatchList
 
 onnx = pytest.importorskip("onnx", reason="MACs are counted with the onnx package (the onnx extra)")
 
@@ -77,3 +94,70 @@ def test_start_as_a_fraction(teacher_path, student_path, demo_data):
                       progress=lambda stage, done, total: seen.append((stage, done, total)))
     assert report.start == 540 and report.frames == 60
     assert seen[-1] == ("cascade every 30", 60, 60) and ("teacher on every frame", 60, 60) in seen
+
+
+LABELS = ["cab", "jeep", "geyser", "water bottle"]
+
+
+def logits_for(p):
+    """Logits whose softmax is p (up to a constant)."""
+    return np.log(np.asarray(p, np.float64))
+
+
+def test_confidence_without_and_with_a_watch_list():
+    assert confident(np.array([0.5, 0.49, 0.9])).tolist() == [True, False, True]  # top-1 ≥ 0.5
+    # With a watch list: far from the min score, a factor 2 either way.
+    p = np.array([0.03, 0.0299, 0.0075, 0.0074, 0.3, 0.015])
+    assert confident(p, 0.015).tolist() == [True, False, False, True, True, False]
+
+
+def test_the_watch_reference_is_the_best_target_at_min_score():
+    watch = watch_from_targets({"car": [0, 1], "water bottle": [3]}, LABELS, 4)
+    assert watch.names == ["car", "water bottle"]
+    assert watch_answer(watch, logits_for([0.1, 0.15, 0.7, 0.05]), 0.2) == ("car", pytest.approx(0.25))
+    assert watch_answer(watch, logits_for([0.05, 0.05, 0.5, 0.4]), 0.2) == ("water bottle", pytest.approx(0.4))
+    name, p = watch_answer(watch, logits_for([0.05, 0.05, 0.85, 0.05]), 0.2, other="rest")
+    assert name == "rest" and p == pytest.approx(0.1)  # the best target is under min score
+
+
+def test_a_watch_list_from_stored_targets_is_the_parsed_one():
+    parsed = WatchList.parse(["cab", 3], LABELS)
+    rebuilt = watch_from_targets({t.name: list(t.class_ids) for t in parsed.targets}, LABELS, 4)
+    z = logits_for([0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_allclose(rebuilt.scores(z), parsed.scores(z))
+    assert rebuilt.class_ids.tolist() == parsed.class_ids.tolist() == [0, 3]
+
+
+def test_reference_with_a_fake_teacher(monkeypatch):
+    frames = [np.zeros((4, 4, 3), np.uint8)] * 4
+    probs = [[0.1, 0.1, 0.8, 0.0], [0.005, 0.001, 0.99, 0.004], [0.01, 0.01, 0.97, 0.01], [0.6, 0.3, 0.05, 0.05]]
+    asked = []
+
+    class Teacher:
+        def predict(self, image, classes=None):
+            asked.append(None if classes is None else list(classes))
+            p = probs[len(asked) - 1]
+            return SimpleNamespace(logits=logits_for(np.maximum(p, 1e-9)), class_id=int(np.argmax(p)),
+                                   score=float(max(p)))
+
+    monkeypatch.setattr(cascade_eval, "_frames", lambda video, start, stop: iter(frames))
+    watch = watch_from_targets({"car": [0, 1]}, LABELS, 4)
+    ref = reference(Teacher(), "v.mp4", lambda c: "unused", watch=watch, min_score=0.015)
+    assert asked == [[0, 1]] * 4  # the teacher is asked for the watched classes' maps
+    assert ref.labels == ["car", "other", "car", "car"]
+    np.testing.assert_allclose(ref.scores, [0.2, 0.006, 0.02, 0.9], atol=1e-6)
+    assert confident(ref.scores, 0.015).tolist() == [True, True, False, True]
+    asked.clear()
+    top1 = reference(Teacher(), "v.mp4", lambda c: LABELS[c])  # no watch list: the mapped top-1
+    assert top1.labels == ["geyser", "geyser", "geyser", "cab"] and asked == [None] * 4
+
+
+def test_the_box_rule_stored_and_overridden(teacher_path):
+    teacher = Model(teacher_path)
+    stored = {"threshold": 0.3, "mode": "objects", "min_area": 0.02, "fuse_top": 1, "min_distance": 0.1,
+              "min_prominence": 0.1, "max_rois": None}
+    assert make_rule(teacher, stored, None) == BoxRule(0.3, "objects", 0.02)
+    assert make_rule(teacher, stored, {"mode": "largest", "threshold": None}).mode == "largest"
+    assert make_rule(teacher, None, None) == BoxRule.for_model(teacher.info.cam)
+    mine = BoxRule(0.5)
+    assert make_rule(teacher, stored, mine) is mine
