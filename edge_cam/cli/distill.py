@@ -21,18 +21,16 @@ def add_parser(sub) -> None:
     what.add_argument("--classes", nargs="+", metavar="CLASS",
                       help="watch list: labels, ids or groups (e.g. car); one student label each, and \"other\" "
                            "(default: the teacher's classes that are confident on the footage)")
+    what.add_argument("--groups", metavar="JSON", help='your own groups for --classes: {"pets": ["tabby", 207]}')
     what.add_argument("--name", help="one student label for the union of --classes")
-    what.add_argument("--min-score", type=float, default=0.5,
-                      help="without --classes: a teacher class becomes a label when it is top-1 with this "
-                           "probability on at least 2%% of such frames")
-    how = p.add_argument_group("the cascade it will run in (as for run)")
-    how.add_argument("--every", type=int, default=10, help="teacher cadence: the student learns boxes up to "
-                     "every-1 frames old")
-    how.add_argument("--change", type=float, help="scene-change threshold, if run uses one")
-    how.add_argument("--pad", type=float, default=1.3, help="crop = box × pad")
-    how.add_argument("--no-square", action="store_true", help="keep the box's aspect ratio")
-    how.add_argument("--mask", choices=["none", "mean", "blur"], default="none",
-                     help="hide crop pixels below the CAM threshold")
+    what.add_argument("--min-score", type=float, default=None,
+                      help="with --classes: a watched class or group below this probability makes no ROI, as in "
+                           "run (default 0); without: a teacher class becomes a label when it is top-1 with this "
+                           "probability on at least 2%% of such frames (default 0.5)")
+    # The cascade the student will run in, as run sets it up: the crops it learns are the ones it will see.
+    opt.add_cascade_options(p, every=10)
+    opt.add_size_options(p)
+    opt.add_box_rule_options(p)
     net = p.add_argument_group("the student")
     net.add_argument("--size", type=int, default=64, help="input side in pixels")
     net.add_argument("--width", type=int, default=16, help="channels of its first layer (then 2x, 4x, 8x)")
@@ -60,8 +58,11 @@ def main(args: argparse.Namespace) -> int:
         if total > 0:
             bars.setdefault(stage, progress_bar(stage))(done, total)
 
+    opt.cascade_options(args)  # checked as for run
+    teacher_options = {k: v for k, v in (("resize", args.resize), ("input_size", args.input_size)) if v is not None}
     r = distill(args.teacher, args.source, args.output, classes=args.classes, name=args.name,
-                min_score=args.min_score, every=args.every, change=args.change, pad=args.pad,
+                groups_file=args.groups, min_score=args.min_score, teacher_options=teacher_options,
+                rule=opt.rule_options(args), max_rois=args.max_rois or 4, every=args.every, change=args.change, pad=args.pad,
                 square=not args.no_square, mask=args.mask, size=args.size, width=args.width, epochs=args.epochs,
                 seed=args.seed, holdout=args.holdout, max_frames=args.max_frames, format=fmt,
                 quantize=args.quantize, threads=args.threads, progress=progress)

@@ -78,7 +78,8 @@ def _video(args: argparse.Namespace) -> int:
             raise EdgeCamError(f"--every must be 1 or more, not {every}.")
     opt.check(args, "--change", 0, above=True, unit=" grey levels")
     opt.check(args, "--start", 0)
-    teacher = opt.open_teacher(args, args.teacher)
+    opt.model_options(args)  # checked; the student's distill metadata fills in what is not given
+    teacher_options = {k: v for k, v in (("resize", args.resize), ("input_size", args.input_size)) if v is not None}
     student = Model(opt.model_file(args.student), threads=1)
     start = int(args.start) if args.start >= 1 else args.start
     bars: dict[str, Callable[[int, int], None]] = {}
@@ -87,8 +88,12 @@ def _video(args: argparse.Namespace) -> int:
         if total > 0:
             bars.setdefault(stage, progress_bar(stage))(done, total)
 
-    report = cascade_eval.evaluate(args.video, teacher, student, [(e, args.change) for e in args.every],
-                                   start=start, progress=progress)
+    w = opt.watch_options(args)
+    report = cascade_eval.evaluate(args.video, opt.model_file(args.teacher), student,
+                                   [(e, args.change) for e in args.every], start=start, classes=w["entries"],
+                                   groups_file=w["groups_file"], min_score=w["min_score"],
+                                   teacher_options=teacher_options or None, rule=opt.rule_options(args),
+                                   max_rois=args.max_rois, progress=progress)
     print(cascade_eval.to_markdown(report))
     if args.plot:
         cascade_eval.plot({os.path.basename(args.video): report}, args.plot)

@@ -99,9 +99,9 @@ def add_student_options(p: argparse.ArgumentParser) -> None:
                    "a tiny graph loses more waking a pool than it gains)")
 
 
-def add_cascade_options(p: argparse.ArgumentParser) -> None:
+def add_cascade_options(p: argparse.ArgumentParser, every: int = 1) -> None:
     g = p.add_argument_group("cascade")
-    g.add_argument("--every", type=int, default=1, help="run the teacher at least every N frames")
+    g.add_argument("--every", type=int, default=every, help=f"run the teacher at least every N frames (default {every})")
     g.add_argument("--change", type=float, default=None,
                    help="also run it when the scene changes by this many grey levels (mean absolute "
                         "difference of 32x24 thumbnails; 4-10 suits most cameras)")

@@ -1,6 +1,8 @@
 """distill end to end on a short piece of real footage: the real MobileNetV2 teacher over the first
 150 frames of the shared bottle video → a tiny student → an ONNX that Model loads without a
 description → the cascade runs with it → cascade_eval reports sane numbers."""
+import os
+
 import numpy as np
 import pytest
 
@@ -219,3 +221,34 @@ def test_evaluate_takes_the_watch_from_the_student(car_student, mobilenet_v2_pat
 def test_int8_students_are_refused_with_a_sentence(mobilenet_v2_path, bottle, tmp_path):
     with pytest.raises(EdgeCamError, match="not implemented"):
         distill(mobilenet_v2_path, bottle, str(tmp_path / "s.onnx"), quantize="int8")
+
+
+def test_the_command_line_distills_then_runs_and_judges_the_cascade(mobilenet_v2_path, bottle, tmp_path):
+    """The README's quick start on real footage, as commands: distill, run with the student and no
+    spec, eval --video (JSON and plot)."""
+    import json
+    import subprocess
+    import sys
+
+    student, events, report, plot = (str(tmp_path / n) for n in ("s.onnx", "e.jsonl", "r.json", "r.png"))
+
+    def cli(*argv):
+        proc = subprocess.run([sys.executable, "-m", "edge_cam", *argv], capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    out = cli("distill", "--teacher", mobilenet_v2_path, "--source", bottle, "-o", student, "--max-frames", "60",
+              "--epochs", "1", "--size", "32", "--width", "4", "--threads", "1").stdout
+    assert "labels water bottle, other" in out and "fewer than the teacher" in out
+    cli("run", "--teacher", mobilenet_v2_path, "--student", student, "--source", bottle, "--max-frames", "20",
+        "--every", "10", "--events", events, "--quiet")
+    lines = [json.loads(x) for x in open(events)]
+    assert len(lines) == 20 and sum(e["teacher"]["ran"] for e in lines) == 2
+    assert all(e["rois"] and e["rois"][0]["student"]["label"] in ("water bottle", "other") for e in lines)
+    cli("eval", "--video", bottle, "--teacher", mobilenet_v2_path, "--student", student, "--every", "5", "20",
+        "--start", "0.95", "--json", report, "--plot", plot)
+    r = json.load(open(report))
+    assert [s["every"] for s in r["scores"]] == [5, 20] and r["frames"] > 50
+    assert all(0 <= s["agreement"] <= 1 and s["speedup"] > 1 for s in r["scores"])
+    assert r["scores"][1]["teacher_runs"] < r["scores"][0]["teacher_runs"]
+    assert os.path.getsize(plot) > 1000
