@@ -12,7 +12,6 @@ import time
 
 import torch
 import torchvision
-
 from common import header, write
 
 from edge_cam_export import export_module

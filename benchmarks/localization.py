@@ -12,9 +12,9 @@ import tempfile
 
 from common import header, write
 
-from edge_cam.tools.evaluate import calibrate, evaluate, read_labelled
 from edge_cam.localize import BoxRule
 from edge_cam.model import Model
+from edge_cam.tools.evaluate import calibrate, evaluate, read_labelled
 from edge_cam_export import export
 
 DATA = pathlib.Path(os.environ.get("EDGE_CAM_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))

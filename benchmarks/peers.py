@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from common import header, write
 
-from edge_cam.tools.evaluate import hit, read_labelled
 from edge_cam.localize import BoxRule, HeatMap
 from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam.preprocess import resize, to_rgb8
 from edge_cam.source import read_image
+from edge_cam.tools.evaluate import hit, read_labelled
 from edge_cam_export import export
 from edge_cam_export.models import build_model
 

@@ -10,10 +10,10 @@ import argparse
 from common import header, write
 
 from edge_cam.cascade import Cascade
-from edge_cam.tools.demo import data_path
 from edge_cam.model import Model
-from edge_cam.stream import run_streams
 from edge_cam.source import Source
+from edge_cam.stream import run_streams
+from edge_cam.tools.demo import data_path
 
 
 def main() -> None:

@@ -18,9 +18,9 @@ import numpy as np
 from common import header, write
 
 from edge_cam.errors import EdgeCamError
-from edge_cam.tools.evaluate import evaluate, read_labelled
 from edge_cam.model import Model
 from edge_cam.source import read_image
+from edge_cam.tools.evaluate import evaluate, read_labelled
 from edge_cam_export import export
 from edge_cam_export.quantize import drift
 

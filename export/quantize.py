@@ -129,8 +129,7 @@ def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200, keep_f
             raise EdgeCamError("--keep-float applies to ONNX int8 exports only.")
         from .tflite_int8 import quantize_tflite
         return quantize_tflite(src, dst, calibration, limit)
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32 = Model(src, providers=["CPUExecutionProvider"], spinning=False)

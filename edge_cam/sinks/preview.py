@@ -93,8 +93,9 @@ class PreviewServer:
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        shown = f"[{host}]" if ":" in str(host) else host
+        address = self._httpd.server_address
+        host, port = str(address[0]), int(address[1])  # an IP socket: (host, port, ...)
+        shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/" + (f"?token={self.token}" if self.token else "")
 
     def bind(self, stats: StreamStats, sources: Sequence[Source], sinks: Sequence[object]) -> None:
@@ -135,7 +136,7 @@ class PreviewServer:
         with self._cond:
             self._cond.wait_for(lambda: self._seq > after or self._closed, timeout)
             seq, result = self._seq, self._latest
-        if seq <= after or result is None:
+        if seq <= after or result is None or result.image is None:
             return after, None
         with self._encode_lock:  # one encoder: a second watcher waits and takes the same bytes
             if self._jpeg is None or self._jpeg[0] != seq:

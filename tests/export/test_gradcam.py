@@ -9,8 +9,8 @@ from edge_cam.errors import EdgeCamError
 from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam_export import export_module, find_cam_layers
-from edge_cam_export.models import build_model
 from edge_cam_export.eager import gradcam_reference
+from edge_cam_export.models import build_model
 from edge_cam_export.verify import sample_images
 
 SIZE = (96, 96)

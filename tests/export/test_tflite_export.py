@@ -11,8 +11,8 @@ import torchvision
 from torch import nn
 
 from edge_cam import cli
-from edge_cam.errors import EdgeCamError
 from edge_cam.backends.litert import read_metadata
+from edge_cam.errors import EdgeCamError
 from edge_cam.model import Model
 from edge_cam.source import list_images, read_image
 from edge_cam_export import export, export_module
