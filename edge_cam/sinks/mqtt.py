@@ -7,83 +7,31 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
 
 from ..errors import EdgeCamError
+from .mqtt_url import parse_url, topic_for
+from .signals import signals_deferred
+from .spill import SpillFile
 
 log = logging.getLogger("edge_cam")
 
 if TYPE_CHECKING:
     from ..cascade import FrameResult
 
-DEFAULT_PORT = 1883
-DEFAULT_PREFIX = "edge-cam"
 # paho holds at most this many un-acknowledged events (and re-sends them itself on reconnect);
 # the rest stay in our queue, the only place where they can be bounded, spilled or dropped.
 WINDOW = 100
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 30.0
 KEEPALIVE_S = 30
-URL_FORM = "mqtt://HOST[:PORT][/TOPIC-PREFIX], e.g. mqtt://192.168.1.10:1883/edge-cam"
-
-
-def parse_url(url: str) -> tuple[str, int, str, str | None, str | None]:
-    """`mqtt://[user[:password]@]host[:port][/prefix]` → host, port, prefix, user, password."""
-    parts = urlsplit(url)
-    try:
-        port = DEFAULT_PORT if parts.port is None else parts.port
-    except ValueError:  # not a number, or out of range
-        port = 0
-    if parts.scheme != "mqtt" or not parts.hostname or port <= 0 or parts.query or parts.fragment:
-        raise EdgeCamError(f"cannot use the MQTT address {url!r}: write it as {URL_FORM}.")
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return parts.hostname, port, unquote(parts.path), user, password
-
-
-def _level(name: str) -> str:
-    # + and # are subscription wildcards and / splits levels: none may appear inside one level.
-    name = "".join("_" if c in "+#/\0" else c for c in name).strip()
-    return name or "_"
-
-
-def topic_for(prefix: str, device: str, stream: str) -> str:
-    levels = [_level(p) for p in prefix.split("/") if p.strip()] or [DEFAULT_PREFIX]
-    topic = "/".join(levels + [_level(device), _level(stream), "events"])
-    # Topics starting with $ belong to the broker ($SYS); it would refuse ours.
-    return "_" + topic[1:] if topic.startswith("$") else topic
 
 
 def _log(message: str) -> None:
     log.warning("mqtt: %s", message)
-
-
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM held back for the duration (only the main thread can do this; elsewhere
-    it does nothing): a third impatient signal must not interrupt writing the spill file. A
-    signal that came meanwhile is delivered again on the way out, to the handler it was meant for."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    came: list[int] = []
-    saved = {sig: signal.signal(sig, lambda signum, frame: came.append(signum))
-             for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        if came:
-            signal.raise_signal(came[0])
 
 
 class MqttSink:
@@ -131,22 +79,10 @@ class MqttSink:
         self._stop = False
         self._wake = threading.Event()
 
-        self.spill_path: str | None = None
-        self._spill_backlog = 0  # lines in the spill file not yet read back
-        if spill_dir:
-            self.spill_path = os.path.join(spill_dir, self.topic.replace("/", "_") + ".jsonl")
-            try:
-                os.makedirs(spill_dir, exist_ok=True)
-                self._spill_w = open(self.spill_path, "a", encoding="utf-8")
-                self._spill_r = open(self.spill_path, encoding="utf-8")
-            except OSError as e:
-                raise EdgeCamError(f"cannot keep MQTT overflow in {self.spill_path} ({e.strerror}); "
-                                   "pass a writable spill directory.") from None
-            self._spill_backlog = sum(1 for _ in self._spill_r)  # left by an earlier run
-            self._spill_r.seek(0)
-            if self._spill_backlog:
-                _log(f"{self._spill_backlog} undelivered events from an earlier run in "
-                     f"{self.spill_path} will be sent first")
+        self._spill = SpillFile(spill_dir, self.topic) if spill_dir else None
+        self.spill_path = self._spill.path if self._spill else None
+        if self._spill and self._spill.backlog:
+            _log(f"{self._spill.backlog} undelivered events from an earlier run in {self.spill_path} will be sent first")
 
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "")
         if user is not None:
@@ -189,12 +125,10 @@ class MqttSink:
     def _evict_oldest(self) -> int | None:
         """Spill the oldest queued event, or drop it and return its frame (lock held)."""
         frame, payload = self._queue.popleft()
-        if self.spill_path is not None:
+        if self._spill is not None:
             try:
-                self._spill_w.write(payload + "\n")
-                self._spill_w.flush()  # a crash must not lose what we promised to keep
+                self._spill.append(payload)
                 self.spilled += 1
-                self._spill_backlog += 1
                 return None
             except OSError:
                 pass
@@ -207,7 +141,7 @@ class MqttSink:
             return self._pending()
 
     def _pending(self) -> int:
-        return len(self._queue) + len(self._inflight) + self._sending + self._spill_backlog
+        return len(self._queue) + len(self._inflight) + self._sending + (self._spill.backlog if self._spill else 0)
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -245,18 +179,10 @@ class MqttSink:
                         self._inflight[mid] = payload
 
     def _read_spill(self, n: int) -> list[str]:
-        lines: list[str] = []
-        while len(lines) < n and self._spill_backlog:
-            line = self._spill_r.readline()
-            self._spill_backlog -= 1
-            if line.endswith("\n"):
-                lines.append(line[:-1])
-            else:  # the torn last line of a run that crashed mid-write
-                self.dropped += 1
-        if lines and not self._spill_backlog:
-            # All of the file is in memory now: start it afresh rather than let it grow forever.
-            self._spill_w.truncate(0)
-            self._spill_r.seek(0)
+        if self._spill is None:
+            return []
+        lines, torn = self._spill.read(n)
+        self.dropped += torn
         return lines
 
     # -- paho's network thread ------------------------------------------------------------------
@@ -314,7 +240,7 @@ class MqttSink:
             interrupted, deadline = e, time.monotonic()
             _log(f"interrupted while waiting for the broker at {self.address}; "
                  + ("spilling" if self.spill_path else "counting") + " what is still pending")
-        with _signals_deferred():
+        with signals_deferred():
             self._shutdown(deadline)
         if interrupted is not None:
             raise interrupted
@@ -332,34 +258,22 @@ class MqttSink:
 
         with self._lock:
             undelivered = list(self._inflight.values())
-            if self.spill_path is not None:
-                undelivered += self._read_spill(self._spill_backlog)
+            if self._spill is not None:
+                undelivered += self._read_spill(self._spill.backlog)
             undelivered += [payload for _, payload in self._queue]
             self._inflight.clear()
             self._queue.clear()
-            if self.spill_path is None:
+            if self._spill is None:
                 self.dropped += len(undelivered)
             else:
-                self._spill_backlog = len(undelivered)  # still pending, on disk now
+                self._spill.backlog = len(undelivered)  # still pending, on disk now
         self._end_burst()
         summary = (f"{self.published} events for {self.topic}: {self.acknowledged} acknowledged, "
                    f"{self.reconnects} reconnects, {len(undelivered)} undelivered")
-        if self.spill_path is None:
+        if self._spill is None:
             _log(summary + (" and lost (pass a spill directory to keep them)" if undelivered else "")
                  + f", {self.dropped} dropped in all")
             return
-        self._spill_r.close()
-        self._spill_w.close()
-        if undelivered:
-            self._save_spill(undelivered)
-            _log(f"{summary}, kept in {self.spill_path} for the next run to send; {self.dropped} dropped")
-        else:
-            os.remove(self.spill_path)
-            _log(f"{summary}, {self.dropped} dropped")
-
-    def _save_spill(self, payloads: list[str]) -> None:
-        assert self.spill_path is not None  # only called with a spill folder
-        tmp = self.spill_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(p + "\n" for p in payloads)
-        os.replace(tmp, self.spill_path)  # never a half-written spill file
+        self._spill.keep_only(undelivered)
+        _log(f"{summary}, kept in {self.spill_path} for the next run to send; {self.dropped} dropped" if undelivered
+             else f"{summary}, {self.dropped} dropped")
