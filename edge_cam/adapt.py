@@ -2,14 +2,111 @@
 pixels turned into what its input holds, and its scores into logits, top-K ids and scores."""
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import NamedTuple
+import json
+import os
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .backends import Backend, Tensor
 from .errors import EdgeCamError
-from .metadata import ModelInfo, StudentSpec
+from .metadata import RESIZE_MODES, InputSpec, ModelInfo, read_labels
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """How to feed and read a foreign classifier (an ONNX or TFLite file without edge_cam metadata).
+
+    A pixel p (0-255, in `color` order) reaches the model as (p * scale - mean) / std; a quantised
+    integer input gets that value quantised with the input tensor's own (scale, zero point). `size`
+    and `layout` default to what the model's input shape says. Output index i is class
+    i - label_offset (1 for the 1001-class TF models whose index 0 is "background"); `softmax`
+    None applies it unless the outputs already are probabilities.
+    """
+    size: tuple[int, int] | None = None
+    color: str = "RGB"
+    layout: str | None = None  # "NHWC" or "NCHW"
+    scale: float = 1 / 255
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    label_offset: int = 0
+    labels: tuple[str, ...] = ()
+    softmax: bool | None = None
+    resize: str = "stretch"
+    top_k: int = 5
+    output: str | None = None  # which output holds the class scores, when there are several
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], base_dir: str = ".") -> StudentSpec:
+        """A dict as in a spec file; `labels` is a list or a text file (relative to base_dir)."""
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise EdgeCamError(f"unknown student description keys {sorted(unknown)}; use "
+                               f"{', '.join(cls.__dataclass_fields__)}.")
+        try:
+            kw = dict(d)
+            if kw.get("size") is not None:
+                size = [kw["size"]] * 2 if isinstance(kw["size"], int) else kw["size"]
+                kw["size"] = (int(size[0]), int(size[1]))
+            for key in ("mean", "std"):
+                if key in kw:
+                    v = kw[key]
+                    kw[key] = tuple(float(x) for x in ([v] * 3 if isinstance(v, (int, float)) else v))
+                    if len(kw[key]) != 3:
+                        raise ValueError(f"{key} needs 1 or 3 numbers")
+            if isinstance(kw.get("labels"), str):
+                kw["labels"] = read_labels(os.path.join(base_dir, kw["labels"]))
+            kw["labels"] = tuple(str(x) for x in kw.get("labels") or ())
+            kw["color"] = str(kw.get("color", "RGB")).upper()
+            if kw.get("layout") is not None:
+                kw["layout"] = str(kw["layout"]).upper()
+            spec = cls(**kw)
+        except (TypeError, ValueError, IndexError) as e:
+            raise EdgeCamError(f"malformed student description ({e}); see README, \"Any student\".") from None
+        bad = [(k, v) for k, v, ok in (
+            ("color", spec.color, spec.color in ("RGB", "BGR")),
+            ("layout", spec.layout, spec.layout in (None, "NHWC", "NCHW")),
+            ("resize", spec.resize, spec.resize in RESIZE_MODES),
+            ("scale", spec.scale, spec.scale > 0), ("std", spec.std, min(spec.std) > 0),
+            ("label_offset", spec.label_offset, spec.label_offset >= 0), ("top_k", spec.top_k, spec.top_k >= 1)) if not ok]
+        if bad:
+            raise EdgeCamError(f"student description: {bad[0][0]} {bad[0][1]!r} is not valid; see README, "
+                               "\"Any student\".")
+        return spec
+
+    @classmethod
+    def load(cls, spec: StudentSpec | dict | str | os.PathLike) -> StudentSpec:
+        """A spec, a dict, a JSON file, or inline JSON text (starting with "{")."""
+        if isinstance(spec, cls):
+            return spec
+        if isinstance(spec, dict):
+            return cls.from_json(spec)
+        text, base = str(os.fspath(spec)), "."  # type: ignore[arg-type]  # dict and spec returned above
+        if not text.lstrip().startswith("{"):
+            if not os.path.isfile(text):
+                raise EdgeCamError(f"student description {text} does not exist; give a JSON file or inline JSON.")
+            base = os.path.dirname(text)
+            with open(text, encoding="utf-8") as f:
+                text = f.read()
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise EdgeCamError(f"student description is not valid JSON ({e}).") from None
+        if not isinstance(d, dict):
+            raise EdgeCamError("student description must be a JSON object.")
+        return cls.from_json(d, base)
+
+    def model_info(self, size: tuple[int, int], where: str) -> ModelInfo:
+        """The ModelInfo the rest of the runtime reads: mean/std in the 0-1 convention of
+        InputSpec, so the pad colour is the pixel the model sees as zero."""
+        unit = self.scale * 255
+        mr, mg, mb = (m / unit for m in self.mean)
+        sr, sg, sb = (s / unit for s in self.std)
+        return ModelInfo(input=InputSpec(size=size, color=self.color, resize=self.resize,
+                                         mean=(mr, mg, mb), std=(sr, sg, sb)),
+                         labels=list(self.labels), source={"foreign": where})
+
 
 
 class Described(NamedTuple):

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import adapt
+from .adapt import StudentSpec
 from .backends import Backend, open_backend
 from .errors import EdgeCamError
-from .metadata import PREFIX, RESIZE_MODES, ModelInfo, StudentSpec, check_graph
+from .metadata import PREFIX, RESIZE_MODES, ModelInfo, check_graph
 from .preprocess import Resize, as_rgb, in_order, pad_colour, resize, to_8bit
 from .sizing import InputSize, is_dynamic
 

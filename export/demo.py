@@ -32,10 +32,11 @@ from edge_cam.source import read_video
 
 from . import export_module
 from .demo_clip import FPS, render_clip
-from .demo_nets import MEAN, STD, Student, Teacher, count_macs
+from .demo_nets import MEAN, STD, Student, Teacher
 from .demo_scenes import CLASS_NAMES, STUDENT_SIZE, TEACHER_SIZE, make_scenes, render_test_scenes
 from .demo_score import score
 from .demo_train import cam_crops, train_student, train_teacher
+from .macs import count_macs
 from .progress import say
 
 CROPS_PER_SCENE = 4  # student crops cut from each training scene

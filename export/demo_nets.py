@@ -49,22 +49,3 @@ class Student(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
 
-
-def count_macs(model: nn.Module, size: tuple[int, int]) -> int:
-    """Multiply-adds of one forward pass (convolutions and linear layers)."""
-    total = 0
-
-    def hook(module, _inputs, output):
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            total += output.numel() * module.in_channels // module.groups * k
-        else:
-            total += module.in_features * module.out_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, 3, *size))
-    for handle in handles:
-        handle.remove()
-    return total

@@ -32,7 +32,8 @@ from edge_cam.tools.cascade_eval import OTHER, confident, make_rule, model_macs,
 from edge_cam.watch import WatchList
 
 from .distill_data import BACKGROUND, EXACT, STALE, Footage, collect
-from .distill_net import MEAN, STD, Student, count_macs, predict, train
+from .distill_net import MEAN, STD, Student, predict, train
+from .macs import count_macs
 
 log = logging.getLogger("edge_cam")
 

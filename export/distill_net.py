@@ -9,10 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
+
 log = logging.getLogger("edge_cam")
 
-MEAN = (0.485, 0.456, 0.406)  # ImageNet's: the student's pad colour is then the teacher's too
-STD = (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD  # the teacher's: the student's pad colour is then the teacher's too
 
 
 def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -34,28 +35,6 @@ class Student(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
-
-
-def count_macs(model: nn.Module, size: tuple[int, int]) -> int:
-    """Multiply-adds of one forward pass (convolutions and linear layers), as onnx_macs counts them."""
-    total = 0
-
-    def hook(module, _inputs, output):
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            total += output.numel() * module.in_channels // module.groups * k
-        else:
-            total += module.in_features * module.out_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, 3, *size))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return total
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

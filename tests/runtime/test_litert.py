@@ -8,10 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from edge_cam.adapt import foreign_input
+from edge_cam.adapt import StudentSpec, foreign_input
 from edge_cam.cli import main
 from edge_cam.errors import EdgeCamError
-from edge_cam.metadata import StudentSpec
 from edge_cam.model import Model
 from edge_cam.source import read_image
 
