@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
@@ -121,19 +122,23 @@ def calibration_batches(model: Model, folder: str, limit: int = 200) -> list[np.
     return batches
 
 
-def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200, keep_float: list[str] = ()) -> dict:
+def quantize_int8(src: str, dst: str, calibration: str | Sequence[np.ndarray], limit: int = 200,
+                  keep_float: Sequence[str] = ()) -> dict:
     """Quantise `src` (.onnx or .tflite) into `dst`; returns the drift against float on the
-    calibration images. `keep_float`: torch layer names (prefixes) whose nodes stay float (ONNX)."""
+    calibration images: a folder, or (ONNX) prepared uint8 batches such as a student's crops.
+    `keep_float`: torch layer names (prefixes) whose nodes stay float (ONNX)."""
     if src.lower().endswith(".tflite"):
         if keep_float:
             raise EdgeCamError("--keep-float applies to ONNX int8 exports only.")
         from .tflite_int8 import quantize_tflite
+        if not isinstance(calibration, str):
+            raise EdgeCamError("a .tflite is calibrated on a folder of images.")
         return quantize_tflite(src, dst, calibration, limit)
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32 = Model(src, providers=["CPUExecutionProvider"], spinning=False)
-    batches = calibration_batches(fp32, calibration, limit)
+    batches = calibration_batches(fp32, calibration, limit) if isinstance(calibration, str) else list(calibration)[:limit]
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -151,7 +156,8 @@ def quantize_int8(src: str, dst: str, calibration: str, limit: int = 200, keep_f
         model = onnx.load(pre)
         full_size_normalisation(model, fp32.input_size)
         onnx.save(model, pre)
-        keep = head_nodes(model) + (layer_nodes(onnx.load(src), list(keep_float)) if keep_float else [])
+        head = head_nodes(model) if fp32.info.cam is not None else []  # a student's head is quantised too
+        keep = head + (layer_nodes(onnx.load(src), list(keep_float)) if keep_float else [])
         quantize_static(pre, os.path.join(tmp, "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, nodes_to_exclude=keep, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
@@ -186,7 +192,7 @@ def drift(fp32: Model, int8: Model, batches: list[np.ndarray]) -> dict:
     top-2 by at least half a logit: a near tie flips under any perturbation, so the overall figure
     alone says more about the images than about the quantisation."""
     agree, corr, iou, margin, top5 = [], [], [], [], []
-    rule = BoxRule.for_model(fp32.info.cam)
+    rule = BoxRule.for_model(fp32.info.cam) if fp32.info.cam is not None else None  # a student: classes only
     size = fp32.input_size
     identity = Resize(size, size, 1.0, 1.0)
     for x in batches:
@@ -194,6 +200,8 @@ def drift(fp32: Model, int8: Model, batches: list[np.ndarray]) -> dict:
         agree.append(a.class_id == b.class_id)
         margin.append(float(a.logits[a.class_ids[0]] - a.logits[a.class_ids[1]]) if len(a.class_ids) > 1 else np.inf)
         top5.append(a.class_id in b.class_ids[:5])
+        if rule is None:
+            continue
         same = np.flatnonzero(b.class_ids == a.class_id)  # the same class's map, where int8 has it
         if same.size:
             corr.append(float(np.corrcoef(a.cams[0].ravel(), b.cams[same[0]].ravel())[0, 1]))
@@ -203,4 +211,5 @@ def drift(fp32: Model, int8: Model, batches: list[np.ndarray]) -> dict:
     return {"images": len(batches), "top1_agreement": float(np.mean(agree)),
             "top1_agreement_clear": float(np.mean(np.asarray(agree)[clear])) if clear.any() else None,
             "clear_images": int(clear.sum()), "top1_in_top5": float(np.mean(top5)),
-            "cam_correlation_median": float(np.median(corr)) if corr else 0.0, "box_iou_median": float(np.median(iou))}
+            "cam_correlation_median": float(np.median(corr)) if corr else None,
+            "box_iou_median": float(np.median(iou)) if iou else None}

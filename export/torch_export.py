@@ -222,7 +222,7 @@ def _reduced(spec: str, out: str, quantize: str | None, precision: str, calibrat
     if not quiet:
         d = result.drift
         progress(f"      {quantize or precision} against fp32 on {d['images']} images: top-1 agreement "
-                 f"{d['top1_agreement']:.1%} ({d['top1_agreement_clear']:.1%} where fp32's top-1 leads by "
+                 f"{d['top1_agreement']:.1%} ({_pct(d['top1_agreement_clear'])} where fp32's top-1 leads by "
                  f"≥ 0.5 logit, {d['clear_images']} images), fp32's top-1 in the top-5 {d['top1_in_top5']:.1%}, "
                  f"CAM correlation (median) {d['cam_correlation_median']:.4f}, box IoU (median) "
                  f"{d['box_iou_median']:.3f}")
@@ -236,3 +236,7 @@ def list_layers(spec: str, num_classes: int | None = None) -> list[str]:
 
 
 __all__ = ["export", "export_module", "list_layers", "ExportResult", "find_cam_layers"]
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1%}"  # no image with a clear top-1 has no agreement to show

@@ -41,7 +41,8 @@ def add_parser(sub) -> None:
     net.add_argument("--max-frames", type=int, help="frames per source (needed for a live camera)")
     net.add_argument("--threads", type=int, help="torch threads for training (default: torch's)")
     net.add_argument("--format", choices=["onnx", "tflite"], help="default: from -o's suffix")
-    net.add_argument("--quantize", choices=["int8"], help="not yet for students")
+    net.add_argument("--quantize", choices=["int8"], help="int8 (ONNX Runtime's static QDQ, calibrated on the "
+                     "training crops), for CPUs")
     p.set_defaults(main=main)
 
 
@@ -74,5 +75,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"held-out last {args.holdout:.0%} ({r.holdout_frames} frames): agrees with the teacher on "
               + ", ".join(f"{k} {v:.1%}" for k, v in h.items() if isinstance(v, float))
               + " of the crops")
+    if r.int8:
+        print(f"int8: agrees with the fp32 student on {r.int8['top1_agreement']:.1%} of {r.int8['images']} training crops")
     print(f"wrote {r.path} ({os.path.getsize(r.path) / 1e6:.2f} MB)")
     return 0

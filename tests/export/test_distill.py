@@ -218,9 +218,22 @@ def test_evaluate_takes_the_watch_from_the_student(car_student, mobilenet_v2_pat
     assert other.min_score == 0.5 and other.teacher_input == [224, 384]
 
 
-def test_int8_students_are_refused_with_a_sentence(mobilenet_v2_path, bottle, tmp_path):
-    with pytest.raises(EdgeCamError, match="not implemented"):
-        distill(mobilenet_v2_path, bottle, str(tmp_path / "s.onnx"), quantize="int8")
+def test_an_int8_student(mobilenet_v2_path, bottle, tmp_path):
+    """--quantize int8: ONNX Runtime's static QDQ, calibrated on the training crops; the student
+    keeps its metadata and answers as the fp32 one does on nearly every crop."""
+    import onnx
+    path = str(tmp_path / "s8.onnx")
+    r = distill(mobilenet_v2_path, bottle, path, max_frames=40, epochs=1, size=32, width=4, threads=1,
+                quantize="int8")
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and not os.path.exists(path + ".fp32.onnx")
+    assert r.int8["images"] > 50 and r.int8["top1_agreement"] >= 0.9 and r.int8["cam_correlation_median"] is None
+    student = Model(path)
+    assert student.info.labels == r.labels and student.info.source["distill"]["macs"] == r.macs
+    result = Cascade(Model(mobilenet_v2_path), student).process(next(iter(open_source(bottle))).image)
+    assert result.rois and result.rois[0].student.label in r.labels
+    with pytest.raises(EdgeCamError, match="int8 makes ONNX students"):
+        distill(mobilenet_v2_path, bottle, str(tmp_path / "s8.tflite"), format="tflite", quantize="int8")
 
 
 def test_the_command_line_distills_then_runs_and_judges_the_cascade(mobilenet_v2_path, bottle, tmp_path):
