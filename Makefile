@@ -7,7 +7,7 @@ SOURCES := pyproject.toml $(shell find edge_cam export -type f -not -path '*/__p
 .PHONY: demo test lint test-runtime test-full clean
 
 demo: $(RUNTIME_VENV)/.installed
-	$(RUNTIME_VENV)/bin/edge-cam demo
+	@$(RUNTIME_VENV)/bin/edge-cam demo
 
 test: lint test-runtime test-full
 
@@ -25,18 +25,23 @@ test-runtime: $(RUNTIME_VENV)/.installed
 test-full: $(FULL_VENV)/.installed
 	$(FULL_VENV)/bin/python -m pytest tests -q -p no:cacheprovider
 
+# pip's own chatter goes to install.log (shown whole if the install fails): a first run prints our lines only.
 $(RUNTIME_VENV)/.installed: $(SOURCES)
-	test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
-	$(RUNTIME_VENV)/bin/python -m pip install -q --upgrade pip
-	$(RUNTIME_VENV)/bin/python -m pip install -q --force-reinstall --no-deps .
-	$(RUNTIME_VENV)/bin/python -m pip install -q '.[mqtt,tflite,onnx]' pytest
-	touch $@
+	@test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
+	@echo "installing the runtime into $(RUNTIME_VENV) (log: $(RUNTIME_VENV)/install.log)"
+	@{ $(RUNTIME_VENV)/bin/python -m pip install -q --upgrade pip && \
+	   $(RUNTIME_VENV)/bin/python -m pip install -q --force-reinstall --no-deps . && \
+	   $(RUNTIME_VENV)/bin/python -m pip install -q '.[mqtt,tflite,onnx]' pytest; \
+	 } > $(RUNTIME_VENV)/install.log 2>&1 || { cat $(RUNTIME_VENV)/install.log; exit 1; }
+	@touch $@
 
 $(FULL_VENV)/.installed: pyproject.toml
-	test -x $(FULL_VENV)/bin/python || $(PYTHON) -m venv $(FULL_VENV)
-	$(FULL_VENV)/bin/python -m pip install -q --upgrade pip
-	$(FULL_VENV)/bin/python -m pip install -q -e '.[export,mqtt,dev,tflite,tflite-export]'
-	touch $@
+	@test -x $(FULL_VENV)/bin/python || $(PYTHON) -m venv $(FULL_VENV)
+	@echo "installing the workstation environment into $(FULL_VENV) (torch: minutes; log: $(FULL_VENV)/install.log)"
+	@{ $(FULL_VENV)/bin/python -m pip install -q --upgrade pip && \
+	   $(FULL_VENV)/bin/python -m pip install -q -e '.[export,mqtt,dev,tflite,tflite-export]'; \
+	 } > $(FULL_VENV)/install.log 2>&1 || { cat $(FULL_VENV)/install.log; exit 1; }
+	@touch $@
 
 clean:
 	rm -rf $(RUNTIME_VENV) $(FULL_VENV) build *.egg-info edge-cam-demo
