@@ -61,19 +61,21 @@ class StudentSpec:
             kw["color"] = str(kw.get("color", "RGB")).upper()
             if kw.get("layout") is not None:
                 kw["layout"] = str(kw["layout"]).upper()
-            spec = cls(**kw)
+            return cls(**kw)
         except (TypeError, ValueError, IndexError) as e:
             raise EdgeCamError(f"malformed student description ({e}); see README, \"Any student\".") from None
+
+    def __post_init__(self) -> None:
+        """A spec checks itself when built, from a file or in code."""
         bad = [(k, v) for k, v, ok in (
-            ("color", spec.color, spec.color in ("RGB", "BGR")),
-            ("layout", spec.layout, spec.layout in (None, "NHWC", "NCHW")),
-            ("resize", spec.resize, spec.resize in RESIZE_MODES),
-            ("scale", spec.scale, spec.scale > 0), ("std", spec.std, min(spec.std) > 0),
-            ("label_offset", spec.label_offset, spec.label_offset >= 0), ("top_k", spec.top_k, spec.top_k >= 1)) if not ok]
+            ("color", self.color, self.color in ("RGB", "BGR")),
+            ("layout", self.layout, self.layout in (None, "NHWC", "NCHW")),
+            ("resize", self.resize, self.resize in RESIZE_MODES),
+            ("scale", self.scale, self.scale > 0), ("std", self.std, min(self.std) > 0),
+            ("label_offset", self.label_offset, self.label_offset >= 0), ("top_k", self.top_k, self.top_k >= 1)) if not ok]
         if bad:
             raise EdgeCamError(f"student description: {bad[0][0]} {bad[0][1]!r} is not valid; see README, "
                                "\"Any student\".")
-        return spec
 
     @classmethod
     def load(cls, spec: StudentSpec | dict | str | os.PathLike) -> StudentSpec:

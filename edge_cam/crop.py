@@ -9,6 +9,8 @@ import numpy as np
 from .localize import Box, HeatMap
 from .preprocess import as_rgb, in_order
 
+MASKS = ("none", "mean", "blur")
+
 
 @dataclass(frozen=True)
 class CropSpec:
@@ -16,6 +18,14 @@ class CropSpec:
     square: bool = True  # students are trained on square inputs; avoid stretching the object
     mask: str = "none"  # "none", "mean" or "blur": what replaces pixels below the CAM threshold
     threshold: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.pad < float("inf"):  # below 1 the crop cuts into the object; nan fails too
+            raise ValueError(f"pad: {self.pad} must be 1 or more (the crop is the box times pad)")
+        if self.mask not in MASKS:
+            raise ValueError(f"mask: unknown mask {self.mask!r}; use one of {', '.join(MASKS)}")
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"threshold: {self.threshold} must be above 0 and at most 1 (a fraction of the map's range)")
 
 
 @dataclass(frozen=True)

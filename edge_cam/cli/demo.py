@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..crop import CropSpec
+from ..crop import MASKS, CropSpec
 from ..sinks import check_writable
 from ..tools.demo import run_demo
-from .options import MASKS, check
+from .options import check
 from .terminal import stop_on_sigterm
 
 

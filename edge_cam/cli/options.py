@@ -12,7 +12,7 @@ import math
 import os
 
 from ..cascade import require_cam
-from ..crop import CropSpec
+from ..crop import MASKS, CropSpec
 from ..errors import EdgeCamError
 from ..localize import BOX_MODES, BoxRule
 from ..metadata import RESIZE_MODES
@@ -20,7 +20,6 @@ from ..model import Model
 from ..tools.evaluate import Annotation, read_labelled
 from ..watch import WatchList
 
-MASKS = ("none", "mean", "blur")
 EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")  # what the torch exporters need
 MAX_THREADS = 256  # more is a typo: ORT would try to start them all (100000 hung, deaf to Ctrl-C)
 MAX_PAD = 10.0  # a crop ten times the box is the whole frame already

@@ -52,3 +52,17 @@ def test_cropping_a_bgr_frame_gives_the_rgb_crop(mask):
     a = crop(rgb, Box(30, 20, 90, 80), (32, 32), spec, heat, fill)
     b = crop(bgr, Box(30, 20, 90, 80), (32, 32), spec, heat, fill, order="BGR")
     assert a.region == b.region and np.array_equal(a.image, b.image)
+
+
+@pytest.mark.parametrize("kw,field", [({"pad": 0.5}, "pad"), ({"pad": float("nan")}, "pad"), ({"mask": "fog"}, "mask"),
+                                      ({"threshold": 0.0}, "threshold"), ({"threshold": 1.5}, "threshold")])
+def test_a_crop_spec_checks_itself_when_built(kw, field):
+    with pytest.raises(ValueError, match=f"^{field}:"):
+        CropSpec(**kw)
+
+
+def test_a_student_spec_checks_itself_when_built():
+    from edge_cam.adapt import StudentSpec
+    from edge_cam.errors import EdgeCamError
+    with pytest.raises(EdgeCamError, match="color 'XYZ' is not valid"):
+        StudentSpec(color="XYZ")
