@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 
 import pytest
+
+# A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored: the tests that
+# send Ctrl-C (in-process, and to the edge-cam processes they start, which inherit it) need it live.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DATA = pathlib.Path(os.environ.get("EDGE_CAM_SHARED_DATA", REPO.parent / "shared" / "data"))
