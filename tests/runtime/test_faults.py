@@ -418,7 +418,10 @@ def test_second_sigint_during_mqtt_shutdown_still_spills_every_event_and_prints_
     proc.send_signal(signal.SIGINT)
     time.sleep(1.0)  # now close() waits (up to 10 s) for the broker ...
     proc.send_signal(signal.SIGINT)  # ... and the impatient second Ctrl-C comes
-    assert proc.wait(timeout=60) == 0, "".join(lines)
+    try:
+        assert proc.wait(timeout=60) == 0, "".join(lines)
+    finally:
+        proc.kill()  # a run that did not stop must not outlive the test (it loops its clip)
     reader.join(10)
     err = "".join(lines)
     assert "Traceback" not in err and "internal error" not in err, err
