@@ -180,8 +180,9 @@ def export(spec: str, out: str, *, weights: str | None = None, num_classes: int 
         # ImageNet weights were trained and scored on centre crops (shorter side to 256, 224 out
         # of the middle): a stretched frame is another distribution (hot_dog.jpg reads "burrito").
         kwargs["resize"] = "crop" if imagenet else "stretch"
-        progress(f"resize {kwargs['resize']}" + (" (the ImageNet weights' own protocol; --resize stretch or "
-                 "letterbox to see the whole frame)" if imagenet else ""), kwargs.get("quiet", False))
+        if imagenet:  # a default that crops deserves a word; stretching is what every other export does
+            progress("resize crop (the ImageNet weights' own protocol; --resize stretch or letterbox to see "
+                     "the whole frame)", kwargs.get("quiet", False))
     source = {"model": spec, "weights": os.path.basename(weights) if weights else None}
     return export_module(model, out, labels=labels, source=source, **kwargs)
 
