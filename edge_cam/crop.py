@@ -68,9 +68,7 @@ def crop(image: np.ndarray, box: Box, size: tuple[int, int], spec: CropSpec = Cr
         cold = heat.region(x1, y1, x2, y2, size) < spec.threshold
         if spec.mask == "mean":
             out[cold] = in_order(fill, order)
-        elif spec.mask == "blur":
+        else:  # "blur": CropSpec admits no other mode
             k = max(3, (min(size) // 4) | 1)
             out[cold] = cv2.GaussianBlur(out, (k, k), 0)[cold]
-        else:
-            raise ValueError(f"unknown mask mode {spec.mask!r}")
     return Crop((x1, y1, x2, y2), as_rgb(out, order))

@@ -60,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
             bars.setdefault(stage, progress_bar(stage))(done, total)
 
     opt.cascade_options(args)  # checked as for run
-    teacher_options = {k: v for k, v in (("resize", args.resize), ("input_size", args.input_size)) if v is not None}
+    teacher_options = opt.teacher_overrides(args)
     r = distill(args.teacher, args.source, args.output, classes=args.classes, name=args.name,
                 groups_file=args.groups, min_score=args.min_score, teacher_options=teacher_options,
                 rule=opt.rule_options(args), max_rois=args.max_rois or 4, every=args.every, change=args.change, pad=args.pad,

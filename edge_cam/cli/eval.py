@@ -79,7 +79,7 @@ def _video(args: argparse.Namespace) -> int:
     opt.check(args, "--change", 0, above=True, unit=" grey levels")
     opt.check(args, "--start", 0)
     opt.model_options(args)  # checked; the student's distill metadata fills in what is not given
-    teacher_options = {k: v for k, v in (("resize", args.resize), ("input_size", args.input_size)) if v is not None}
+    teacher_options = opt.teacher_overrides(args)
     student = Model(opt.model_file(args.student), threads=1)
     start = int(args.start) if args.start >= 1 else args.start
     bars: dict[str, Callable[[int, int], None]] = {}

@@ -174,6 +174,12 @@ def model_options(args: argparse.Namespace) -> dict:
             **({"input_size": args.input_size} if getattr(args, "input_size", None) is not None else {})}
 
 
+def teacher_overrides(args: argparse.Namespace) -> dict:
+    """The teacher's resize and input size, only where given: the rest comes from a distilled student's
+    metadata (distill records it, eval --video reads it back)."""
+    return {k: v for k, v in (("resize", args.resize), ("input_size", args.input_size)) if v is not None}
+
+
 def student_options(args: argparse.Namespace) -> dict:
     """Model keyword arguments of the student: the runtime group with the student's own threads,
     and no resize override (that one is about the teacher's CAM)."""
