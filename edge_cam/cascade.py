@@ -181,6 +181,8 @@ class Cascade:
             raise EdgeCamError(f"max_rois must be 1 or more, not {max_rois}.")
         if not 0 <= min_score <= 1:
             raise EdgeCamError(f"min_score must be a probability from 0 to 1, not {min_score}.")
+        if watch is not None and isinstance(teacher, Model):
+            teacher.require_maps(watch.class_ids)  # now, not at the first frame where one ranks low
         self.watch, self.min_score = watch, min_score
         self.teacher, self.student, self.every, self.change = teacher, student, every, change
         self.rule = rule or BoxRule.for_model(teacher.info.cam)

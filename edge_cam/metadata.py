@@ -60,13 +60,17 @@ class CamSpec:
     min_area: float = 0.01
     fuse_top: int = 1
     class_query: bool = False  # the graph takes a class_query input and returns query_cams, query_scores
+    # Classes whose maps a fixed-signature graph (TFLite) returns on every run, as query_cams and
+    # query_scores in this order: the watch list baked in at export (`export --classes`).
+    baked_classes: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "feature_layer": self.feature_layer,
-                "classifier": self.classifier, "stride": self.stride,
-                "feature_size": list(self.feature_size) if self.feature_size else None,
-                "threshold": self.threshold, "box_mode": self.box_mode, "min_area": self.min_area,
-                "fuse_top": self.fuse_top, "class_query": self.class_query}
+        return ({"method": self.method, "feature_layer": self.feature_layer,
+                 "classifier": self.classifier, "stride": self.stride,
+                 "feature_size": list(self.feature_size) if self.feature_size else None,
+                 "threshold": self.threshold, "box_mode": self.box_mode, "min_area": self.min_area,
+                 "fuse_top": self.fuse_top, "class_query": self.class_query}
+                | ({"baked_classes": list(self.baked_classes)} if self.baked_classes else {}))
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CamSpec:
@@ -76,7 +80,8 @@ class CamSpec:
                    feature_size=tuple(fs) if fs else None,
                    threshold=float(d.get("threshold", DEFAULT_THRESHOLD)),
                    box_mode=d.get("box_mode", "largest"), min_area=float(d.get("min_area", 0.01)),
-                   fuse_top=int(d.get("fuse_top", 1)), class_query=bool(d.get("class_query", False)))
+                   fuse_top=int(d.get("fuse_top", 1)), class_query=bool(d.get("class_query", False)),
+                   baked_classes=tuple(int(c) for c in d.get("baked_classes") or ()))
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,7 @@ class Model:
                                              session_options=session_options, tensorrt=tensorrt)
         self.providers = self.session.providers
         self.class_query = False  # whether the graph takes classes to map (see run)
+        self.baked = np.zeros(0, np.int64)  # the classes a fixed graph maps on every run (see run)
         if self.spec is None:
             self._read_metadata()
         else:
@@ -148,7 +149,8 @@ class Model:
         self.input_name = inputs[0].name
         names = {o.name for o in outputs}
         needed = {"logits", "class_ids", "scores"} | ({"cams"} if self.info.cam else set())
-        needed |= {"query_cams", "query_scores"} if self.class_query else set()
+        self.baked = np.array(self.info.cam.baked_classes if self.info.cam and not self.class_query else (), np.int64)
+        needed |= {"query_cams", "query_scores"} if self.class_query or self.baked.size else set()
         if not needed <= names:
             raise EdgeCamError(f"{self.path} lacks the outputs {sorted(needed - names)}; "
                                "re-export it with `edge-cam export`.")
@@ -160,6 +162,12 @@ class Model:
         """Classes the model tells apart (its logits' width; its labels' count where that is dynamic)."""
         logits = next((t for t in self.session.outputs if t.name == "logits"), None)
         return logits.shape[-1] if logits is not None and logits.shape[-1] > 0 else len(self.info.labels)
+
+    @property
+    def top_k(self) -> int | None:
+        """How many classes the graph ranks and maps per image (None: not fixed in the graph)."""
+        k = next((t.shape[-1] for t in self.session.outputs if t.name == "class_ids"), None)
+        return k if isinstance(k, int) and k > 0 else None
 
     @property
     def has_cam(self) -> bool:
@@ -199,7 +207,7 @@ class Model:
             out = dict(zip(self.output_names, self.session.run(self.output_names, batch)))
         out["class_ids"] = out["class_ids"].astype(np.int64, copy=False)  # TFLite gives int32
         if ids is not None and not self.class_query:
-            out.update(self._from_top_k(out, ids))
+            out.update(self._from_fixed(out, ids))
         return out
 
     def _class_ids(self, classes: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -215,17 +223,38 @@ class Model:
             raise EdgeCamError(f"classes: {bad[0]} is not a class of {self.path}; give ids from 0 to {n - 1}.")
         return ids
 
-    def _from_top_k(self, out: dict[str, np.ndarray], ids: np.ndarray) -> dict[str, np.ndarray]:
-        """A graph exported without class queries (before them, or a TFLite teacher) still maps a
-        class that ranks in its top-K; any other needs the query input."""
+    def require_maps(self, classes: Sequence[int] | np.ndarray) -> None:
+        """Refuse, before any frame, classes whose maps this teacher cannot give on every frame (a
+        watch list): a graph without the query input maps its baked classes and, frame by frame,
+        its top-K only, so any other class would fail on the first frame where it ranks lower."""
+        top_k = self.top_k
+        if self.class_query or self.info.cam is None or (top_k is not None and top_k >= self.num_classes > 0):
+            return
+        missing = [int(c) for c in classes if int(c) not in set(self.baked.tolist())]
+        if missing:
+            names = ", ".join(self.info.label(c) for c in missing[:3]) + (", ..." if len(missing) > 3 else "")
+            baked = f" (baked in: {', '.join(self.info.label(int(c)) for c in self.baked)})" if self.baked.size else ""
+            raise EdgeCamError(f"{self.path} takes no class queries and maps {names} only while in its top-{top_k}{baked}; "
+                               "re-export it with `edge-cam export` to map any class (a TFLite teacher: with "
+                               "--classes naming the classes to watch).")
+
+    def _from_fixed(self, out: dict[str, np.ndarray], ids: np.ndarray) -> dict[str, np.ndarray]:
+        """A graph without class queries (exported before them, or a TFLite teacher) maps a class
+        baked into it at export, or one that ranks in its top-K on this frame; any other needs the
+        query input (ONNX) or a re-export with it baked (TFLite)."""
         n, _, h, w = out["cams"].shape
         cams, scores = np.empty((n, len(ids), h, w), np.float32), np.empty((n, len(ids)), np.float32)
-        for b, row in enumerate(out["class_ids"]):
-            for q, c in enumerate(ids):
+        baked = {int(c): i for i, c in reversed(list(enumerate(self.baked)))}
+        for q, c in enumerate(ids):
+            if int(c) in baked:
+                cams[:, q], scores[:, q] = out["query_cams"][:, baked[int(c)]], out["query_scores"][:, baked[int(c)]]
+                continue
+            for b, row in enumerate(out["class_ids"]):
                 rank = np.flatnonzero(row == c)
                 if not rank.size:
                     raise EdgeCamError(f"{self.path} takes no class queries and class {c} is not among its top-{len(row)} "
-                                       "here; re-export it with `edge-cam export` to map any class.")
+                                       "here; re-export it with `edge-cam export` to map any class (a TFLite "
+                                       "teacher: with --classes naming the classes to watch).")
                 cams[b, q], scores[b, q] = out["cams"][b, rank[0]], out["scores"][b, rank[0]]
         return {"query_cams": cams, "query_scores": scores}
 

@@ -23,12 +23,17 @@ def other_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
 
 def query_report(model, layers, runtime: Model, size: tuple[int, int], mean, std, seed: int = 300) -> Report:
     """query_cams and query_scores for random class ids against the eager W_c · F (or autograd's
-    Grad-CAM) and softmax; the scores must agree within TOLERANCE (they are probabilities)."""
+    Grad-CAM) and softmax."""
     n = runtime.session.outputs[[t.name for t in runtime.session.outputs].index("logits")].shape[-1]
     rng = np.random.default_rng(seed)
     classes = rng.choice(n, size=min(QUERIED, n), replace=False).astype(np.int64)
     images = sample_images(2, size, seed=seed)
-    out = runtime.run(images, classes=classes)
+    return queried(model, layers, runtime.run(images, classes=classes), images, classes, mean, std)
+
+
+def queried(model, layers, out: dict[str, np.ndarray], images: np.ndarray, classes: np.ndarray, mean, std) -> Report:
+    """A graph's query_cams and query_scores of `classes` on `images` against the eager model's
+    maps and softmax; the scores must agree within TOLERANCE (they are probabilities)."""
     logits, cams = reference(model, layers, images, mean, std, np.tile(classes, (len(images), 1)))
     p = np.exp(logits.astype(np.float64) - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)

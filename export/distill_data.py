@@ -137,6 +137,8 @@ def collect(teacher: Model, sources: Sequence[str], size: int, spec: CropSpec, f
     spec = CropSpec(spec.pad, spec.square, spec.mask, rule.threshold)  # as Cascade sets it
     shape = (size, size)
     classes = None if watch is None else watch.class_ids
+    if classes is not None:
+        teacher.require_maps(classes)
     names = {} if watch is None else {n: i for i, n in enumerate(watch.names)}
     per_frame: dict[str, list] = {"source": [], "index": [], "class_id": [], "score": [], "target": [],
                                   "target_score": []}

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ from edge_cam.errors import EdgeCamError, first_line
 from edge_cam.metadata import PREFIX, ModelInfo
 from edge_cam.model import Model
 
+from .checks import queried
 from .eager import compare
 from .graph import CamGraph
 from .progress import progress
@@ -43,21 +45,26 @@ def litert_torch():
     return lt
 
 
-def output_names(graph: CamGraph) -> list[str]:
-    return ["logits", "class_ids", "scores"] + (["cams"] if graph.with_cam else [])
+def output_names(graph: CamGraph, baked: Sequence[int] = ()) -> list[str]:
+    return (["logits", "class_ids", "scores"] + (["cams"] if graph.with_cam else [])
+            + (["query_cams", "query_scores"] if len(baked) else []))
 
 
 class NamedOutputs(nn.Module):
     """litert-torch names a signature's outputs after the keys of a returned dict (and its input
-    after the keyword it was traced with): this gives the .tflite the ONNX file's names."""
+    after the keyword it was traced with): this gives the .tflite the ONNX file's names.
 
-    def __init__(self, graph: CamGraph):
+    `baked`: class ids whose maps and scores every run returns (query_cams, query_scores): a
+    TFLite graph has one fixed signature, so a watch list is a constant of the graph, not an input."""
+
+    def __init__(self, graph: CamGraph, baked: Sequence[int] = ()):
         super().__init__()
         self.cam = graph  # not `graph`: torch.export's GraphModule has an attribute of that name
-        self.names = output_names(graph)
+        self.names = output_names(graph, baked)
+        self.register_buffer("baked", torch.tensor(list(baked), dtype=torch.int64))
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(zip(self.names, self.cam(image)))
+        return dict(zip(self.names, self.cam(image, self.baked) if len(self.baked) else self.cam(image)))
 
 
 @contextlib.contextmanager
@@ -81,13 +88,13 @@ def _quiet_converter():
             os.environ["LITERT_TORCH_SHOW_PROGRESS"] = shown
 
 
-def convert(graph: CamGraph, input_size: tuple[int, int], path: str) -> float:
-    """Convert `graph` to a .tflite at `path` (batch 1); returns the seconds it took."""
+def convert(graph: CamGraph, input_size: tuple[int, int], path: str, baked: Sequence[int] = ()) -> float:
+    """Convert `graph` (with `baked` classes' maps) to a .tflite at `path` (batch 1); returns the seconds it took."""
     sample = torch.from_numpy(sample_images(1, input_size))
     t0 = time.perf_counter()
     with _quiet_converter() as lt:
         try:
-            edge = lt.convert(NamedOutputs(graph).eval(), sample_kwargs={"image": sample})
+            edge = lt.convert(NamedOutputs(graph, baked).eval(), sample_kwargs={"image": sample})
             edge.export(path)
         except Exception as e:  # torch.export, the JAX lowering and the MLIR passes all raise their own
             raise EdgeCamError(f"litert-torch could not convert this model to TFLite ({first_line(e)}); "
@@ -133,12 +140,15 @@ class TfliteCheck:
 
 def export_tflite(graph: CamGraph, info: ModelInfo, out: str, *, model: nn.Module, layers, onnx_model,
                   verify_batches: tuple[int, ...] = (2,), quiet: bool = False, log=None) -> TfliteCheck:
-    """Convert `graph` to `out` and verify it; above tolerance the file is kept as OUT.failed.tflite."""
+    """Convert `graph` to `out` and verify it; above tolerance the file is kept as OUT.failed.tflite.
+    The classes in info.cam.baked_classes are mapped on every run (checked against the eager model
+    and against `onnx_model`, which then takes class queries)."""
     from edge_cam.backends.litert import write_metadata
     lt = litert_torch()
+    baked = np.array(info.cam.baked_classes if info.cam else (), np.int64)
     tmp = out + ".tmp.tflite"
     try:
-        seconds = convert(graph, info.input.size, tmp)
+        seconds = convert(graph, info.input.size, tmp, baked.tolist())
         write_metadata(tmp, out, tflite_props(info, f"litert-torch {lt.__version__}"))
     finally:
         if os.path.exists(tmp):
@@ -150,13 +160,15 @@ def export_tflite(graph: CamGraph, info: ModelInfo, out: str, *, model: nn.Modul
     check = TfliteCheck([], [], seconds)
     for i, b in enumerate(verify_batches):
         images = sample_images(b, info.input.size, seed=100 + i)
-        tfl, ort = run_items(runtime, images, out), onnx_model.run(images)
+        tfl, ort = run_items(runtime, images, out), onnx_model.run(images, classes=baked if baked.size else None)
         wrong = [n for n in ort if tfl[n].shape != ort[n].shape]
         if wrong:
             os.replace(out, out + ".failed.tflite")
             raise EdgeCamError(f"the TFLite model's {wrong[0]} has shape {list(tfl[wrong[0]].shape)} where ONNX "
                                f"Runtime's has {list(ort[wrong[0]].shape)}; kept it as {out}.failed.tflite.")
         check.eager.append(compare(model, layers, tfl, images, mean, std))
+        if baked.size:
+            check.eager.append(queried(model, layers, tfl, images, baked, mean, std))
         check.onnx.append(agreement(tfl, ort))
     for r in (*check.eager, *check.onnx):
         progress(f"      {r}", quiet)

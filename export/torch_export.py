@@ -7,7 +7,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import torch
@@ -26,6 +27,7 @@ from edge_cam.metadata import (
     rewrite_metadata,
 )
 from edge_cam.model import Model
+from edge_cam.watch import WatchList
 
 from .checks import extra_reports
 from .eager import compare
@@ -59,7 +61,8 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
                   threshold: float = DEFAULT_THRESHOLD, opset: int = 18, exporter: str = "dynamo",
                   source: dict | None = None, verify_batches: tuple[int, ...] = (2,),
                   quiet: bool = False, format: str = "onnx", class_query: bool = True,
-                  dynamic_size: bool = True) -> ExportResult:
+                  dynamic_size: bool = True, classes: Sequence[str | int] = (),
+                  groups_file: str | None = None) -> ExportResult:
     """Export an nn.Module (any GAP classifier) and verify it; the Python API behind the CLI.
 
     class_query: a CAM teacher takes an int64 `class_query` input and returns the maps and scores
@@ -67,12 +70,22 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
     image's height and width are dynamic (input_size stays the default), where the network allows.
 
     format "tflite" converts the same graph with litert-torch after the ONNX export, which stays
-    as the reference the .tflite is checked against (and is then removed)."""
+    as the reference the .tflite is checked against (and is then removed). A TFLite graph has one
+    fixed signature, so it takes no class query: `classes` (a watch list: labels, ids or groups, as
+    `run --classes` takes them; `groups_file` for the user's own groups) bakes those classes' maps
+    into it instead, returned on every run."""
     if format not in ("onnx", "tflite"):
         raise EdgeCamError(f"unknown export format {format!r}; use onnx or tflite.")
+    if classes and format != "tflite":
+        raise EdgeCamError("classes: baking a watch list is for TFLite teachers; an ONNX teacher maps any "
+                           "class at run time (its class_query input), so export it without classes.")
+    if classes and not cam:
+        raise EdgeCamError("classes: a plain classifier (no CAM) has no maps to bake; export a teacher.")
     if format == "tflite":
         litert_torch()  # a missing extra fails now, not after the ONNX export
-        class_query = dynamic_size = False  # LiteRT's shapes are fixed: one size, no query input
+        # LiteRT's shapes are fixed: one size, no query input. The ONNX reference takes queries
+        # only to check the baked classes' maps against.
+        class_query, dynamic_size = bool(classes), False
     model = model.eval()
     steps = 4 if format == "onnx" else 6
     onnx_out = out if format == "onnx" else out + ".reference.onnx"
@@ -99,6 +112,7 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
     labels = list(labels or [])
     if labels and len(labels) != num_classes:
         raise EdgeCamError(f"{len(labels)} labels were given for a model with {num_classes} classes.")
+    baked = WatchList.parse(list(classes), labels, groups_file, num_classes).class_ids if classes else None
     k = max(1, min(top_k, num_classes))
     grad_head = GradHead(layers.graph, layers.feature_node, layers.gap, layers.head) \
         if layers is not None and layers.method == "gradcam" else None
@@ -136,6 +150,10 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
         if format == "onnx":
             return ExportResult(out, info, reports, layers)
         _progress(5, steps, "converting to TFLite with litert-torch (batch 1)", quiet)
+        if baked is not None and info.cam is not None:
+            info = replace(info, cam=replace(info.cam, class_query=False, baked_classes=tuple(baked.tolist())))
+            progress(f"      baking the maps of {len(baked)} classes: "
+                     f"{', '.join(info.label(int(c)) for c in baked[:6])}{', ...' if len(baked) > 6 else ''}", quiet)
         check = export_tflite(graph, info, out, model=model, layers=layers, onnx_model=runtime,
                               verify_batches=verify_batches, quiet=quiet,
                               log=lambda text: _progress(6, steps, text, quiet))

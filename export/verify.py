@@ -81,6 +81,8 @@ def agreement(outputs: dict[str, np.ndarray], ref: dict[str, np.ndarray], refere
     expected = np.take_along_axis(ref["logits"], ref["class_ids"], axis=1)
     tied = np.abs(picked - expected) <= tolerance * np.where(span > 0, span, 1.0)
     cam_error = maps_error(outputs["cams"], ref["cams"]) if "cams" in ref else None
+    if "query_cams" in ref and ref["query_cams"].size:  # the queried (baked) classes' maps too
+        cam_error = max(cam_error or 0.0, maps_error(outputs["query_cams"], ref["query_cams"]))
     n = len(ref["logits"])
     return Report(reference, n, n, logits_error(outputs["logits"], ref["logits"]), cam_error,
                   top1_agree=bool(tied[:, 0].all()), same_classes=bool(tied.all()), tolerance=tolerance)

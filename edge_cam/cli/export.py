@@ -59,6 +59,11 @@ def add_parser(sub) -> None:
                            help="--quantize int8: torch layers that stay float, e.g. features.14 features.15"),
         torch.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                            help="fp16: half precision for GPUs (TensorRT, CUDA); outputs stay float32"),
+        torch.add_argument("--classes", nargs="+", metavar="CLASS",
+                           help="--format tflite: bake these classes' maps into the graph, returned on every run "
+                                "(labels, ids or groups, as `run --classes` takes them; an ONNX teacher maps any "
+                                "class at run time)"),
+        torch.add_argument("--groups", metavar="JSON", help="your own groups for --classes (as `run --groups`)"),
     ]
 
     # How an existing .onnx classifier's float input is made from pixels: x = (pixel*scale - mean)/std.
@@ -91,13 +96,17 @@ def main(args: argparse.Namespace) -> int:
     size = _square(args.input_size or [224])
     if len(size) != 2 or min(size) < 8:
         raise EdgeCamError("--input-size takes one size S or two sizes H W, each at least 8.")
-    result = torch_export.export(
-        args.model, args.output, weights=args.weights, num_classes=args.num_classes,
-        labels_file=args.labels, input_size=tuple(size), top_k=args.top_k, cam=not args.no_cam,
-        feature_layer=args.feature_layer, classifier=args.classifier, mean=tuple(args.mean),
-        std=tuple(args.std), resize=args.resize, threshold=args.threshold, opset=args.opset,
-        exporter=args.exporter, quantize=args.quantize, calibration=args.calibration, format=fmt,
-        precision=args.precision, keep_float=tuple(args.keep_float or ()))
+    if args.groups and not args.classes:
+        raise EdgeCamError("--groups names groups for --classes; give --classes too.")
+    with opt.watch_flags():
+        result = torch_export.export(
+            args.model, args.output, weights=args.weights, num_classes=args.num_classes,
+            labels_file=args.labels, input_size=tuple(size), top_k=args.top_k, cam=not args.no_cam,
+            feature_layer=args.feature_layer, classifier=args.classifier, mean=tuple(args.mean),
+            std=tuple(args.std), resize=args.resize, threshold=args.threshold, opset=args.opset,
+            exporter=args.exporter, quantize=args.quantize, calibration=args.calibration, format=fmt,
+            precision=args.precision, keep_float=tuple(args.keep_float or ()), classes=tuple(args.classes or ()),
+            groups_file=args.groups)
     print(f"wrote {result.path} ({os.path.getsize(result.path) / 1e6:.1f} MB)")
     return 0
 

@@ -7,6 +7,7 @@ its parameters instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import math
 import os
@@ -222,8 +223,8 @@ def open_teacher(args: argparse.Namespace, path: str, **model_kw) -> Model:
 def box_rule(args: argparse.Namespace, model: Model) -> BoxRule:
     """The model's box rule with the command line's overrides."""
     kw = rule_options(args)
-    top_k = next((o.shape[-1] for o in getattr(model.session, "outputs", ()) if o.name == "class_ids"), None)
-    if kw["fuse_top"] is not None and isinstance(top_k, int) and kw["fuse_top"] > top_k:
+    top_k = model.top_k
+    if kw["fuse_top"] is not None and top_k is not None and kw["fuse_top"] > top_k:
         raise EdgeCamError(f"--fuse-top must be at most {top_k}, the top-K of {model.path}, not {kw['fuse_top']}.")
     return BoxRule.for_model(model.info.cam, **kw)
 
@@ -243,10 +244,22 @@ def watch_list(args: argparse.Namespace, model: Model) -> WatchList | None:
     w = watch_options(args)
     if not w["entries"]:
         return None
+    with watch_flags():
+        watch = WatchList.parse(w["entries"], model.info.labels, w["groups_file"], model.num_classes)
+    model.require_maps(watch.class_ids)
+    return watch
+
+
+@contextlib.contextmanager
+def watch_flags():
+    """The library names its parameters (classes, groups_file); the command line, its flags."""
     try:
-        return WatchList.parse(w["entries"], model.info.labels, w["groups_file"], model.num_classes)
-    except EdgeCamError as e:  # the library names its parameter; the command line knows the flag
-        raise EdgeCamError(str(e).replace("classes:", "--classes:", 1).replace("groups_file", "--groups")) from None
+        yield
+    except EdgeCamError as e:
+        text = str(e)
+        if text.startswith(("classes:", "groups_file:", "group ")):
+            raise EdgeCamError(text.replace("classes:", "--classes:", 1).replace("groups_file", "--groups")) from None
+        raise
 
 
 def labelled(args: argparse.Namespace) -> list[Annotation]:

@@ -115,13 +115,14 @@ def test_int8_tflite_keeps_the_cam_head_float_and_reports_drift(tmp_path):
         cv2.imwrite(str(cal / f"{i}.png"), im)
     out = str(tmp_path / "q.tflite")
     result = export("custom_models:tiny_gap", out, input_size=(64, 64), quantize="int8",
-                    calibration=str(cal), format="tflite", quiet=True)
+                    calibration=str(cal), format="tflite", quiet=True, classes=[1])  # a baked class, too
     d = result.drift
     assert d["images"] == 24 and d["top1_agreement"] >= 0.5 and d["box_iou_median"] > 0.5
     assert not (tmp_path / "q.tflite.fp32.tflite").exists()
     q = Model(out)
     outputs = {o.name: o for o in q.session.outputs}
     assert outputs["cams"].dtype == np.float32 and outputs["cams"].quant is None  # head in float
+    assert outputs["query_cams"].quant is None and q.baked.tolist() == [1]  # the baked maps' head too
     from ai_edge_litert.schema_py_generated import TensorType
     from ai_edge_litert.tools import flatbuffer_utils
     tensors = flatbuffer_utils.read_model(out).subgraphs[0].tensors
