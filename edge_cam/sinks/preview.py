@@ -222,7 +222,10 @@ def _handler(preview: PreviewServer) -> type[BaseHTTPRequestHandler]:
         server_version = "edge-cam"
 
         def log_message(self, format, *args):
-            log.debug("preview %s: " + format, self.address_string(), *args)
+            line = format % args
+            if preview.token:  # a request line carries ?token=: a log is no place for it
+                line = line.replace(preview.token, "***")
+            log.debug("preview %s: %s", self.address_string(), line)
 
         def _send(self, code: int, body: bytes, kind: str) -> None:
             self.send_response(code)
