@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_cam.backends.litert import native_noise_filtered
 from edge_cam.errors import EdgeCamError, first_line
 from edge_cam.metadata import PREFIX, ModelInfo
 from edge_cam.model import Model
@@ -39,7 +40,8 @@ SIGNATURE = "serving_default"
 
 def litert_torch():
     try:
-        import litert_torch as lt
+        with native_noise_filtered():  # importing it starts TensorFlow, which greets stderr
+            import litert_torch as lt
     except ImportError:
         raise EdgeCamError(INSTALL + ".") from None
     return lt
@@ -92,7 +94,7 @@ def convert(graph: CamGraph, input_size: tuple[int, int], path: str, baked: Sequ
     """Convert `graph` (with `baked` classes' maps) to a .tflite at `path` (batch 1); returns the seconds it took."""
     sample = torch.from_numpy(sample_images(1, input_size))
     t0 = time.perf_counter()
-    with _quiet_converter() as lt:
+    with _quiet_converter() as lt, native_noise_filtered():
         try:
             edge = lt.convert(NamedOutputs(graph, baked).eval(), sample_kwargs={"image": sample})
             edge.export(path)

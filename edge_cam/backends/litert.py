@@ -7,10 +7,14 @@ of those props. They have a signature ("serving_default", or the only one) with 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -107,6 +111,34 @@ def _tensor(d: dict, name: str | None = None) -> Tensor:
     return Tensor(name or d["name"], tuple(int(s) for s in shape), np.dtype(d["dtype"]), quant)
 
 
+# What LiteRT, TensorFlow's converter and absl write to the process's stderr on their own (file
+# descriptor 2, below any Python logging): the XNNPACK line of every interpreter, absl's preamble,
+# glog-style INFO/WARNING lines (`I0000 00:00:...`, `W1203 10:31:55...`) of the converter's imports.
+NATIVE_NOISE = re.compile(r"(INFO: Created TensorFlow Lite XNNPACK delegate|WARNING: All log messages before "
+                          r"absl::InitializeLog|[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] )")
+
+
+@contextlib.contextmanager
+def native_noise_filtered() -> Iterator[None]:
+    """Catch file descriptor 2 while native code runs, then pass on every line but NATIVE_NOISE:
+    a board's log and a first export show our lines, and nothing another thread wrote is lost."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().splitlines(keepends=True)
+                    if not NATIVE_NOISE.match(line.decode(errors="replace"))]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 class LiteRTBackend:
     """One LiteRT interpreter (CPU, XNNPACK) as a Backend; threads 0 = one per core.
 
@@ -162,8 +194,13 @@ class LiteRTBackend:
             raise EdgeCamError(f"{self.path} has {len(self.inputs)} inputs; edge-cam runs image "
                                "models with exactly one.")
         self.interpreter = it
+        self._announced = False  # LiteRT announces its XNNPACK delegate on stderr at the first invoke
 
     def _invoke(self, names: Sequence[str], x: np.ndarray) -> list[np.ndarray]:
+        if not self._announced:
+            self._announced = True
+            with native_noise_filtered():
+                return self._invoke(names, x)
         if self._runner is not None:
             out = self._runner(**{self.inputs[0].name: x})  # resizes and reallocates when needed
             return [out[n] for n in names]

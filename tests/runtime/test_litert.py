@@ -1,6 +1,7 @@
 """TFLite through LiteRT behind Model, edge_cam metadata in .tflite files, and foreign students
 (the real Coral MobileNetV1 from ../shared/data, and a small float NCHW ONNX classifier)."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -232,3 +233,17 @@ def test_spec_files_resolve_labels_beside_them_and_inline_json_works(tmp_path):
         StudentSpec.load("{size: 3}")
     with pytest.raises(EdgeCamError, match="does not exist"):
         StudentSpec.load(str(tmp_path / "nope.json"))
+
+
+def test_litert_native_greetings_are_dropped_and_other_lines_kept(coral, coral_spec, cat, capfd):
+    """LiteRT writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to file descriptor 2
+    at each interpreter's first invoke: on a board that is a line per model in every log."""
+    from edge_cam.backends.litert import native_noise_filtered
+    capfd.readouterr()
+    Model(coral, describe=coral_spec, threads=1).predict(cat)
+    assert capfd.readouterr().err == ""
+    with native_noise_filtered():  # what native code writes that is not a known greeting gets through
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"I0000 00:00:1796294025.342505   27345 port.cc:153] oneDNN custom operations are on.\n")
+        os.write(2, b"a real problem\n")
+    assert capfd.readouterr().err == "a real problem\n"
