@@ -148,8 +148,13 @@ def test_metrics_status_and_token(served):
     assert code == 200 and b"<img" in page
     assert not re.search(rb"""(src|href)\s*=\s*["']?(https?:)?//|url\(|@import""", page)  # nothing from outside
 
+    # The server is up before the first frame is through (models load, the teacher runs): wait for it.
+    deadline = time.time() + scaled(60)
+    while json.loads(_get(served + "status.json", bearer)[1])["frames"] == 0:
+        assert time.time() < deadline, "no frame reached the preview"
+        time.sleep(0.2)
     first = parse_prometheus(_get(served + "metrics", bearer)[1].decode())
-    time.sleep(1.5)
+    time.sleep(scaled(1.5))
     second = parse_prometheus(_get(served + "metrics", bearer)[1].decode())
     kinds = {name: kind for name, (kind, _) in second.items()}
     assert kinds == {"edge_cam_frames_total": "counter", "edge_cam_fps": "gauge",
