@@ -25,6 +25,10 @@ from .sizing import InputSize, is_dynamic
 if TYPE_CHECKING:
     import onnxruntime as ort
 
+# How a teacher without class queries gets the maps of any class (see Model.require_maps).
+REEXPORT = ("re-export it with `edge-cam export` to map any class (a TFLite teacher: with --classes naming "
+            "the classes to watch).")
+
 
 @dataclass
 class Prediction:
@@ -230,13 +234,13 @@ class Model:
         top_k = self.top_k
         if self.class_query or self.info.cam is None or (top_k is not None and top_k >= self.num_classes > 0):
             return
-        missing = [int(c) for c in classes if int(c) not in set(self.baked.tolist())]
+        baked_ids = set(self.baked.tolist())
+        missing = [int(c) for c in classes if int(c) not in baked_ids]
         if missing:
             names = ", ".join(self.info.label(c) for c in missing[:3]) + (", ..." if len(missing) > 3 else "")
             baked = f" (baked in: {', '.join(self.info.label(int(c)) for c in self.baked)})" if self.baked.size else ""
-            raise EdgeCamError(f"{self.path} takes no class queries and maps {names} only while in its top-{top_k}{baked}; "
-                               "re-export it with `edge-cam export` to map any class (a TFLite teacher: with "
-                               "--classes naming the classes to watch).")
+            raise EdgeCamError(f"{self.path} takes no class queries and maps {names} only while in its "
+                               f"top-{top_k}{baked}; {REEXPORT}")
 
     def _from_fixed(self, out: dict[str, np.ndarray], ids: np.ndarray) -> dict[str, np.ndarray]:
         """A graph without class queries (exported before them, or a TFLite teacher) maps a class
@@ -252,9 +256,8 @@ class Model:
             for b, row in enumerate(out["class_ids"]):
                 rank = np.flatnonzero(row == c)
                 if not rank.size:
-                    raise EdgeCamError(f"{self.path} takes no class queries and class {c} is not among its top-{len(row)} "
-                                       "here; re-export it with `edge-cam export` to map any class (a TFLite "
-                                       "teacher: with --classes naming the classes to watch).")
+                    raise EdgeCamError(f"{self.path} takes no class queries and class {c} is not among its "
+                                       f"top-{len(row)} here; {REEXPORT}")
                 cams[b, q], scores[b, q] = out["cams"][b, rank[0]], out["scores"][b, rank[0]]
         return {"query_cams": cams, "query_scores": scores}
 

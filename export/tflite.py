@@ -30,7 +30,7 @@ from edge_cam.model import Model
 
 from .checks import queried
 from .eager import compare
-from .graph import CamGraph
+from .graph import CamGraph, output_names
 from .progress import progress
 from .verify import Report, agreement, sample_images
 
@@ -47,11 +47,6 @@ def litert_torch():
     return lt
 
 
-def output_names(graph: CamGraph, baked: Sequence[int] = ()) -> list[str]:
-    return (["logits", "class_ids", "scores"] + (["cams"] if graph.with_cam else [])
-            + (["query_cams", "query_scores"] if len(baked) else []))
-
-
 class NamedOutputs(nn.Module):
     """litert-torch names a signature's outputs after the keys of a returned dict (and its input
     after the keyword it was traced with): this gives the .tflite the ONNX file's names.
@@ -62,7 +57,7 @@ class NamedOutputs(nn.Module):
     def __init__(self, graph: CamGraph, baked: Sequence[int] = ()):
         super().__init__()
         self.cam = graph  # not `graph`: torch.export's GraphModule has an attribute of that name
-        self.names = output_names(graph, baked)
+        self.names = output_names(graph, class_query=len(baked) > 0)
         self.register_buffer("baked", torch.tensor(list(baked), dtype=torch.int64))
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:

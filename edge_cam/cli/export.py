@@ -96,8 +96,7 @@ def main(args: argparse.Namespace) -> int:
     size = _square(args.input_size or [224])
     if len(size) != 2 or min(size) < 8:
         raise EdgeCamError("--input-size takes one size S or two sizes H W, each at least 8.")
-    if args.groups and not args.classes:
-        raise EdgeCamError("--groups names groups for --classes; give --classes too.")
+    opt.groups_need_classes(args)
     with opt.watch_flags():
         result = torch_export.export(
             args.model, args.output, weights=args.weights, num_classes=args.num_classes,

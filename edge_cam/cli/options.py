@@ -229,10 +229,14 @@ def box_rule(args: argparse.Namespace, model: Model) -> BoxRule:
     return BoxRule.for_model(model.info.cam, **kw)
 
 
-def watch_options(args: argparse.Namespace) -> dict:
-    """The watch-list group's values, checked: WatchList.parse's entries and groups_file, and min_score."""
+def groups_need_classes(args: argparse.Namespace) -> None:
     if args.groups and not args.classes:
         raise EdgeCamError("--groups names groups for --classes; give --classes too.")
+
+
+def watch_options(args: argparse.Namespace) -> dict:
+    """The watch-list group's values, checked: WatchList.parse's entries and groups_file, and min_score."""
+    groups_need_classes(args)
     check(args, "--min-score", 0, high=1)
     if not args.classes and args.min_score is not None:
         raise EdgeCamError("--min-score applies to the watched classes; give --classes too.")
@@ -257,7 +261,7 @@ def watch_flags():
         yield
     except EdgeCamError as e:
         text = str(e)
-        if text.startswith(("classes:", "groups_file:", "group ")):
+        if text.startswith(("classes:", "groups_file:")):
             raise EdgeCamError(text.replace("classes:", "--classes:", 1).replace("groups_file", "--groups")) from None
         raise
 
