@@ -11,6 +11,8 @@ from ..stream import printable
 from ..tools.photos import localize_photos
 from . import options as opt
 
+SHOWN = 5  # unreadable images named in the summary (each has its own line above)
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("localize", help="one JSON line per image: top-K classes and CAM boxes")
@@ -34,16 +36,24 @@ def main(args: argparse.Namespace) -> int:
         raise EdgeCamError("give either --class-id or --classes, not both.")
     lines = localize_photos(model, opt.box_rule(args, model), args.images, args.class_id, args.overlays,
                             opt.watch_list(args, model), args.min_score or 0.0)
-    out, total, failed = JsonlSink(args.jsonl), 0, 0
+    out, total, failed, unreadable = JsonlSink(args.jsonl), 0, 0, []
     try:
         for line in lines:
             out.write_obj(line)
             total += 1
             if "error" in line:
-                failed += 1
                 print(f"skipped {ascii(line['image'])}: {printable(line['error'])}", file=sys.stderr)
+                if line.get("unreadable"):
+                    unreadable.append(line["image"])
+                else:
+                    failed += 1
     finally:
         out.close()
+    if unreadable:
+        names = ", ".join(ascii(name) for name in unreadable[:SHOWN]) + (", ..." if len(unreadable) > SHOWN else "")
+        print(f"{len(unreadable)} of {total} images unreadable: {names}", file=sys.stderr)
     if failed:
         print(f"{failed} of {total} images gave no boxes (see their error lines).", file=sys.stderr)
+    if unreadable and len(unreadable) == total:
+        raise EdgeCamError(f"none of the {total} images could be read.")
     return 0

@@ -27,6 +27,19 @@ def forged_png(width: int = 50000, height: int = 50000) -> bytes:
             + _chunk(b"IEND", b""))
 
 
+def bomb_png(path, side: int = 30000) -> int:
+    """A decompression bomb: a PNG of side x side grey zeros, 876 KB for 30000 (900 MB decoded, 3.6
+    GB of RSS through localize before the header check), written row by row without holding it.
+    Returns its size in bytes."""
+    z = zlib.compressobj(9)
+    row = b"\0" * (side + 1)  # filter byte 0, then the row
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+            + _chunk(b"IDAT", idat) + _chunk(b"IEND", b""))
+    pathlib.Path(path).write_bytes(data)
+    return len(data)
+
+
 def cmyk_jpeg(width: int = 64, height: int = 48) -> bytes | None:
     """A CMYK JPEG (as print workflows write them), or None without Pillow (OpenCV cannot write one)."""
     try:

@@ -124,7 +124,9 @@ def test_basic_auth_camera_is_reached_and_events_and_logs_show_no_password(frame
         stats = run(Cascade(teacher), [Source(secret_url)], [JsonlSink(str(events))], max_frames=6, status=None)
     finally:
         cam.close()
-    assert stats.frames == 6 and cam.refused == 2
+    # FFmpeg sends a connection's first request without credentials and answers the camera's
+    # challenge (as browsers do), so the camera counts refusals beyond the two made above.
+    assert stats.frames == 6 and cam.refused >= 2
     ev = [json.loads(x) for x in events.read_text().splitlines()]
     assert {e["source"] for e in ev} == {f"http://admin:***@127.0.0.1:{cam.port}/stream.mjpg"}
     text = events.read_text() + caplog.text + str(refused.value) + str(wrong.value)
