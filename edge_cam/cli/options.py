@@ -16,8 +16,9 @@ from ..cascade import require_cam
 from ..crop import MASKS, CropSpec
 from ..errors import EdgeCamError
 from ..localize import BOX_MODES, BoxRule
-from ..metadata import RESIZE_MODES
+from ..metadata import MAX_INPUT_SIDE, RESIZE_MODES
 from ..model import Model
+from ..sizing import MIN_SIDE
 from ..tools.evaluate import Annotation, read_labelled
 from ..watch import WatchList
 
@@ -84,10 +85,14 @@ def _size(text: str) -> int | tuple[int, int]:
     try:
         if "x" in text.lower():
             h, w = text.lower().split("x")
-            return int(h), int(w)
-        return int(text)
+            size: int | tuple[int, int] = int(h), int(w)
+        else:
+            size = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 448x256 or 512") from None
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a size like 448x256 or 512") from None
+    if not all(MIN_SIDE <= n <= MAX_INPUT_SIDE for n in (size if isinstance(size, tuple) else (size,))):
+        raise argparse.ArgumentTypeError(f"{text!r}: each side must be from {MIN_SIDE} to {MAX_INPUT_SIDE} pixels")
+    return size
 
 
 def add_student_options(p: argparse.ArgumentParser) -> None:
