@@ -14,17 +14,13 @@ import pytest
 from edge_cam.errors import EdgeCamError
 from edge_cam.tools.demo import data_path
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "runtime"))
+from faults import one_sentence, read_only_folder  # the runtime tests' helpers
+
 
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "edge_cam", *map(str, args)], capture_output=True, text=True,
                           timeout=600)
-
-
-def one_sentence(proc) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
-    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("edge-cam:")]
-    return line
 
 
 @pytest.fixture
@@ -81,8 +77,6 @@ def test_distill_checks_its_output_before_any_work(teacher, bottle, tmp_path):
 
 
 def test_distill_into_a_read_only_folder_is_refused_before_any_work(teacher, bottle, tmp_path):
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "runtime"))
-    from faults import read_only_folder
     with read_only_folder(tmp_path / "ro") as ro:
         if ro is None:
             pytest.skip("no read-only folder can be made here")

@@ -15,6 +15,14 @@ import cv2
 import numpy as np
 
 
+def one_sentence(proc) -> str:
+    """The one `edge-cam: ...` line of a command that refused its input: exit 2, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("edge-cam:")]
+    return line
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 

@@ -11,7 +11,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from faults import EVIL_NAME, mounted_tmpfs, read_only_folder, write_corpus
+from faults import EVIL_NAME, mounted_tmpfs, one_sentence, read_only_folder, write_corpus
 from mjpeg_server import Camera
 
 from edge_cam.cascade import Cascade
@@ -24,13 +24,6 @@ from edge_cam.stream import RUN_ID, StreamStats, run, stream
 def cli(*args, **kw):
     return subprocess.run([sys.executable, "-m", "edge_cam", *map(str, args)], capture_output=True,
                           text=True, timeout=600, **kw)
-
-
-def one_sentence(proc) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
-    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("edge-cam:")]
-    return line
 
 
 @pytest.fixture(scope="module")

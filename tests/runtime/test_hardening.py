@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 from broker import Broker, free_port, mosquitto_binary, wait_until
-from faults import bomb_png
+from faults import bomb_png, one_sentence
 from mjpeg_server import Camera
 from timeouts import scaled
 
@@ -40,13 +40,6 @@ SECRET = "s3cr3t-t0ken"
 def cli(*args, env=None, **kw):
     return subprocess.run([sys.executable, "-m", "edge_cam", *map(str, args)], capture_output=True, text=True,
                           timeout=scaled(600), env=None if env is None else {**os.environ, **env}, **kw)
-
-
-def one_sentence(proc) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
-    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("edge-cam:")]
-    return line
 
 
 @pytest.fixture(scope="module")
