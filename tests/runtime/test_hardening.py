@@ -213,6 +213,14 @@ def test_credential_like_query_values_are_masked_in_source_names():
     assert "[::1" not in parse_source("rtsp://u:pw@[::1/x").name  # not even parsable: nothing of it shown
 
 
+def test_a_bad_mqtt_address_never_shows_its_password():
+    from edge_cam.sinks.mqtt_url import parse_url
+    for url in (f"mqtt://cam:{SECRET}@host:99999", f"mqtt://cam:{SECRET}@host/x?retain=1", f"mqtt://cam:{SECRET}@[::1"):
+        with pytest.raises(EdgeCamError, match="cannot use the MQTT address") as e:
+            parse_url(url)
+        assert SECRET not in str(e.value)
+
+
 def test_a_token_in_a_camera_url_never_reaches_events_preview_logs_or_summary(teacher_path, demo_data, tmp_path,
                                                                             caplog):
     caplog.set_level(logging.DEBUG)
