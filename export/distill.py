@@ -225,10 +225,11 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
         crops = footage.crops[train_rows]
         pick = np.linspace(0, len(crops) - 1, min(INT8_CALIBRATION, len(crops))).astype(int)
         try:
-            int8 = quantize_int8(fp32_path, out_path, [c[None] for c in crops[pick]])
+            int8 = quantize_int8(fp32_path, out_path, [c[None] for c in crops[pick]], quiet=True)
         finally:
             os.remove(fp32_path)
-        log.info("int8 student against fp32 on %d crops: top-1 agreement %.3f", int8["images"], int8["top1_agreement"])
+        log.info("int8 student against fp32 on %d held-out crops: top-1 agreement %.3f",
+                 int8["held_out"]["images"], int8["held_out"]["top1_agreement"])
     if progress:
         progress("exporting the student", 1, 1)
     counts = np.bincount(y[train_rows], minlength=len(labels))
