@@ -233,12 +233,13 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
             from .quantize import quantize_int8
             crops = footage.crops[train_rows]
             pick = np.linspace(0, len(crops) - 1, min(INT8_CALIBRATION, len(crops))).astype(int)
-            int8 = quantize_int8(fp32_path, out_path, [c[None] for c in crops[pick]])
+            int8 = quantize_int8(fp32_path, out_path, [c[None] for c in crops[pick]], quiet=True)
     finally:  # the fp32 intermediate never outlives the call (an error, a Ctrl-C)
         if quantize and os.path.exists(fp32_path):
             os.remove(fp32_path)
     if int8 is not None:
-        log.info("int8 student against fp32 on %d crops: top-1 agreement %.3f", int8["images"], int8["top1_agreement"])
+        log.info("int8 student against fp32 on %d held-out crops: top-1 agreement %.3f",
+                 int8["held_out"]["images"], int8["held_out"]["top1_agreement"])
     if progress:
         progress("exporting the student", 1, 1)
     counts = np.bincount(y[train_rows], minlength=len(labels))
