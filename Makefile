@@ -4,12 +4,20 @@ RUNTIME_VENV := .venv-runtime
 FULL_VENV := .venv
 SOURCES := pyproject.toml $(shell find edge_cam export -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: demo test lint test-runtime test-full clean
+.PHONY: demo test lint test-runtime test-full bench bench-quick clean
 
 demo: $(RUNTIME_VENV)/.installed
 	@$(RUNTIME_VENV)/bin/edge-cam demo
 
-test: lint test-runtime test-full
+test: lint test-runtime test-full bench-quick
+
+# Every figure the README and benchmarks/README.md quote, regenerated, with the pages (minutes to an
+# hour). QUICK=1: each benchmark small, into a scratch folder: proves they run and the pages build.
+bench: $(FULL_VENV)/.installed
+	$(FULL_VENV)/bin/python benchmarks/run_all.py $(if $(QUICK),--quick)
+
+bench-quick:
+	@$(MAKE) --no-print-directory bench QUICK=1
 
 # Lint and types of everything we ship and test (ruff and mypy come with the dev extra).
 lint: $(FULL_VENV)/.installed
@@ -39,7 +47,8 @@ $(FULL_VENV)/.installed: pyproject.toml
 	@test -x $(FULL_VENV)/bin/python || $(PYTHON) -m venv $(FULL_VENV)
 	@echo "installing the workstation environment into $(FULL_VENV) (torch: minutes; log: $(FULL_VENV)/install.log)"
 	@{ $(FULL_VENV)/bin/python -m pip install -q --upgrade pip && \
-	   $(FULL_VENV)/bin/python -m pip install -q -e '.[export,mqtt,dev,tflite,tflite-export]'; \
+	   $(FULL_VENV)/bin/python -m pip install -q -e '.[export,mqtt,dev,tflite,tflite-export,bench]' && \
+	   $(FULL_VENV)/bin/python -m pip install -q --no-deps 'grad-cam>=1.5'; \
 	 } > $(FULL_VENV)/install.log 2>&1 || { cat $(FULL_VENV)/install.log; exit 1; }
 	@touch $@
 

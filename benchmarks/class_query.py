@@ -7,7 +7,6 @@ Reports medians and ratios against the plain graph, for Q = 0 and Q = 5 queried 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -16,27 +15,26 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import header, write
+from common import header, parser, teacher, write
 
 from edge_cam.model import Model
-from edge_cam_export import export
-
-WEIGHTS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "models", "mobilenet_v2_imagenet.pt")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = parser(__doc__)
     ap.add_argument("--runs", type=int, default=600)
     args = ap.parse_args()
+    runs = 20 if args.quick else args.runs
     tmp = tempfile.mkdtemp()
     variants = {"plain top-K (fixed size)": dict(class_query=False, dynamic_size=False),
                 "class query (fixed size)": dict(class_query=True, dynamic_size=False),
                 "class query + dynamic size (default)": dict(class_query=True, dynamic_size=True)}
+    if args.quick:  # the default graph alone (Q = 0 and 5): the other two are exports of their own
+        variants = dict(list(variants.items())[-1:])
     models = {}
-    for i, (name, kw) in enumerate(variants.items()):
-        path = os.path.join(tmp, f"m{i}.onnx")
-        print(f"exporting {name}", file=sys.stderr)
-        export("torchvision:mobilenet_v2", path, weights=WEIGHTS, quiet=True, **kw)
+    for name, kw in variants.items():
+        # the default export is the one run_all.py shares (--teacher); the other two are made here
+        path = teacher(args, tmp) if kw["class_query"] and kw["dynamic_size"] else teacher(args, tmp, **kw)
         models[name] = Model(path, providers=["CPUExecutionProvider"], threads=1)
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
@@ -45,7 +43,7 @@ def main() -> None:
     for _ in range(20):  # warm-up
         for name, q in cases:
             models[name].run(batch, q)
-    for r in range(args.runs):
+    for r in range(runs):
         for name, q in cases[r % len(cases):] + cases[:r % len(cases)]:  # rotate who goes first
             t0 = time.perf_counter()
             models[name].run(batch, q)
@@ -56,7 +54,7 @@ def main() -> None:
         m = float(np.median(t))
         rows.append(f"| {name} | {0 if q == 'None' else 5} | {m:.2f} | {m / base:.3f} |")
     text = (header("Class queries: latency against the plain top-K graph") +
-            f"\nReal MobileNetV2, 224x224, batch 1, 1 intra-op thread, ONNX Runtime CPU, {args.runs} runs of each "
+            f"\nReal MobileNetV2, 224x224, batch 1, 1 intra-op thread, ONNX Runtime CPU, {runs} runs of each "
             "case interleaved round-robin in one process (medians).\n\n" + "\n".join(rows))
     write("class_query.md", text)
 

@@ -5,33 +5,34 @@ the verification errors against the eager hook-based reference, as a markdown ta
 """
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
 
 import torch
 import torchvision
-from common import header, write
+from common import header, parser, write
 
 from edge_cam_export import export_module
 
 FAMILIES = ["resnet18", "resnext50_32x4d", "wide_resnet50_2", "googlenet", "mobilenet_v2",
             "efficientnet_b0", "densenet121", "shufflenet_v2_x0_5", "mnasnet0_5", "regnet_y_400mf",
             "squeezenet1_1"]
+QUICK = ["squeezenet1_1"]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = parser(__doc__)
     ap.add_argument("--input-size", type=int, default=224)
     args = ap.parse_args()
+    families = QUICK if args.quick else FAMILIES
     rows = [header(f"Export verification per family (random weights, eval mode, input {args.input_size}, "
                    f"batches 1 and 3, torch {torch.__version__})"), "",
             "| model | feature layer | classifier | CAM error / range | logits error / range | export s |",
             "|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
-        for i, name in enumerate(FAMILIES, 1):
-            print(f"[{i}/{len(FAMILIES)}] {name}", flush=True)
+        for i, name in enumerate(families, 1):
+            print(f"[{i}/{len(families)}] {name}", flush=True)
             torch.manual_seed(0)
             kwargs = {"init_weights": True} if name == "googlenet" else {}
             model = torchvision.models.get_model(name, weights=None, **kwargs).eval()

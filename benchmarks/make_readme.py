@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import os
 
-from common import RESULTS
+from common import HERE, RESULTS
 
-ORDER = ["export_errors.md", "peers.md", "variants.md", "class_query.md", "bench.md", "streams.md", "tradeoff.md",
-         "real_tradeoff.md", "localization.md", "soak.md"]
+ORDER = ["export_errors.md", "cam_overhead.md", "peers.md", "variants.md", "class_query.md", "bench.md", "streams.md",
+         "preview.md", "tradeoff.md", "real_tradeoff.md", "localization.md", "soak.md"]
 INTRO = """# Benchmarks
 
-Each section below was written by the script named in it, on the machine and at the time it
-states; `python benchmarks/make_readme.py` rebuilds this page from `results/`. Reproduce with:
+Each section below was written by the script named in it, on the machine, at the load, the time and
+the commit it states. `make bench` runs them all (`benchmarks/run_all.py`) and rebuilds this page from
+`results/` (`python benchmarks/make_readme.py` alone does the latter); `make bench QUICK=1` runs each
+small into a scratch folder, to prove the scripts run and the pages build (part of `make test`).
+One at a time:
 
 | script | measures |
 |---|---|
+| `python benchmarks/cam_overhead.py` | the CAM graph against a plain classifier of the same weights |
+| `python benchmarks/preview_watchers.py` | what MJPEG watchers of the live preview cost the capture loop |
 | `python benchmarks/export_errors.py` | export verification error per torchvision family (export extra) |
 | `python benchmarks/peers.py` | edge-cam vs torchcam and pytorch-grad-cam, CAM-folded vs plain graph (export + bench extras) |
 | `python benchmarks/variants.py` | fp32 / int8 / fp16 ONNX and TFLite: drift, CorLoc, latency, size |
@@ -40,7 +45,9 @@ def main() -> None:
             with open(path, encoding="utf-8") as f:
                 text = f.read().strip()
             parts.append(text if text.startswith("## ") else "## Cascade latency (edge-cam bench)\n\n" + text)
-    readme = os.path.join(os.path.dirname(RESULTS), "README.md")
+    # the committed results make the committed page; a scratch folder (a quick run) gets its own
+    default = os.path.samefile(RESULTS, HERE / "results") if os.path.isdir(RESULTS) else False
+    readme = str(HERE / "README.md") if default else os.path.join(RESULTS, "README.md")
     with open(readme, "w", encoding="utf-8") as f:
         f.write("\n\n".join(parts) + "\n")
     print(f"wrote {readme}")

@@ -12,7 +12,6 @@ The watchers are one selector loop in this process reading and discarding what t
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -24,6 +23,8 @@ import sys
 import threading
 import time
 import urllib.request
+
+from common import header, parser, write
 
 from edge_cam.tools.demo import data_path
 
@@ -102,12 +103,14 @@ def one_run(watchers: int, source: str, seconds: float) -> tuple[float, float, f
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = parser(__doc__)
     ap.add_argument("--watchers", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=10, help="the measured span of each run")
     ap.add_argument("--pairs", type=int, default=5, help="interleaved pairs of runs (0, then N watchers)")
     ap.add_argument("--source", default=data_path("demo_clip.mp4"), help="a video (looped)")
     args = ap.parse_args()
+    if args.quick:
+        args.watchers, args.seconds, args.pairs = 5, 2.0, 1
     fps: dict[int, list[float]] = {0: [], args.watchers: []}
     cpu: dict[int, list[float]] = {0: [], args.watchers: []}
     rate: list[float] = []
@@ -123,10 +126,14 @@ def main() -> None:
     w = args.watchers
     fps_ratio = statistics.median(b / a for a, b in zip(fps[0], fps[w]))
     cpu_ratio = statistics.median(b / a for a, b in zip(cpu[0], cpu[w]))
-    print(f"medians: FPS {statistics.median(fps[0]):.1f} with 0 watchers, {statistics.median(fps[w]):.1f} with {w} "
-          f"(pairwise ratio {fps_ratio:.2f}); CPU per frame {statistics.median(cpu[0]):.3f} ms, "
-          f"{statistics.median(cpu[w]):.3f} ms (pairwise ratio {cpu_ratio:.2f}); {statistics.median(rate):.2f} MB/s "
-          "per watcher")
+    rows = ["| watchers | loop FPS (median) | CPU ms per frame (median) |", "|---|---|---|",
+            f"| 0 | {statistics.median(fps[0]):.1f} | {statistics.median(cpu[0]):.3f} |",
+            f"| {w} | {statistics.median(fps[w]):.1f} | {statistics.median(cpu[w]):.3f} |"]
+    write("preview.md", header(f"Live preview: what {w} MJPEG watchers cost the capture loop") + "\n" + "\n".join(rows)
+          + f"\n\n{args.pairs} interleaved pairs of {args.seconds:g} s runs (`edge-cam run --serve`, bundled models, "
+          f"teacher every 5); pairwise ratios, {w} watchers against none: FPS {fps_ratio:.2f}, CPU per frame "
+          f"{cpu_ratio:.2f}; {statistics.median(rate):.2f} MB/s per watcher. On a machine loaded by other jobs the CPU "
+          "per frame is the steadier figure.")
 
 
 if __name__ == "__main__":

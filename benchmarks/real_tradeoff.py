@@ -7,7 +7,6 @@ Needs torch (distillation) and ../shared/data. Writes results/real_tradeoff.md a
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -15,12 +14,10 @@ import sys
 import tempfile
 import time
 
-from common import RESULTS, header, write
+from common import DATA, RESULTS, header, parser, teacher, write
 
 from edge_cam.tools.cascade_eval import Report, Score, evaluate, plot, to_markdown
 
-DATA = os.environ.get("EDGE_CAM_SHARED_DATA", os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                                            "..", "..", "shared", "data")))
 SETTINGS = [(1, None), (3, None), (5, None), (10, None), (20, None), (30, None), (60, None),
             (10, 6.0), (30, 6.0), (30, 12.0), (60, 3.0)]
 # P(bottle) on the bottle video at 288x512 (measured): 0.15-0.93 in the first 60% (0.15-0.57 over
@@ -42,16 +39,6 @@ TRAIN = 0.6  # the issue's split: train on the first 60%, test on the last 40%
 GOAL_AGREEMENT, GOAL_SPEEDUP = 0.95, 5.0
 
 
-def teacher_path(args, work: str) -> str:
-    if args.teacher:
-        return args.teacher
-    from edge_cam_export import export
-    path = os.path.join(work, "mobilenet_v2.onnx")
-    export("torchvision:mobilenet_v2", path, weights=os.path.join(DATA, "models", "mobilenet_v2_imagenet.pt"),
-           resize="crop", quiet=True)
-    return path
-
-
 def verdict(report) -> str:
     """The cheapest setting that meets the issue's goal, or why none does."""
     if not report.scores or report.scores[0].confident_frames == 0:
@@ -63,6 +50,12 @@ def verdict(report) -> str:
     best = max(good, key=lambda s: s.speedup)
     return (f"met: every {best.every}{f', change {best.change:g}' if best.change else ''}: "
             f"{best.agreement_confident:.1%} of {best.confident_frames} confident frames, {best.speedup:.1f}× less compute")
+
+
+def frames(video: str) -> int:
+    from edge_cam.source import open_source
+    with open_source(video) as s:
+        return s.total or 0
 
 
 def progress_line(stage: str, done: int, total: int) -> None:
@@ -83,14 +76,17 @@ def measure(name: str, video: str, options: dict, teacher: str, work: str, args)
     if os.path.exists(cache):
         with open(cache, encoding="utf-8") as f:
             return json.load(f)
-    path, student = os.path.join(DATA, "videos", video), os.path.join(work, slug + ".onnx")
+    path, student = str(DATA / "videos" / video), os.path.join(work, slug + ".onnx")
     print(f"{name}: distilling", file=sys.stderr, flush=True)
-    r = distill(teacher, path, student, holdout=1 - TRAIN, epochs=args.epochs, threads=args.threads,
-                progress=progress_line, **options)
+    quick = dict(max_frames=60, epochs=1) if args.quick else dict(epochs=args.epochs)
+    r = distill(teacher, path, student, holdout=1 - TRAIN, threads=args.threads, progress=progress_line,
+                **quick, **options)
     t0 = time.perf_counter()
     # No watch or teacher options here: evaluate reads them from the student, as `edge-cam eval` does.
-    test = evaluate(path, teacher, student, SETTINGS, start=TRAIN, progress=progress_line)
-    whole = evaluate(path, teacher, student, [(1, None), (10, None), (30, None)], progress=progress_line)
+    settings, stop = ([(1, None), (10, None)], 60) if args.quick else (SETTINGS, None)
+    test = evaluate(path, teacher, student, settings, start=TRAIN, stop=None if stop is None else
+                    int(TRAIN * frames(path)) + stop, progress=progress_line)
+    whole = evaluate(path, teacher, student, [(1, None), (10, None), (30, None)], stop=stop, progress=progress_line)
     at10 = next(s for s in test.scores if s.every == 10 and s.change is None)
     ratio = (test.teacher_macs or 0) / r.macs
     out = {"name": name, "test": test.to_dict(), "summary": f"| {name} | {', '.join(r.labels)} | {r.macs / 1e6:.1f} M "
@@ -107,8 +103,7 @@ def measure(name: str, video: str, options: dict, teacher: str, work: str, args)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--teacher", help="the exported MobileNetV2 (default: export it from ../shared/data)")
+    p = parser(__doc__)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--threads", type=int, default=1, help="torch threads for training")
     p.add_argument("--work", help="keep the students and figures here (default: a temporary folder); figures "
@@ -118,8 +113,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     work = args.work or tempfile.mkdtemp(prefix="real_tradeoff-")
     os.makedirs(work, exist_ok=True)
-    teacher = teacher_path(args, work)
-    done = [measure(name, video, options, teacher, work, args) for name, video, options in RUNS
+    path = teacher(args, work)  # export's defaults for an ImageNet model: the centre crop
+    runs = RUNS[:1] if args.quick else RUNS
+    done = [measure(name, video, options, path, work, args) for name, video, options in runs
             if not args.only or name.startswith(args.only)]
     if args.only:
         return

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from common import RESULTS, header, write
+from common import RESULTS, header, parser, write
 
 from edge_cam.cascade import Cascade
 from edge_cam.model import Model
@@ -15,8 +15,11 @@ from edge_cam.tools import energy
 from edge_cam.tools.demo import data_path, load_truth, score_alone, score_cascade
 from edge_cam.tools.plot import line_chart
 
+SETTINGS = ((1, None), (5, None), (10, None), (15, None), (20, None), (50, None), (60, 12.0), (60, 20.0))
+
 
 def main() -> None:
+    args = parser(__doc__).parse_args()
     teacher, student = Model(data_path("teacher.onnx")), Model(data_path("student.onnx"), threads=1)
     clip, truth = data_path("demo_clip.mp4"), load_truth()
     a_acc, a_ms = score_alone(teacher, clip, truth)
@@ -26,8 +29,7 @@ def main() -> None:
             f"| (a) teacher on every frame | {a_acc:.3f} | {a_ms:.2f} | {1e3 / a_ms:.0f} | 1.0 | {len(truth)} |",
             f"| (b) student on the whole frame | {b_acc:.3f} | {b_ms:.2f} | {1e3 / b_ms:.0f} | {a_ms / b_ms:.1f} | 0 |"]
     xs, ys = [], []
-    for every, change in ((1, None), (5, None), (10, None), (15, None), (20, None), (50, None), (60, 12.0),
-                          (60, 20.0)):
+    for every, change in SETTINGS[:2] if args.quick else SETTINGS:
         c = score_cascade(Cascade(teacher, student, every=every, change=change), clip, truth)
         name = f"(c) cascade, teacher every {every}" + (f" or change ≥ {change:g} (frame or crop)" if change else "")
         rows.append(f"| {name} | {c['accuracy']:.3f} | {c['ms_per_frame']:.2f} | {1e3 / c['ms_per_frame']:.0f} | "

@@ -1,0 +1,121 @@
+"""Every benchmark, then the pages: the one command behind `make bench` (and `make bench QUICK=1`).
+
+    python benchmarks/run_all.py [--quick] [--only NAME ...] [--keep-going]
+
+It exports the real MobileNetV2 once for every script that needs it, runs each script (a line per
+step with its time), rebuilds benchmarks/README.md from the results and checks that every page it
+expects holds a table with figures. Each page says when, on what machine, at what load and at which
+commit it was made.
+
+--quick runs each script small, into a scratch results folder (EDGE_CAM_BENCH_RESULTS), so that the
+committed figures are never replaced by meaningless ones: it proves the scripts run and the pages
+build (make test runs it), never how fast anything is.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from common import HERE, parser, teacher
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    argv: list[str]  # after the python executable
+    pages: tuple[str, ...]  # what it writes into the results folder
+    needs: tuple[str, ...] = ()  # modules it cannot run without
+
+
+def steps(results: str) -> list[Step]:
+    py = lambda name: str(HERE / name)  # noqa: E731
+    return [
+        Step("export errors", [py("export_errors.py")], ("export_errors.md",)),
+        Step("CAM overhead", [py("cam_overhead.py")], ("cam_overhead.md",)),
+        Step("class queries", [py("class_query.py")], ("class_query.md",)),
+        Step("peers", [py("peers.py")], ("peers.md",), needs=("torchcam", "pytorch_grad_cam")),
+        Step("formats and precisions", [py("variants.py")], ("variants.md",)),
+        Step("cascade latency", ["-m", "edge_cam", "bench", "--out", os.path.join(results, "bench")], ("bench/bench.md",)),
+        Step("streams", [py("streams.py")], ("streams.md",)),
+        Step("preview watchers", [py("preview_watchers.py")], ("preview.md",)),
+        Step("demo trade-off", [py("tradeoff.py")], ("tradeoff.md",)),
+        Step("real footage", [py("real_tradeoff.py")], ("real_tradeoff.md",)),
+        Step("localisation", [py("localization.py")], ("localization.md",)),
+        Step("soak", [py("soak.py")], ("soak.md",)),
+    ]
+
+
+TAKES_TEACHER = {"class_query.py", "peers.py", "variants.py", "real_tradeoff.py", "localization.py", "cam_overhead.py"}
+BENCH_QUICK = ["--frames", "60", "--warmup", "10"]
+
+
+def has_figures(path: str) -> bool:
+    """A markdown table row holding at least one number."""
+    if not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        return any(line.startswith("|") and re.search(r"\d", line) and not set(line) <= set("|-: \n")
+                   for line in f)
+
+
+def main() -> int:
+    ap = parser(__doc__)
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="run only the steps whose names start with these")
+    ap.add_argument("--keep-going", action="store_true", help="run the other steps when one fails")
+    args = ap.parse_args()
+    results = os.environ.get("EDGE_CAM_BENCH_RESULTS") or (tempfile.mkdtemp(prefix="edge-cam-bench-quick-")
+                                                            if args.quick else str(HERE / "results"))
+    env = {**os.environ, "EDGE_CAM_BENCH_RESULTS": results}
+    work = tempfile.mkdtemp(prefix="edge-cam-bench-")
+    todo = [s for s in steps(results) if not args.only or any(s.name.startswith(o) for o in args.only)]
+    print(f"{len(todo)} benchmarks{' (quick)' if args.quick else ''}; results in {results}", flush=True)
+    shared = args.teacher
+    failed, t_all = [], time.perf_counter()
+    for i, step in enumerate(todo, 1):
+        missing = [m for m in step.needs if not _importable(m)]
+        if missing:
+            print(f"[{i}/{len(todo)}] {step.name}: FAILED, {', '.join(missing)} not installed (make bench installs them)",
+                  flush=True)
+            failed.append(step.name)
+            continue
+        argv = list(step.argv)
+        script = os.path.basename(argv[0])
+        if script in TAKES_TEACHER:
+            shared = shared or teacher(args, work)
+            argv += ["--teacher", shared]
+        if args.quick:
+            argv += BENCH_QUICK if step.name == "cascade latency" else ["--quick"]
+        t0 = time.perf_counter()
+        log = os.path.join(work, f"{i:02d}.log")
+        with open(log, "w", encoding="utf-8") as out:
+            code = subprocess.run([sys.executable, *argv], env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+        seconds = time.perf_counter() - t0
+        empty = [p for p in step.pages if not has_figures(os.path.join(results, p))]
+        if code or empty:
+            failed.append(step.name)
+            why = f"exit {code}" if code else f"no figures in {', '.join(empty)}"
+            print(f"[{i}/{len(todo)}] {step.name}: FAILED ({why}, {seconds:.0f} s); its output:", flush=True)
+            with open(log, encoding="utf-8") as f:
+                print("".join(f.readlines()[-30:]), flush=True)
+            if not args.keep_going:
+                break
+        else:
+            print(f"[{i}/{len(todo)}] {step.name}: {seconds:.0f} s", flush=True)
+    subprocess.run([sys.executable, str(HERE / "make_readme.py")], env=env, check=True)
+    print(f"{len(todo) - len(failed)} of {len(todo)} benchmarks in {time.perf_counter() - t_all:.0f} s"
+          + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
+    return 1 if failed else 0
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
