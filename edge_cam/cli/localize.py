@@ -19,6 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--class-id", type=int, help="box this class's CAM instead of the top-1's")
     p.add_argument("--jsonl", default="-", help="output file, or - for stdout")
     p.add_argument("--overlays", help="folder for heat-map overlay pictures")
+    opt.add_refine_option(p)
     opt.add_teacher_options(p)
     p.set_defaults(main=main)
 
@@ -33,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
     if args.class_id is not None and args.classes:
         raise EdgeCamError("give either --class-id or --classes, not both.")
     lines = localize_photos(model, opt.box_rule(args, model), args.images, args.class_id, args.overlays,
-                            opt.watch_list(args, model), args.min_score or 0.0)
+                            opt.watch_list(args, model), args.min_score or 0.0, args.refine)
     out, total, failed = JsonlSink(args.jsonl), 0, 0
     try:
         for line in lines:

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import math
 import os
+import sys
 
 from ..cascade import require_cam
 from ..crop import MASKS, CropSpec
@@ -18,7 +19,9 @@ from ..errors import EdgeCamError
 from ..localize import BOX_MODES, BoxRule
 from ..metadata import RESIZE_MODES
 from ..model import Model
-from ..tools.evaluate import Annotation, read_labelled
+from ..refine import REFINES
+from ..stream import printable
+from ..tools.labelled import Labelled, load_labelled
 from ..watch import WatchList
 
 EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")  # what the torch exporters need
@@ -266,7 +269,26 @@ def watch_flags():
         raise
 
 
-def labelled(args: argparse.Namespace) -> list[Annotation]:
+def labelled(args: argparse.Namespace) -> Labelled:
+    """The --voc or --yolo set, every annotation that can be read (the others skipped and named)."""
     if bool(args.voc) == bool(args.yolo):
         raise EdgeCamError("give exactly one labelled set: --voc DIR or --yolo DIR.")
-    return read_labelled(args.voc, args.yolo)
+    return load_labelled(args.voc, args.yolo)
+
+
+def add_refine_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refine", choices=REFINES, default="none",
+                   help="fit each box to the object's colours: grabcut (OpenCV GrabCut seeded by the map's hot "
+                        "and cold parts; tens of ms a box, see benchmarks/README.md) (default: none)")
+
+
+def report_skipped(skipped: list, total: int) -> None:
+    """Each unreadable photo or annotation named on stderr (escaped: a file name cannot forge
+    lines), then the count on stdout with the summary: "1 of 164 photos unreadable: ..."."""
+    if not skipped:
+        return
+    for s in skipped:
+        print(f"skipped {ascii(s.path)}: {printable(s.reason)}", file=sys.stderr)
+    names = ", ".join(ascii(os.path.basename(s.path)) for s in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+    print(f"{len(skipped)} of {total} photos unreadable: {names} (skipped; the figures are over the other "
+          f"{total - len(skipped)})")
