@@ -82,6 +82,7 @@ class Evaluation:
     top1_loc: float | None = None  # class given: top-1 right and the box at IoU ≥ 0.5
     skipped: list[Skipped] = field(default_factory=list)  # photos and annotations that could not be read
     refine: str = "none"
+    hits: np.ndarray | None = None  # (images,) bool: CorLoc's test per evaluated photo, in the set's order
 
     @property
     def total(self) -> int:
@@ -228,7 +229,8 @@ def evaluate(model, annotations: Sequence[Annotation], class_id: int | None = No
                       {d: (best_iou >= d).mean(axis=0) for d in IOU_LEVELS}, missing, best_iou,
                       Objects(found, predicted, truths),
                       float(right.mean()) if top1 else None,
-                      float((right & np.array(hits, bool)).mean()) if top1 else None, skips, refine)
+                      float((right & np.array(hits, bool)).mean()) if top1 else None, skips, refine,
+                      np.array(hits, bool))
 
 
 @dataclass

@@ -68,7 +68,7 @@ def test_the_bottle_group_is_watched_and_localised_per_bottle(wide_teacher, fram
 def test_the_224_centre_crop_sees_the_middle_bottle_only(mobilenet_v2_path, frame0):
     """Why the whole frame and a larger input: the weights' own protocol (centre crop 224) cuts the
     outer bottles off, and the 7×7 map of the stretched frame has two peaks for three bottles."""
-    model = Model(mobilenet_v2_path)
+    model = Model(mobilenet_v2_path, resize="crop")
     (box,) = BoxRule(mode="objects").localize(model.predict(frame0))[1]
     assert box.x1 <= BOTTLES_X[1] <= box.x2 and not box.x1 <= BOTTLES_X[0] and not BOTTLES_X[2] <= box.x2
 
