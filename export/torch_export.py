@@ -196,6 +196,7 @@ def export(spec: str, out: str, *, weights: str | None = None, num_classes: int 
     imagenet = spec.startswith(("torchvision:", "timm:")) and (num_classes or 1000) == 1000
     if labels is None and imagenet:
         labels = imagenet_labels()
+    defaulted = kwargs.get("resize") is None or kwargs.get("threshold") is None
     if kwargs.get("resize") is None:
         # Localisation needs the whole frame: the ImageNet centre crop (shorter side to 256, 224 out of
         # the middle) hides the edges, where objects often are. Letterbox keeps the aspect the weights
@@ -204,9 +205,10 @@ def export(spec: str, out: str, *, weights: str | None = None, num_classes: int 
     if imagenet:  # measured for ImageNet classifiers (edge_cam.metadata); others keep the paper's rule
         kwargs["threshold"] = IMAGENET_THRESHOLD if kwargs.get("threshold") is None else kwargs["threshold"]
         kwargs.setdefault("fuse_top", IMAGENET_FUSE_TOP)
-        progress(f"resize {kwargs['resize']}, CAM threshold {kwargs['threshold']:g}, top-{kwargs['fuse_top']} maps "
-                 "fused: the defaults measured for ImageNet classifiers (--resize crop for the weights' own centre "
-                 "crop, --threshold to change it)", kwargs.get("quiet", False))
+        if defaulted:  # defaults that differ from other exports' deserve a word
+            progress(f"resize {kwargs['resize']}, CAM threshold {kwargs['threshold']:g}, top-{kwargs['fuse_top']} "
+                     "maps fused: the defaults measured for ImageNet classifiers (--resize crop for the weights' own "
+                     "centre crop, --threshold to change it)", kwargs.get("quiet", False))
     elif kwargs.get("threshold") is None:
         kwargs["threshold"] = DEFAULT_THRESHOLD
     source = {"model": spec, "weights": os.path.basename(weights) if weights else None}

@@ -129,6 +129,11 @@ class Seen:
     def missing(self) -> bool:
         return isinstance(self.judged, int) and self.judged < 0
 
+    def rule_heat(self, rule: BoxRule) -> HeatMap:
+        """The map `rule` boxes: the judged rank's (the top-1's fused as the rule says), or the judged map."""
+        j = self.judged
+        return rule.heat(self.pred, j) if isinstance(j, int) else HeatMap.from_cam(j, self.pred.resize)
+
     def localize(self, rule: BoxRule, refine: str = "none") -> tuple[HeatMap, list[Box]]:
         j = self.judged
         heat, boxes = rule.localize(self.pred, j) if isinstance(j, int) else rule.localize_cam(j, self.pred.resize)
@@ -147,8 +152,8 @@ class Seen:
 def predictions(model, annotations: Sequence[Annotation], class_id: int | None = None, progress=None,
                 watch: WatchList | None = None, skipped: list[Skipped] | None = None) -> Iterator[Seen]:
     """Each readable photo with the teacher's answer and what to judge: the top-1's rank 0
-    (GT-unknown), or the map of `class_id` (GT-known: queried in the same pass when the teacher
-    takes class queries, else only within its top-K; -1 when it has none), or the best watched
+    (GT-unknown), or the map of `class_id` alone (GT-known: queried in the same pass when the
+    teacher takes class queries, else only within its top-K; -1 when it has none), or the best watched
     target's map (`watch`; -1 on an image where no target is watched). A photo that cannot be read
     is appended to `skipped` (which must then be given) and left out."""
     classes = [class_id] if class_id is not None else None if watch is None else watch.class_ids
@@ -169,10 +174,9 @@ def predictions(model, annotations: Sequence[Annotation], class_id: int | None =
         pred = model.predict(image, classes=classes)
         judged: Judged = 0
         right = None
-        if class_id is not None:
-            rank = pred.rank_of(class_id)
+        if class_id is not None:  # the class's own map, never fused with its neighbours' (fuse_top is the top-1's)
             cam = pred.cam_of(class_id)
-            judged = rank if rank is not None else -1 if cam is None else cam
+            judged = -1 if cam is None else cam
             right = pred.class_id == class_id
         elif watch is not None:
             try:
@@ -268,19 +272,24 @@ def calibrate(model, annotations: Sequence[Annotation], class_id: int | None = N
     halves = (seen[0::2], seen[1::2])
     baseline = BoxRule.for_model(model.info.cam)
 
-    def corloc(rule: BoxRule, items: list[Seen]) -> float:
+    # Each photo's map for each fusion, made once: the rules differ in how they box it only.
+    heats = {k: [None if s.missing else s.rule_heat(BoxRule(fuse_top=k)) for s in seen] for k in fuse_tops}
+
+    def corloc(rule: BoxRule, half: int) -> float:
+        items = list(zip(seen, heats[rule.fuse_top]))[half::2]
         if not items:
             return 0.0
-        firsts = [[] if s.missing else s.localize(rule)[1][:1] for s in items]
-        return float(np.mean([bool(f) and hit(f[0], s.annotation.boxes) for s, f in zip(items, firsts)]))
+        firsts = [[] if h is None else rule.boxes(h)[:1] for _, h in items]
+        return float(np.mean([bool(f) and hit(f[0], s.annotation.boxes) for (s, _), f in zip(items, firsts)]))
 
     rules = [BoxRule(float(t), m, a, k) for k in fuse_tops for m in modes
              for a in (min_areas if m != "largest" else (0.01,)) for t in thresholds]
-    tuning = [corloc(r, halves[0]) for r in rules]
-    other = [corloc(r, halves[1]) for r in rules] if halves[1] else tuning
+    tuning = [corloc(r, 0) for r in rules]
+    other = [corloc(r, 1) for r in rules] if halves[1] else tuning
     best = rules[int(np.argmax(tuning))]
-    return Calibration(best, baseline, {"baseline": corloc(baseline, halves[0]), "calibrated": max(tuning)},
-                       {"baseline": corloc(baseline, halves[1]), "calibrated": corloc(best, halves[1])},
+    heats.setdefault(baseline.fuse_top, [None if s.missing else s.rule_heat(baseline) for s in seen])
+    return Calibration(best, baseline, {"baseline": corloc(baseline, 0), "calibrated": max(tuning)},
+                       {"baseline": corloc(baseline, 1), "calibrated": corloc(best, 1)},
                        rules[int(np.argmax(other))], skips, len(seen))
 
 

@@ -59,14 +59,14 @@ def _localize_each(model: Model, rule: BoxRule, images: list[str], class_id: int
             boxes = [refine_boxes(image, r.heat, [r.box], rule.threshold, refine)[0] if r.heat is not None else r.box
                      for r in rois]
         else:
-            if rank is not None:
-                mapped, boxes = rule.localize(pred, rank)
-            else:  # class_id outside the top-K: queried (predict raised if the teacher cannot)
-                assert class_id is not None and pred.query_scores is not None
+            if class_id is None:
+                mapped, boxes = rule.localize(pred)
+            else:  # the class's own map (never fused), from the top-K or queried (predict raised if it cannot be)
                 cam = pred.cam_of(class_id)
                 assert cam is not None
-                mapped, boxes = rule.localize_cam(cam, pred.resize, class_id, model.info.label(class_id),
-                                                  float(pred.query_scores[0]))
+                score = pred.scores[rank] if rank is not None else pred.query_scores[0] if pred.query_scores is not None \
+                    else 0.0
+                mapped, boxes = rule.localize_cam(cam, pred.resize, class_id, model.info.label(class_id), float(score))
             heat, boxes = mapped, refine_boxes(image, mapped, boxes, rule.threshold, refine)
         loc_ms = (time.perf_counter() - t0) * 1e3
         if overlays:  # before the line is handed out: a consumer may stop after any line
