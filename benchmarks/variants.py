@@ -22,7 +22,7 @@ from edge_cam.model import Model
 from edge_cam.source import read_image
 from edge_cam.tools.evaluate import evaluate, read_labelled
 from edge_cam_export import export
-from edge_cam_export.quantize import drift
+from edge_cam_export.drift import drift
 
 DATA = pathlib.Path(os.environ.get("EDGE_CAM_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
 LATE_STAGE = ("features.14", "features.15", "features.16")  # MobileNetV2's 160-channel stage

@@ -8,6 +8,12 @@ class EdgeCamError(Exception):
     """
 
 
+class UnreadableImage(EdgeCamError):
+    """An image file that cannot be decoded here: missing, not an image, corrupt, or larger than the
+    pixel limit (a possible decompression bomb). Commands that read many photos catch it to skip,
+    name and count the file; for one file it is an EdgeCamError like any other."""
+
+
 def first_line(e: BaseException, limit: int = 200) -> str:
     """The first line of a foreign exception's message, cut to `limit` characters, for an
     EdgeCamError sentence (native libraries raise multi-line logs, or no message at all)."""

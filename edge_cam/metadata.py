@@ -5,6 +5,7 @@ them through `to_props`; the runtime reads them back through `ModelInfo.from_pro
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -44,13 +45,11 @@ class InputSpec:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> InputSpec:
+        """From checked JSON (check_props)."""
         size = d["size"]
         if isinstance(size, int):
             size = [size, size]
-        resize = d.get("resize", "stretch")
-        if resize not in RESIZE_MODES:
-            raise ValueError(f"unknown resize mode {resize!r}")
-        return cls(size=(int(size[0]), int(size[1])), color=d.get("color", "RGB"), resize=resize,
+        return cls(size=(int(size[0]), int(size[1])), color=d.get("color", "RGB"), resize=d.get("resize", "stretch"),
                    mean=tuple(d.get("mean", cls.mean)), std=tuple(d.get("std", cls.std)))
 
 
@@ -80,10 +79,11 @@ class CamSpec:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CamSpec:
+        """From checked JSON (check_props)."""
         fs = d.get("feature_size")
         return cls(method=d.get("method", "cam"), feature_layer=d.get("feature_layer", ""),
                    classifier=d.get("classifier", ""), stride=d.get("stride"),
-                   feature_size=tuple(fs) if fs else None,
+                   feature_size=(int(fs[0]), int(fs[1])) if fs else None,
                    threshold=float(d.get("threshold", DEFAULT_THRESHOLD)),
                    box_mode=d.get("box_mode", "largest"), min_area=float(d.get("min_area", 0.01)),
                    fuse_top=int(d.get("fuse_top", 1)), class_query=bool(d.get("class_query", False)),
@@ -114,54 +114,122 @@ class ModelInfo:
             raise EdgeCamError(
                 f"{where} has no edge_cam metadata; export it with `edge-cam export` "
                 "(or describe a foreign classifier's input explicitly).")
-        try:
-            d = {k[len(PREFIX):]: json.loads(v) for k, v in props.items() if k.startswith(PREFIX)}
-            version = int(d.get("format_version", FORMAT_VERSION))
-            if version > FORMAT_VERSION:
-                raise EdgeCamError(f"{where} uses edge_cam metadata version {version}, newer "
-                                   f"than this runtime's {FORMAT_VERSION}; upgrade edge-cam.")
-            info = cls(input=InputSpec.from_json(d["input"]), labels=list(d.get("labels") or []),
-                       cam=CamSpec.from_json(d["cam"]) if d.get("cam") else None,
-                       source=d.get("source") or {}, format_version=version)
-        except (ValueError, KeyError, TypeError) as e:
-            raise EdgeCamError(f"{where} has malformed edge_cam metadata ({e}); re-export it.") from e
-        info.validate(where)
-        return info
+        d = {}
+        for k, v in props.items():
+            if k.startswith(PREFIX):
+                try:
+                    d[k[len(PREFIX):]] = json.loads(v)
+                except (ValueError, RecursionError):
+                    raise EdgeCamError(f"{where} has malformed edge_cam metadata ({k} {preview(v)} is not "
+                                       "JSON); re-export it.") from None
+        check_props(d, where)
+        return cls(input=InputSpec.from_json(d["input"]), labels=list(d.get("labels") or []),
+                   cam=CamSpec.from_json(d["cam"]) if d.get("cam") else None,
+                   source=d.get("source") or {}, format_version=int(d.get("format_version", FORMAT_VERSION)))
 
     def validate(self, where: str = "the model") -> None:
-        """Values that parse but cannot work (a size of [0, -5], an unknown box mode, a threshold
-        of 2) are refused here with a sentence naming the field, instead of failing deep in a run or
-        silently giving no boxes. What needs the graph itself is `check_graph`'s."""
-        from .localize import BOX_MODES  # localize needs this module; the modes are its own
+        """Values that cannot work (a size of [0, -5], an unknown box mode, a threshold of 2) are
+        refused with a sentence naming the field (see check_props)."""
+        check_props({k[len(PREFIX):]: json.loads(v) for k, v in self.to_props().items()}, where)
 
-        def bad(key: str, value: Any, want: str) -> EdgeCamError:
-            return EdgeCamError(f"{where} has edge_cam.{key} {json.dumps(value)}, which is not valid: it must "
-                                f"be {want}; re-export the model or fix its metadata.")
 
-        i = self.input
-        if len(i.size) != 2 or not all(isinstance(n, int) and n > 0 for n in i.size):
-            raise bad("input size", list(i.size), "two positive integers [H, W]")
-        if i.color not in ("RGB", "BGR"):
-            raise bad("input color", i.color, "RGB or BGR")
-        for key, values, positive in (("mean", i.mean, False), ("std", i.std, True)):
-            if len(values) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v)
-                                           and (v > 0 or not positive) for v in values):
-                raise bad(f"input {key}", list(values), "three finite numbers" + (" above 0" if positive else ""))
-        if not all(isinstance(x, str) for x in self.labels):
-            raise bad("labels", self.labels, "a list of class names (strings)")
-        c = self.cam
-        if c is None:
-            return
-        if c.method not in ("cam", "gradcam"):
-            raise bad("cam method", c.method, "cam or gradcam")
-        if c.box_mode not in BOX_MODES:
-            raise bad("cam box_mode", c.box_mode, "one of " + ", ".join(BOX_MODES))
-        if not 0 < c.threshold <= 1:  # also refuses nan
-            raise bad("cam threshold", c.threshold, "a fraction of the map's range, above 0 and at most 1")
-        if not 0 <= c.min_area <= 1:
-            raise bad("cam min_area", c.min_area, "a fraction of the input from 0 to 1")
-        if c.fuse_top < 1:
-            raise bad("cam fuse_top", c.fuse_top, "1 or more")
+# --- checking the metadata: every field by type and range, before anything uses it ---------------
+# A size beyond this is no image a CAM classifier takes: 100000x100000 asked OpenCV for 52 GB.
+MAX_INPUT_SIDE = 8192
+MAX_STRIDE = 1024
+MAX_FUSE_TOP = 1000
+PREVIEW_CHARS = 60  # of a bad value in an error: a sentence, not 8 KB of it
+
+
+def preview(value: Any) -> str:
+    """A bad value as JSON, cut short when long, for an error sentence."""
+    text = json.dumps(value)
+    return text if len(text) <= PREVIEW_CHARS else f"{text[:PREVIEW_CHARS]}... ({len(text)} characters)"
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _whole(v: Any, low: int, high: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _pair(v: Any, low: int, high: int) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(_whole(n, low, high) for n in v)
+
+
+def _three(v: Any, positive: bool) -> bool:
+    return isinstance(v, list) and len(v) == 3 and all(_number(x) and (x > 0 or not positive) for x in v)
+
+
+# (field, test, what it must be); only "size" is required, the rest have defaults.
+_INPUT = (
+    ("size", lambda v: _whole(v, 1, MAX_INPUT_SIDE) or _pair(v, 1, MAX_INPUT_SIDE),
+     f"two whole numbers [H, W] from 1 to {MAX_INPUT_SIDE} (or one, for a square)"),
+    ("color", lambda v: v in ("RGB", "BGR"), "RGB or BGR"),
+    ("resize", lambda v: v in RESIZE_MODES, "one of " + ", ".join(RESIZE_MODES)),
+    ("mean", lambda v: _three(v, False), "three finite numbers"),
+    ("std", lambda v: _three(v, True), "three finite numbers above 0"),
+    # What every edge-cam graph takes; written for other readers, and refused when it says otherwise.
+    ("layout", lambda v: v == "NHWC", "NHWC"),
+    ("dtype", lambda v: v == "uint8", "uint8"),
+    ("scale", lambda v: _number(v) and abs(v * 255 - 1) < 1e-6, "1/255"),
+)
+
+
+def _box_modes() -> tuple[str, ...]:
+    from .localize import BOX_MODES  # localize needs this module; the modes are its own
+    return BOX_MODES
+
+
+_CAM = (
+    ("method", lambda v: v in ("cam", "gradcam"), "cam or gradcam"),
+    ("feature_layer", lambda v: isinstance(v, str), "a layer name (text)"),
+    ("classifier", lambda v: isinstance(v, str), "a layer name (text)"),
+    ("stride", lambda v: v is None or (_number(v) and 0 < v <= MAX_STRIDE), f"null or a number above 0, at most {MAX_STRIDE}"),
+    ("feature_size", lambda v: v is None or _pair(v, 1, MAX_INPUT_SIDE), f"null or two whole numbers from 1 to {MAX_INPUT_SIDE}"),
+    ("threshold", lambda v: _number(v) and 0 < v <= 1, "a fraction of the map's range, above 0 and at most 1"),
+    ("box_mode", lambda v: v in _box_modes(), "one of the box modes (largest, union, all, objects)"),
+    ("min_area", lambda v: _number(v) and 0 <= v <= 1, "a fraction of the input from 0 to 1"),
+    ("fuse_top", lambda v: _whole(v, 1, MAX_FUSE_TOP), f"a whole number from 1 to {MAX_FUSE_TOP}"),
+    ("class_query", lambda v: isinstance(v, bool), "true or false"),
+    ("baked_classes", lambda v: isinstance(v, list) and all(_whole(c, 0, 2**31 - 1) for c in v),
+     "a list of class ids (whole numbers, 0 or more)"),
+)
+
+
+def check_props(d: dict[str, Any], where: str = "the model") -> None:
+    """The parsed `edge_cam.*` values (keys without the prefix): each field of the right type and
+    in range, or one sentence naming it (and showing a short preview of the value). What needs the
+    graph itself is check_graph's."""
+    def bad(key: str, value: Any, want: str) -> EdgeCamError:
+        return EdgeCamError(f"{where} has edge_cam.{key} {preview(value)}, which is not valid: it must "
+                            f"be {want}; re-export the model or fix its metadata.")
+
+    version = d.get("format_version", FORMAT_VERSION)
+    if not _whole(version, 1, 2**31):
+        raise bad("format_version", version, "a whole number, 1 or more")
+    if version > FORMAT_VERSION:
+        raise EdgeCamError(f"{where} uses edge_cam metadata version {version}, newer "
+                           f"than this runtime's {FORMAT_VERSION}; upgrade edge-cam.")
+    for section, fields, required in (("input", _INPUT, True), ("cam", _CAM, False)):
+        value = d.get(section)
+        if value is None and not required:
+            continue
+        if not isinstance(value, dict):
+            raise bad(section, value, "an object of the fields " + ", ".join(f for f, _, _ in fields))
+        if required and "size" not in value:
+            raise bad(f"{section} size", None, fields[0][2])
+        for key, ok, want in fields:
+            if key in value and not ok(value[key]):
+                raise bad(f"{section} {key}", value[key], want)
+    labels = d.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise bad("labels", labels, "a list of class names (strings)")
+    source = d.get("source")
+    if source is not None and not isinstance(source, dict):
+        raise bad("source", source, "an object")
 
 
 def check_graph(info: ModelInfo, input_shape: Sequence[Any], num_classes: Any, where: str = "the model") -> None:
@@ -178,6 +246,10 @@ def check_graph(info: ModelInfo, input_shape: Sequence[Any], num_classes: Any, w
     if info.labels and isinstance(num_classes, int) and num_classes > 0 and len(info.labels) != num_classes:
         raise EdgeCamError(f"{where} has {len(info.labels)} edge_cam.labels for {num_classes} classes; "
                            "give one name per class (or none) and re-export the model or fix its metadata.")
+    baked = info.cam.baked_classes if info.cam else ()
+    if baked and isinstance(num_classes, int) and num_classes > 0 and max(baked) >= num_classes:
+        raise EdgeCamError(f"{where} has edge_cam.cam baked_classes {preview(list(baked))}, but its graph has "
+                           f"{num_classes} classes (ids 0 to {num_classes - 1}); re-export the model or fix its metadata.")
 
 
 def read_labels(path: str) -> list[str]:
@@ -268,6 +340,13 @@ def rewrite_metadata(src: str, dst: str, props: dict[str, str], drop_prefix: str
     for k, v in props.items():
         out += _field(_METADATA_FIELD, _field(1, k.encode()) + _field(2, v.encode()))
     part = dst + ".part"
-    with open(part, "wb") as f:
-        f.write(out)
-    os.replace(part, dst)  # never leave a half-written model under the final name
+    try:
+        with open(part, "wb") as f:
+            f.write(out)
+        os.replace(part, dst)  # never leave a half-written model under the final name
+    except BaseException as e:  # nor the .part file: a full disk, a folder named dst, a Ctrl-C
+        with contextlib.suppress(OSError):
+            os.remove(part)
+        if isinstance(e, OSError):
+            raise EdgeCamError(f"cannot write {dst} ({e.strerror or e}).") from None
+        raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .errors import EdgeCamError
+from .metadata import MAX_INPUT_SIDE
 
 # The smallest side the dynamic graphs accept (export's torch.export.Dim minimum): below it the
 # five stride-2 stages of common backbones leave nothing to pool.
@@ -40,8 +41,9 @@ class InputSize:
         if requested is None:
             return
         if isinstance(requested, int) and not isinstance(requested, bool):
-            if requested < MIN_SIDE:
-                raise EdgeCamError(f"input_size {requested} is too small; give a long side of at least {MIN_SIDE} pixels.")
+            if not MIN_SIDE <= requested <= MAX_INPUT_SIDE:
+                raise EdgeCamError(f"input_size {requested} is too {'small' if requested < MIN_SIDE else 'large'}; "
+                                   f"give a long side from {MIN_SIDE} to {MAX_INPUT_SIDE} pixels.")
             self.long_side = requested
             self.size = self._aspect(*self.trained)
         else:
@@ -50,8 +52,9 @@ class InputSize:
             except (TypeError, ValueError):
                 raise EdgeCamError(f"input_size {requested!r} is not valid; give (height, width) or one "
                                    "number, the long side.") from None
-            if min(h, w) < MIN_SIDE:
-                raise EdgeCamError(f"input_size {h}x{w} is too small; give sides of at least {MIN_SIDE} pixels.")
+            if min(h, w) < MIN_SIDE or max(h, w) > MAX_INPUT_SIDE:
+                raise EdgeCamError(f"input_size {h}x{w} is too {'small' if min(h, w) < MIN_SIDE else 'large'}; give "
+                                   f"sides from {MIN_SIDE} to {MAX_INPUT_SIDE} pixels.")
             self.size = (h, w)
         if not dynamic and (self.long_side is not None or self.size != self.trained):
             raise EdgeCamError(f"{where} was exported with a fixed input size of {self.trained[0]}x{self.trained[1]}, "

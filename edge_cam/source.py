@@ -15,6 +15,7 @@ back-off while the process keeps running.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -23,10 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .capture import IMAGE_EXTS, Reader, frame_count, list_images, open_reader, parse_source, read_image
-from .errors import EdgeCamError
+from .capture import IMAGE_EXTS, Reader, frame_count, list_images, max_pixels, open_reader, parse_source, read_image
+from .errors import EdgeCamError, first_line
 
-__all__ = ["IMAGE_EXTS", "Frame", "Source", "SourceStats", "list_images", "open_source", "read_image", "read_video"]
+__all__ = ["IMAGE_EXTS", "Frame", "Source", "SourceStats", "list_images", "max_pixels", "open_source",
+           "read_image", "read_video"]
 log = logging.getLogger("edge_cam")
 
 
@@ -50,6 +52,7 @@ class SourceStats:
     dropped: int = 0  # live frames replaced by a newer one before they were processed
     corrupt: int = 0  # frames that could not be decoded
     reconnects: int = 0
+    missing: int = 0  # frames a video file's header promised that never came (a truncated file)
 
 
 _END = object()
@@ -72,7 +75,8 @@ class Source:
         self.stats = SourceStats()
         self.info = parse_source(spec)
         self.name = self.info.name
-        self.total = None if loop else frame_count(self.info)
+        self.expected = frame_count(self.info)  # per pass, as the file's header says
+        self.total = None if loop else self.expected
         self._reader: Reader | None = open_reader(self.info)
         self.finished = False
         self._stop = threading.Event()
@@ -114,8 +118,28 @@ class Source:
             pass
         self._queue.put_nowait(item)
 
+    def _check_pass(self, frames: int) -> None:
+        """A video file that ends well short of the frames its header promised is truncated or
+        damaged: say so, and count what is missing (a frame count can be an estimate: a frame or
+        1% short is not worth a warning)."""
+        if self.info.kind != "video" or not self.expected:
+            return
+        short = self.expected - frames
+        if short > max(1, self.expected // 100):
+            self.stats.missing += short
+            log.warning("%s ended after %d of the %d frames its header promises: the file is truncated or "
+                        "damaged", self.name, frames, self.expected)
+
+    def _reopen(self):
+        """A file source again from its start (--loop); it may have gone meanwhile."""
+        if self.info.kind == "video" and not os.path.exists(self.info.target):
+            raise EdgeCamError(f"{self.info.target} was deleted or moved during the run, so it cannot "
+                               "start again (--loop).")
+        return open_reader(self.info)
+
     def _run(self) -> None:
         index, backoff, reader = 0, 0.5, self._reader
+        start = 0  # index of this pass's first frame
         try:
             while not self._stop.is_set():
                 if reader is None:
@@ -137,8 +161,9 @@ class Source:
                     if self.info.live:
                         log.warning("%s: lost, reopening (back-off up to %g s)", self.name, self.max_backoff)
                         continue
-                    if self.loop and index > 0:
-                        reader = open_reader(self.info)
+                    self._check_pass(index - start)
+                    if self.loop and index > start:
+                        reader, start = self._reopen(), index
                         continue
                     break
                 backoff = 0.5
@@ -148,8 +173,10 @@ class Source:
                 self._put(Frame(index, image, time.time(), self.name, getattr(reader, "name", ""), read_ms,
                                 error or ("" if image is not None else "undecodable frame"), self.stream))
                 index += 1
-        except Exception as e:  # the loop must learn why its source stopped
-            self._put(EdgeCamError(f"{self.name} failed while reading ({e})."))
+        except EdgeCamError as e:  # the loop must learn why its source stopped
+            self._put(e)
+        except Exception as e:
+            self._put(EdgeCamError(f"{self.name} failed while reading ({first_line(e)})."))
         finally:
             if reader is not None:
                 reader.close()

@@ -28,6 +28,7 @@ from edge_cam.errors import EdgeCamError
 from edge_cam.localize import BoxRule
 from edge_cam.model import Model
 from edge_cam.preprocess import pad_colour
+from edge_cam.sinks import check_not_an_input, check_writable
 from edge_cam.tools.cascade_eval import OTHER, confident, make_rule, model_macs, watch_from_targets
 from edge_cam.watch import WatchList
 
@@ -156,6 +157,13 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
         raise EdgeCamError(f"unknown mask mode {mask!r}; use none, mean or blur.")
     if min_score is not None and not 0 <= min_score <= 1:
         raise EdgeCamError(f"--min-score is a probability from 0 to 1, not {min_score}.")
+    # The output, before any work (the teacher's pass and training take minutes): a name that says
+    # what it holds, a place it can be written to, and none of the inputs.
+    if os.path.splitext(out_path)[1].lower() != f".{format}":
+        raise EdgeCamError(f"cannot write the student to {out_path}: a student in the {format} format is "
+                           f"written to a .{format} file; name it so.")
+    check_writable(out_path, "the student")
+    check_not_an_input(out_path, [teacher_path, *sources, groups_file], "the student")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     if threads:
@@ -217,18 +225,21 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
         progress("exporting the student", 0, 1)
     from .torch_export import export_module  # its import pulls in the exporters; only needed now
     fp32_path = out_path + ".fp32.onnx" if quantize else out_path
-    export_module(model, fp32_path, input_size=(size, size), labels=labels, cam=False, mean=MEAN, std=STD,
-                  resize="stretch", source={"role": "student", "distill": meta}, quiet=True, format=format)
     int8 = None
-    if quantize:  # calibrated on the crops it was trained on, which are the crops it will see
-        from .quantize import quantize_int8
-        crops = footage.crops[train_rows]
-        pick = np.linspace(0, len(crops) - 1, min(INT8_CALIBRATION, len(crops))).astype(int)
-        try:
-            int8 = quantize_int8(fp32_path, out_path, [c[None] for c in crops[pick]])
-        finally:
+    try:
+        export_module(model, fp32_path, input_size=(size, size), labels=labels, cam=False, mean=MEAN, std=STD,
+                      resize="stretch", source={"role": "student", "distill": meta}, quiet=True, format=format)
+        if quantize:  # calibrated on the crops it was trained on, which are the crops it will see
+            from .quantize import quantize_int8
+            crops = footage.crops[train_rows]
+            pick = np.linspace(0, len(crops) - 1, min(INT8_CALIBRATION, len(crops))).astype(int)
+            int8 = quantize_int8(fp32_path, out_path, [c[None] for c in crops[pick]], quiet=True)
+    finally:  # the fp32 intermediate never outlives the call (an error, a Ctrl-C)
+        if quantize and os.path.exists(fp32_path):
             os.remove(fp32_path)
-        log.info("int8 student against fp32 on %d crops: top-1 agreement %.3f", int8["images"], int8["top1_agreement"])
+    if int8 is not None:
+        log.info("int8 student against fp32 on %d held-out crops: top-1 agreement %.3f",
+                 int8["held_out"]["images"], int8["held_out"]["top1_agreement"])
     if progress:
         progress("exporting the student", 1, 1)
     counts = np.bincount(y[train_rows], minlength=len(labels))

@@ -3,7 +3,9 @@
 int8: static QDQ quantisation of the backbone on real calibration images; the CAM head stays float:
 everything from the feature map on (pooling, classifier, top-K, the CAM gather and matmul), and any
 node sharing a weight with it (the classifier's W feeds both the logits and the CAM gather, and a
-per-channel QDQ over a shared initializer breaks the graph). Layers the user names stay float too.
+per-channel QDQ over a shared initializer breaks the graph). Layers the user names stay float too,
+and so do the blocks whose int8 noise would change the answers (mixed_precision.py). It is checked
+on photos the calibration never saw, and not written when it disagrees with fp32 (drift.py).
 
 fp16: every weight and activation in half precision for GPUs (TensorRT, CUDA), with float32 kept at
 the graph's outputs so the interface does not change.
@@ -12,6 +14,8 @@ A .tflite goes to ai-edge-quantizer instead (tflite_int8.py), through the same q
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import tempfile
 from collections.abc import Sequence
@@ -21,13 +25,17 @@ import onnx
 from onnx import numpy_helper
 
 from edge_cam.errors import EdgeCamError
-from edge_cam.localize import BoxRule
 from edge_cam.metadata import rewrite_metadata
 from edge_cam.model import Model
-from edge_cam.preprocess import Resize
-from edge_cam.source import list_images, read_image
+from edge_cam.source import list_images
 
-from .progress import log
+from .drift import MIN_AGREEMENT, describe, drift, gate, logits, prepared, split
+from .mixed_precision import activation_ranges, macs, search, units
+from .progress import progress
+
+# The search keeps agreement on the calibration photos this far above the gate, so that the held-out
+# photos, which it never saw, still clear it.
+MARGIN = 0.02
 
 
 def feature_tensor(model: onnx.ModelProto) -> str:
@@ -109,36 +117,95 @@ def full_size_normalisation(model: onnx.ModelProto, size: tuple[int, int]) -> No
             info.remove(v)
 
 
-def calibration_batches(model: Model, folder: str, limit: int = 200) -> list[np.ndarray]:
-    paths = list_images([folder])[:limit]
-    if not paths:
-        raise EdgeCamError(f"{folder} holds no calibration images.")
-    batches = []
-    for p in paths:
-        try:
-            batches.append(model.prepare(read_image(p))[0][None])
-        except EdgeCamError as e:
-            log.warning("skipped calibration image %s: %s", p, e)
-    return batches
-
-
 def quantize_int8(src: str, dst: str, calibration: str | Sequence[np.ndarray], limit: int = 200,
-                  keep_float: Sequence[str] = ()) -> dict:
-    """Quantise `src` (.onnx or .tflite) into `dst`; returns the drift against float on the
-    calibration images: a folder, or (ONNX) prepared uint8 batches such as a student's crops.
-    `keep_float`: torch layer names (prefixes) whose nodes stay float (ONNX)."""
+                  keep_float: Sequence[str] = (), min_agreement: float = MIN_AGREEMENT, force: bool = False,
+                  holdout: str | None = None, quiet: bool = False) -> dict:
+    """Quantise `src` (.onnx or .tflite) into `dst`, keeping its answers.
+
+    calibration: a folder, or (ONNX) prepared uint8 batches such as a student's crops; one in
+    HOLDOUT_EVERY is held out (drift.split), plus the photos of `holdout`. The whole backbone is
+    quantised first; if its top-1 agreement with fp32 on the calibration photos is below
+    min_agreement + MARGIN, only the blocks the answers survive are (mixed_precision.search). The
+    held-out agreement is the gate: below `min_agreement` nothing is written (EdgeCamError), unless
+    `force`. `keep_float`: torch layer names (prefixes) whose nodes stay float (ONNX).
+    Returns the drift on the calibration and the held-out photos and what was kept float."""
+    if not 0 <= min_agreement <= 1:
+        raise EdgeCamError(f"--min-agreement is a fraction from 0 to 1, not {min_agreement}.")
     if src.lower().endswith(".tflite"):
         if keep_float:
             raise EdgeCamError("--keep-float applies to ONNX int8 exports only.")
         from .tflite_int8 import quantize_tflite
         if not isinstance(calibration, str):
             raise EdgeCamError("a .tflite is calibrated on a folder of images.")
-        return quantize_tflite(src, dst, calibration, limit)
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+        return quantize_tflite(src, dst, calibration, limit, min_agreement=min_agreement, force=force,
+                               holdout=holdout)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32 = Model(src, providers=["CPUExecutionProvider"], spinning=False)
-    batches = calibration_batches(fp32, calibration, limit) if isinstance(calibration, str) else list(calibration)[:limit]
+    photos = split(fp32, calibration, limit, holdout)
+    target = min(1.0, min_agreement + MARGIN)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = os.path.join(tmp, "pre.onnx")
+        quant_pre_process(src, pre, skip_symbolic_shape=True)
+        model = onnx.load(pre)
+        full_size_normalisation(model, fp32.input_size)
+        onnx.save(model, pre)
+        source = onnx.load(src)
+        float_nodes = set(head_nodes(model) if fp32.info.cam is not None else [])  # a student's head is quantised too
+        float_nodes |= set(layer_nodes(source, list(keep_float)) if keep_float else [])
+        candidates = {n.name for n in model.graph.node} - float_nodes
+        full = os.path.join(tmp, "full.onnx")
+        progress(f"      calibrating on {len(photos.calibration)} photos ({len(photos.held_out)} held out)", quiet)
+        _quantise(pre, full, candidates, photos.calibration, fp32)
+
+        def load(path: str) -> Model:
+            return Model(path, providers=["CPUExecutionProvider"], spinning=False)
+
+        best, plan = full, None
+        whole = float((logits(load(full), photos.calibration).argmax(1)
+                       == logits(fp32, photos.calibration).argmax(1)).mean())
+        progress(f"      whole backbone in int8: top-1 agreement {whole:.1%} on the calibration photos", quiet)
+        if whole < target:
+            overrides = activation_ranges(onnx.load(full))
+            groups = units(source, candidates)
+            plan, best = search(
+                groups, macs(model, groups),
+                lambda nodes, path: _quantise(pre, path, nodes, photos.calibration[:1], fp32, overrides),
+                load, fp32, photos.calibration, target, tmp, lambda text: progress(f"      {text}", quiet))
+            if best is None:
+                if not force:
+                    raise EdgeCamError(f"no block of this network can be int8 with top-1 agreement at "
+                                       f"{target:.0%} on the calibration photos (the whole backbone gives "
+                                       f"{whole:.1%}); nothing written (lower --min-agreement, or --force "
+                                       "to write the whole backbone in int8).")
+                best, plan = full, None
+        int8 = load(best)
+        result = {"calibration": drift(fp32, int8, photos.calibration),
+                  "held_out": drift(fp32, int8, photos.held_out),
+                  "kept_float": plan.float if plan else [],
+                  "int8_units": plan.quantised if plan else None,
+                  "int8_mac_share": plan.mac_share if plan else 1.0,
+                  "whole_backbone_agreement": whole}
+        if plan is not None:
+            progress(f"      int8 blocks: {len(plan.quantised)} of {len(plan.quantised) + len(plan.float)} "
+                     f"({plan.mac_share:.0%} of the backbone's multiply-adds); float: {', '.join(plan.float)}", quiet)
+        for name in ("calibration", "held_out"):
+            d = result[name]
+            progress(f"      int8 against fp32 on {d['images']} {name.replace('_', '-')} photos: {describe(d)}", quiet)
+        refusal = gate(result["held_out"], min_agreement)
+        if refusal and not force:
+            raise EdgeCamError(f"{refusal}; nothing written (calibrate on more photos like those it will see, "
+                               "or --force to write it anyway).")
+        # the fp32 session already holds the metadata: no second parse of the whole model
+        rewrite_metadata(best, dst, dict(fp32.session.get_modelmeta().custom_metadata_map))
+    return result
+
+
+def _quantise(pre: str, out: str, nodes: set[str], batches: Sequence[np.ndarray], fp32: Model,
+              overrides: dict | None = None) -> None:
+    """ORT's static QDQ of `nodes` of the prepared graph `pre`: weights int8 per channel, activations
+    uint8 per tensor (percentile-calibrated on `batches`, or the given `overrides`' ranges)."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -150,21 +217,14 @@ def quantize_int8(src: str, dst: str, calibration: str | Sequence[np.ndarray], l
             query = {"class_query": np.zeros(1, np.int64)} if fp32.class_query else {}
             return None if x is None else {fp32.input_name: x, **query}
 
-    with tempfile.TemporaryDirectory() as tmp:
-        pre = os.path.join(tmp, "pre.onnx")
-        quant_pre_process(src, pre, skip_symbolic_shape=True)
-        model = onnx.load(pre)
-        full_size_normalisation(model, fp32.input_size)
-        onnx.save(model, pre)
-        head = head_nodes(model) if fp32.info.cam is not None else []  # a student's head is quantised too
-        keep = head + (layer_nodes(onnx.load(src), list(keep_float)) if keep_float else [])
-        quantize_static(pre, os.path.join(tmp, "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, nodes_to_exclude=keep, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
-                        extra_options={"CalibPercentile": 99.99})
-        # the fp32 session already holds the metadata: no second parse of the whole model
-        rewrite_metadata(os.path.join(tmp, "q.onnx"), dst, dict(fp32.session.get_modelmeta().custom_metadata_map))
-    return drift(fp32, Model(dst, providers=["CPUExecutionProvider"], spinning=False), batches)
+    exclude = [n.name for n in onnx.load(pre).graph.node if n.name not in nodes]
+    extra = {"CalibPercentile": 99.99}
+    if overrides:
+        extra["TensorQuantOverrides"] = overrides
+    with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its calibration's settings
+        quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        nodes_to_exclude=exclude, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.Percentile, extra_options=extra)
 
 
 def convert_fp16(src: str, dst: str, calibration: str | None = None, limit: int = 200) -> dict:
@@ -179,37 +239,8 @@ def convert_fp16(src: str, dst: str, calibration: str | None = None, limit: int 
     os.replace(dst + ".part", dst)
     fp32 = Model(src, providers=["CPUExecutionProvider"], spinning=False)
     if calibration:
-        batches = calibration_batches(fp32, calibration, limit)
+        batches = prepared(fp32, list_images([calibration])[:limit])
     else:
         from .verify import sample_images
         batches = list(sample_images(16, fp32.input_size, seed=7)[:, None])
     return drift(fp32, Model(dst, providers=["CPUExecutionProvider"], spinning=False), batches)
-
-
-def drift(fp32: Model, int8: Model, batches: list[np.ndarray]) -> dict:
-    """Top-1 agreement, CAM correlation and box IoU of `int8` (or any reduced-precision copy)
-    against `fp32` on the same inputs. Agreement is also given where fp32's top-1 leads its
-    top-2 by at least half a logit: a near tie flips under any perturbation, so the overall figure
-    alone says more about the images than about the quantisation."""
-    agree, corr, iou, margin, top5 = [], [], [], [], []
-    rule = BoxRule.for_model(fp32.info.cam) if fp32.info.cam is not None else None  # a student: classes only
-    size = fp32.input_size
-    identity = Resize(size, size, 1.0, 1.0)
-    for x in batches:
-        a, b = (m.predict_batch([], prepared=[(x[0], identity)])[0] for m in (fp32, int8))
-        agree.append(a.class_id == b.class_id)
-        margin.append(float(a.logits[a.class_ids[0]] - a.logits[a.class_ids[1]]) if len(a.class_ids) > 1 else np.inf)
-        top5.append(a.class_id in b.class_ids[:5])
-        if rule is None:
-            continue
-        same = np.flatnonzero(b.class_ids == a.class_id)  # the same class's map, where int8 has it
-        if same.size:
-            corr.append(float(np.corrcoef(a.cams[0].ravel(), b.cams[same[0]].ravel())[0, 1]))
-        box_a, box_b = rule.localize(a)[1], rule.localize(b)[1]
-        iou.append(box_a[0].iou(box_b[0]) if box_a and box_b else 0.0)
-    clear = np.asarray(margin) >= 0.5
-    return {"images": len(batches), "top1_agreement": float(np.mean(agree)),
-            "top1_agreement_clear": float(np.mean(np.asarray(agree)[clear])) if clear.any() else None,
-            "clear_images": int(clear.sum()), "top1_in_top5": float(np.mean(top5)),
-            "cam_correlation_median": float(np.median(corr)) if corr else None,
-            "box_iou_median": float(np.median(iou)) if iou else None}

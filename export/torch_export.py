@@ -4,7 +4,6 @@ Workstation only: torch is imported here and in the modules beside it, never by 
 """
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from edge_cam.model import Model
 from edge_cam.watch import WatchList
 
 from .checks import extra_reports
+from .drift import MIN_AGREEMENT, describe
 from .eager import compare
 from .gradcam import GradHead
 from .graph import CamGraph, features_only, split_outputs, to_onnx
@@ -184,11 +184,15 @@ def _verify_onnx(path, model, layers, input_size, mean, std, verify_batches, qui
 
 def export(spec: str, out: str, *, weights: str | None = None, num_classes: int | None = None,
            labels_file: str | None = None, quantize: str | None = None, calibration: str | None = None,
-           precision: str = "fp32", keep_float: tuple[str, ...] = (), **kwargs) -> ExportResult:
-    """`edge-cam export MODEL -o OUT`: build, load weights, export, verify (and quantise or halve)."""
+           precision: str = "fp32", keep_float: tuple[str, ...] = (), min_agreement: float = MIN_AGREEMENT,
+           force: bool = False, holdout: str | None = None, **kwargs) -> ExportResult:
+    """`edge-cam export MODEL -o OUT`: build, load weights, export, verify (and quantise or halve).
+    int8 is checked on held-out photos (one in three of `calibration`, and `holdout`) and refused
+    below `min_agreement` top-1 agreement with fp32, unless `force`."""
     if quantize or precision != "fp32":
         return _reduced(spec, out, quantize, precision, calibration, keep_float,
-                        dict(weights=weights, num_classes=num_classes, labels_file=labels_file, **kwargs))
+                        dict(weights=weights, num_classes=num_classes, labels_file=labels_file, **kwargs),
+                        dict(min_agreement=min_agreement, force=force, holdout=holdout))
     model = build_model(spec, num_classes)
     if weights:
         load_weights(model, weights, spec)
@@ -216,9 +220,10 @@ def export(spec: str, out: str, *, weights: str | None = None, num_classes: int 
 
 
 def _reduced(spec: str, out: str, quantize: str | None, precision: str, calibration: str | None,
-             keep_float: tuple[str, ...], options: dict) -> ExportResult:
+             keep_float: tuple[str, ...], options: dict, int8: dict) -> ExportResult:
     """Export in fp32 next to `out`, then quantise it to int8 or halve it to fp16 into `out`; the
-    drift against fp32 is printed and kept in the result."""
+    drift against fp32 is printed and kept in the result. `int8`: quantize_int8's gate options
+    (min_agreement, force, holdout)."""
     if quantize not in (None, "int8"):
         raise EdgeCamError(f"--quantize {quantize} is not supported; use int8.")
     if precision not in ("fp32", "fp16"):
@@ -232,29 +237,21 @@ def _reduced(spec: str, out: str, quantize: str | None, precision: str, calibrat
         raise EdgeCamError("--precision fp16 is for ONNX (TensorRT, CUDA); export TFLite in fp32 or int8.")
     if tflite and keep_float:
         raise EdgeCamError("--keep-float applies to ONNX int8 exports only.")
-    quiet = options.get("quiet")
+    quiet = bool(options.get("quiet"))
     fp32 = out + (".fp32.tflite" if tflite else ".fp32.onnx")
     result = export(spec, fp32, **options)
     from .quantize import convert_fp16, quantize_int8
-    if quantize:
-        reduce = functools.partial(quantize_int8, keep_float=list(keep_float))
-        how = ("[7/7] int8: static quantisation with ai-edge-quantizer" if tflite
-               else "[5/5] int8: static QDQ quantisation")
-    else:
-        reduce = convert_fp16
-        how = "[5/5] fp16: weights and activations in half precision"
-    progress(f"{how} (the CAM head stays float)" if quantize else how, quiet)
     try:
-        result.drift = reduce(fp32, out, calibration)
+        if quantize:
+            progress(("[7/7] int8: static quantisation with ai-edge-quantizer" if tflite
+                      else "[5/5] int8: static QDQ quantisation") + " (the CAM head stays float)", quiet)
+            result.drift = quantize_int8(fp32, out, calibration, keep_float=list(keep_float), quiet=quiet, **int8)
+        else:
+            progress("[5/5] fp16: weights and activations in half precision", quiet)
+            result.drift = convert_fp16(fp32, out, calibration)
+            progress(f"      fp16 against fp32 on {result.drift['images']} images: {describe(result.drift)}", quiet)
     finally:
         os.remove(fp32)
-    if not quiet:
-        d = result.drift
-        progress(f"      {quantize or precision} against fp32 on {d['images']} images: top-1 agreement "
-                 f"{d['top1_agreement']:.1%} ({_pct(d['top1_agreement_clear'])} where fp32's top-1 leads by "
-                 f"≥ 0.5 logit, {d['clear_images']} images), fp32's top-1 in the top-5 {d['top1_in_top5']:.1%}, "
-                 f"CAM correlation (median) {d['cam_correlation_median']:.4f}, box IoU (median) "
-                 f"{d['box_iou_median']:.3f}")
     result.path = out
     return result
 
@@ -266,6 +263,3 @@ def list_layers(spec: str, num_classes: int | None = None) -> list[str]:
 
 __all__ = ["export", "export_module", "list_layers", "ExportResult", "find_cam_layers"]
 
-
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.1%}"  # no image with a clear top-1 has no agreement to show

@@ -8,11 +8,13 @@ import argparse
 import logging
 import os
 import sys
+import time
 
 from .. import __version__
 from ..errors import EdgeCamError
 from . import bench, calibrate, demo, distill, export, info, localize, run
 from . import eval as eval_
+from .terminal import interrupted, stop_on_sigterm
 
 COMMANDS = (export, info, localize, run, eval_, calibrate, bench, distill, demo)  # in the order help lists them
 
@@ -47,13 +49,17 @@ def _log_to_stderr() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _log_to_stderr()
+    started = time.time()
     try:
+        stop_on_sigterm()  # clean-up (temporary files, sinks) runs on SIGTERM as on Ctrl-C
         return args.main(args)
     except EdgeCamError as e:
         print(f"edge-cam: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 0
+    except KeyboardInterrupt:  # `run` ends on a signal by itself, with exit 0; this is any other command
+        status, sentence = interrupted(args.command, getattr(args, "output", None), started)
+        print(("\n" if sys.stderr.isatty() else "") + f"edge-cam: {sentence}", file=sys.stderr)  # after a bar
+        return status
     except BrokenPipeError:  # stdout closed early (`... | head -1`): done, quietly, like coreutils
         # Python would complain again when it flushes stdout at exit: point stdout at /dev/null.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

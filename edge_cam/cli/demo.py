@@ -7,7 +7,6 @@ from ..crop import MASKS, CropSpec
 from ..sinks import check_writable
 from ..tools.demo import run_demo
 from .options import check
-from .terminal import stop_on_sigterm
 
 
 def add_parser(sub) -> None:
@@ -23,6 +22,5 @@ def main(args: argparse.Namespace) -> int:
     check(args, "--every", 1)
     check(args, "--repeats", 1)
     check_writable(args.out, "the demo's outputs", folder=True)
-    stop_on_sigterm()
     run_demo(args.out, every=args.every, mask=args.mask, repeats=args.repeats)
     return 0

@@ -76,6 +76,7 @@ def main(args: argparse.Namespace) -> int:
               + ", ".join(f"{k} {v:.1%}" for k, v in h.items() if isinstance(v, float))
               + " of the crops")
     if r.int8:
-        print(f"int8: agrees with the fp32 student on {r.int8['top1_agreement']:.1%} of {r.int8['images']} training crops")
+        held = r.int8["held_out"]
+        print(f"int8: agrees with the fp32 student on {held['top1_agreement']:.1%} of {held['images']} held-out crops")
     print(f"wrote {r.path} ({os.path.getsize(r.path) / 1e6:.2f} MB)")
     return 0

@@ -59,6 +59,14 @@ def add_parser(sub) -> None:
                            "--precision fp16)"),
         torch.add_argument("--keep-float", nargs="+", metavar="LAYER",
                            help="--quantize int8: torch layers that stay float, e.g. features.14 features.15"),
+        torch.add_argument("--min-agreement", type=float, default=0.95, metavar="A",
+                           help="--quantize int8: the least top-1 agreement with fp32 on held-out photos (one in "
+                                "three of --calibration, and --held-out); blocks that would lower it stay float, "
+                                "and below it nothing is written (default 0.95)"),
+        torch.add_argument("--held-out", metavar="DIR",
+                           help="--quantize int8: more real photos to check the int8 model on (never calibrated on)"),
+        torch.add_argument("--force", action="store_true",
+                           help="--quantize int8: write the model even below --min-agreement"),
         torch.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                            help="fp16: half precision for GPUs (TensorRT, CUDA); outputs stay float32"),
         torch.add_argument("--classes", nargs="+", metavar="CLASS",
@@ -107,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
             std=tuple(args.std), resize=args.resize, threshold=args.threshold, opset=args.opset,
             exporter=args.exporter, quantize=args.quantize, calibration=args.calibration, format=fmt,
             precision=args.precision, keep_float=tuple(args.keep_float or ()), classes=tuple(args.classes or ()),
-            groups_file=args.groups)
+            groups_file=args.groups, min_agreement=args.min_agreement, force=args.force, holdout=args.held_out)
     print(f"wrote {result.path} ({os.path.getsize(result.path) / 1e6:.1f} MB)")
     return 0
 

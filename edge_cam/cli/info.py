@@ -5,7 +5,7 @@ import argparse
 import json
 
 from ..backends import open_backend
-from ..metadata import ModelInfo
+from ..metadata import ModelInfo, check_graph
 from .options import model_file
 
 MAX_LABELS = 8  # a 1000-class label list would bury the rest: show its head and its length
@@ -29,6 +29,8 @@ def main(args: argparse.Namespace) -> int:
         print("  no edge_cam metadata: not an edge-cam model")
         return 0
     info = ModelInfo.from_props(props, args.model)
+    logits = next((t for t in backend.outputs if t.name == "logits"), None)  # what the loader checks, too
+    check_graph(info, backend.inputs[0].shape, logits.shape[-1] if logits is not None else None, args.model)
     print(f"  role   {'CAM teacher' if info.cam else 'classifier (student)'}")
     for k in sorted(props):
         if k.startswith("edge_cam."):

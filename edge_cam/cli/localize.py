@@ -35,16 +35,23 @@ def main(args: argparse.Namespace) -> int:
         raise EdgeCamError("give either --class-id or --classes, not both.")
     lines = localize_photos(model, opt.box_rule(args, model), args.images, args.class_id, args.overlays,
                             opt.watch_list(args, model), args.min_score or 0.0, args.refine)
-    out, total, failed = JsonlSink(args.jsonl), 0, 0
+    out, total, failed, unreadable = JsonlSink(args.jsonl), 0, 0, []
     try:
         for line in lines:
             out.write_obj(line)
             total += 1
             if "error" in line:
-                failed += 1
                 print(f"skipped {ascii(line['image'])}: {printable(line['error'])}", file=sys.stderr)
+                if line.get("unreadable"):
+                    unreadable.append(line["image"])
+                else:
+                    failed += 1
     finally:
         out.close()
+    if unreadable:
+        print(opt.unreadable_line(unreadable, total), file=sys.stderr)
     if failed:
         print(f"{failed} of {total} images gave no boxes (see their error lines).", file=sys.stderr)
+    if unreadable and len(unreadable) == total:
+        raise EdgeCamError(f"none of the {total} images could be read.")
     return 0

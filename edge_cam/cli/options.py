@@ -17,9 +17,10 @@ from ..cascade import require_cam
 from ..crop import MASKS, CropSpec
 from ..errors import EdgeCamError
 from ..localize import BOX_MODES, BoxRule
-from ..metadata import RESIZE_MODES
+from ..metadata import MAX_INPUT_SIDE, RESIZE_MODES
 from ..model import Model
 from ..refine import REFINES
+from ..sizing import MIN_SIDE
 from ..stream import printable
 from ..tools.labelled import Labelled, load_labelled
 from ..watch import WatchList
@@ -87,10 +88,14 @@ def _size(text: str) -> int | tuple[int, int]:
     try:
         if "x" in text.lower():
             h, w = text.lower().split("x")
-            return int(h), int(w)
-        return int(text)
+            size: int | tuple[int, int] = int(h), int(w)
+        else:
+            size = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 448x256 or 512") from None
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a size like 448x256 or 512") from None
+    if not all(MIN_SIDE <= n <= MAX_INPUT_SIDE for n in (size if isinstance(size, tuple) else (size,))):
+        raise argparse.ArgumentTypeError(f"{text!r}: each side must be from {MIN_SIDE} to {MAX_INPUT_SIDE} pixels")
+    return size
 
 
 def add_student_options(p: argparse.ArgumentParser) -> None:
@@ -282,13 +287,22 @@ def add_refine_option(p: argparse.ArgumentParser) -> None:
                         "and cold parts; tens of ms a box, see benchmarks/README.md) (default: none)")
 
 
+SHOWN = 5  # unreadable files named in a summary (each has its own line above it)
+
+
+def unreadable_line(paths: list[str], total: int, what: str = "images") -> str:
+    """"2 of 164 images unreadable: 'a.jpg', 'b.jpg'": the summary of what was skipped (escaped:
+    a file name cannot forge lines)."""
+    names = ", ".join(ascii(p) for p in paths[:SHOWN]) + (", ..." if len(paths) > SHOWN else "")
+    return f"{len(paths)} of {total} {what} unreadable: {names}"
+
+
 def report_skipped(skipped: list, total: int) -> None:
-    """Each unreadable photo or annotation named on stderr (escaped: a file name cannot forge
-    lines), then the count on stdout with the summary: "1 of 164 photos unreadable: ..."."""
+    """Each unreadable photo or annotation of a labelled set named on stderr, then the count on
+    stdout with the figures: "1 of 164 photos unreadable: ..."."""
     if not skipped:
         return
     for s in skipped:
         print(f"skipped {ascii(s.path)}: {printable(s.reason)}", file=sys.stderr)
-    names = ", ".join(ascii(os.path.basename(s.path)) for s in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-    print(f"{len(skipped)} of {total} photos unreadable: {names} (skipped; the figures are over the other "
-          f"{total - len(skipped)})")
+    print(unreadable_line([os.path.basename(s.path) for s in skipped], total, "photos")
+          + f" (skipped; the figures are over the other {total - len(skipped)})")

@@ -11,10 +11,9 @@ from ..errors import EdgeCamError
 from ..model import Model
 from ..sinks import FOURCC, check_writable, open_sink
 from ..sinks.preview import PreviewServer, parse_serve
-from ..source import open_source
+from ..source import Source, open_source
 from ..stream import StreamStats, run
 from . import options as opt
-from .terminal import stop_on_sigterm
 
 
 def add_parser(sub) -> None:
@@ -33,6 +32,8 @@ def add_parser(sub) -> None:
     out.add_argument("--device", help="device name in the MQTT topic (default: the host name)")
     out.add_argument("--mqtt-spill", help="folder where events wait on disk when the broker is away too "
                      "long (re-sent later); without it the oldest queued events are dropped and counted")
+    out.add_argument("--mqtt-retry-auth", action="store_true",
+                     help="keep retrying a broker that refuses the credentials (default: stop with exit 2)")
     out.add_argument("--serve", metavar="[HOST:]PORT",
                      help="a live preview page (annotated stream, events, stage timings) and /metrics on "
                           "127.0.0.1:PORT, or on HOST when given; port 0 picks a free one; the URL is printed")
@@ -83,19 +84,17 @@ def main(args: argparse.Namespace) -> int:
     student = Model(opt.model_file(args.student), **student_kw) if args.student else None
     cascade = Cascade(teacher, student, rule=opt.box_rule(args, teacher), watch=opt.watch_list(args, teacher),
                       min_score=args.min_score or 0.0, max_rois=args.max_rois or 4, **cascade_kw)
-    stop_on_sigterm()
     with ExitStack() as opened:
         sources = [opened.enter_context(open_source(spec, loop=args.loop)) for spec in args.source]
         sinks = []
         for uri in outputs:
             sinks.append(open_sink(uri, streams=len(sources), fps=args.fps, device=args.device,
-                                   spill_dir=args.mqtt_spill))
+                                   spill_dir=args.mqtt_spill, retry_auth=args.mqtt_retry_auth))
             opened.callback(sinks[-1].close)
         if serve is not None:  # first: the events' "sink" time then covers it too
-            preview = PreviewServer(*serve, token=args.serve_token)
+            preview = PreviewServer(*serve, token=args.serve_token)  # it says where, once, token masked
             sinks.insert(0, preview)
             opened.callback(preview.close)
-            print(f"edge-cam: preview at {preview.url}", file=sys.stderr, flush=True)
         opened.pop_all()  # opened them all: from here run() closes them, however it ends
     stats = StreamStats()  # ours, so that the summary survives a Ctrl-C or SIGTERM
     try:
@@ -104,7 +103,17 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass  # a signal ends a run like the end of its sources: sinks closed by run(), summary, exit 0
     finally:  # also after an error: say how far the run got (the error's sentence comes after)
-        print(stats.summary() + "; " + ", ".join(
-            f"{s.name}: {s.stats.dropped} dropped, {s.stats.reconnects} reconnects" for s in sources),
-            file=sys.stderr)
+        print(stats.summary() + "; " + ", ".join(_source_summary(s) for s in sources), file=sys.stderr)
+    if stats.skipped and not stats.frames:
+        raise EdgeCamError(f"none of the {stats.skipped} frames could be read (see the lines above).")
+    lost = sum(getattr(sink, "lost", 0) for sink in sinks)
+    if lost:
+        raise EdgeCamError(f"{lost} events were lost: the MQTT broker never acknowledged them (see the mqtt "
+                           "lines above; --mqtt-spill DIR keeps such events on disk for the next run).")
     return 0
+
+
+def _source_summary(source: Source) -> str:
+    s = source.stats
+    missing = f", {s.missing} frames missing (truncated file)" if s.missing else ""
+    return f"{source.name}: {s.dropped} dropped, {s.reconnects} reconnects{missing}"

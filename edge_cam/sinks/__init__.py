@@ -25,7 +25,7 @@ from ..errors import EdgeCamError
 if TYPE_CHECKING:
     from ..cascade import FrameResult
 
-__all__ = ["FOURCC", "ByStream", "JsonlSink", "Sink", "VideoSink", "check_writable", "open_sink"]
+__all__ = ["FOURCC", "ByStream", "JsonlSink", "Sink", "VideoSink", "check_not_an_input", "check_writable", "open_sink"]
 log = logging.getLogger("edge_cam")
 
 
@@ -75,6 +75,23 @@ def check_writable(path: str, what: str, folder: bool = False) -> None:
                 pass
     except OSError as e:
         raise EdgeCamError(f"cannot write {what} to {path} ({e.strerror}).") from None
+
+
+def check_not_an_input(path: str, inputs: Sequence[str | None], what: str) -> None:
+    """Refuse to write `what` over one of the command's own inputs: the same file, also through a
+    symbolic or hard link (`distill --teacher t.onnx -o t.onnx` replaced the teacher with the
+    student). Inputs that are not files (a camera, a URL, None) are skipped."""
+    for source in inputs:
+        if not source or not os.path.isfile(source):
+            continue
+        same = os.path.realpath(path) == os.path.realpath(source)
+        try:
+            same = same or os.path.samefile(path, source)
+        except OSError:  # `path` does not exist yet
+            pass
+        if same:
+            raise EdgeCamError(f"cannot write {what} to {path}: it is the input {source}, which writing there "
+                               "would destroy; choose another output path.")
 
 
 class JsonlSink:
@@ -211,6 +228,10 @@ class ByStream:
     def pending(self) -> int:
         return sum(getattr(s, "pending", 0) for s in self.sinks)
 
+    @property
+    def lost(self) -> int:
+        return sum(getattr(s, "lost", 0) for s in self.sinks)
+
     def close(self) -> None:
         for s in self.sinks:
             s.close()
@@ -225,10 +246,11 @@ def numbered(path: str, i: int, n: int) -> str:
 
 
 def open_sink(uri: str, *, streams: int = 1, fps: float = 15.0, device: str | None = None,
-              spill_dir: str | None = None) -> Sink:
+              spill_dir: str | None = None, retry_auth: bool = False) -> Sink:
     """A sink for `uri`: "-" or a .jsonl/.json/.ndjson path (events), a video path (.avi, .mp4, .mkv,
     .mov, .m4v), or mqtt://host:port[/prefix]. `streams`: how many sources feed it (videos and
     MQTT topics are per stream; the events file is shared, each event naming its stream).
+    `retry_auth`: MQTT keeps retrying a broker that refuses the credentials (see MqttSink).
 
     >>> sinks = [open_sink("out.mp4"), open_sink("events.jsonl")]
     """
@@ -240,7 +262,7 @@ def open_sink(uri: str, *, streams: int = 1, fps: float = 15.0, device: str | No
         made: list[Sink] = []
         try:
             for i in range(streams):
-                made.append(MqttSink(uri, device=device, stream=str(i), spill_dir=spill_dir))
+                made.append(MqttSink(uri, device=device, stream=str(i), spill_dir=spill_dir, retry_auth=retry_auth))
         except BaseException:
             ByStream(made).close()
             raise

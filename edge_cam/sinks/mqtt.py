@@ -14,7 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ..errors import EdgeCamError
-from .mqtt_url import parse_url, topic_for
+from .mqtt_url import mask_url, parse_url, topic_for
 from .signals import signals_deferred
 from .spill import SpillFile
 
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 WINDOW = 100
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 30.0
 KEEPALIVE_S = 30
+# CONNACK reason codes that say the credentials are wrong (MQTT 5 numbering, which paho 2 gives for
+# 3.1.1's 4 and 5 too): retrying the same password cannot help, so the sink stops, unless asked.
+REFUSED_CREDENTIALS = {134: "bad user name or password", 135: "not authorized"}
 
 
 def _log(message: str) -> None:
@@ -48,12 +51,18 @@ class MqttSink:
     close() keeps (with spill_dir) or counts every event still pending, even when a second
     Ctrl-C or SIGTERM interrupts its wait for the broker.
 
+    A broker that refuses the credentials (bad user name or password, not authorized) is not
+    retried: the next write() raises EdgeCamError saying so, unless `retry_auth` (a password
+    being changed on the broker) keeps retrying as for any other refusal.
+
     Counters: published (events given to write), acknowledged, pending (not yet acknowledged,
-    in memory or spilled), dropped, spilled (events ever written to the spill file), reconnects.
+    in memory or spilled), dropped, spilled (events ever written to the spill file), reconnects;
+    `lost` is dropped (events neither delivered nor kept on disk).
     """
 
     def __init__(self, url: str, device: str | None = None, stream: str = "0", qos: int = 1,
-                 max_queue: int = 10000, spill_dir: str | None = None, client_id: str | None = None):
+                 max_queue: int = 10000, spill_dir: str | None = None, client_id: str | None = None,
+                 retry_auth: bool = False):
         host, port, prefix, user, password = parse_url(url)
         if qos not in (1, 2):
             raise EdgeCamError(f"MQTT qos must be 1 or 2 (events are delivered at least once), not {qos}.")
@@ -64,7 +73,7 @@ class MqttSink:
         except ImportError:
             raise EdgeCamError("publishing events to MQTT needs paho-mqtt 2: "
                                "pip install 'edge-cam[mqtt]'.") from None
-        self.url, self.qos, self.max_queue = url, qos, max_queue
+        self.url, self.qos, self.max_queue, self.retry_auth = mask_url(url), qos, max_queue, retry_auth
         self.address = f"{host}:{port}"
         self.topic = topic_for(prefix, device or socket.gethostname(), stream)
         self.published = self.acknowledged = self.dropped = self.spilled = self.reconnects = 0
@@ -77,6 +86,7 @@ class MqttSink:
         self._connected = self._ever_connected = self._outage_logged = False
         self._burst: list[int] = []  # drops of the current burst: [count, first frame, last frame]
         self._stop = False
+        self._refused: str | None = None  # why the broker refused our credentials, once it has
         self._wake = threading.Event()
 
         self._spill = SpillFile(spill_dir, self.topic) if spill_dir else None
@@ -101,6 +111,9 @@ class MqttSink:
     # -- the video loop's side -----------------------------------------------------------------
 
     def write(self, result: FrameResult) -> None:
+        if self._refused is not None:
+            raise EdgeCamError(f"the MQTT broker at {self.address} refused the credentials ({self._refused}); "
+                               "check the user and password in --mqtt (or pass --mqtt-retry-auth to keep trying).")
         payload = json.dumps(result.to_event())
         with self._lock:
             self.published += 1
@@ -134,6 +147,10 @@ class MqttSink:
                 pass
         self.dropped += 1
         return frame
+
+    @property
+    def lost(self) -> int:
+        return self.dropped
 
     @property
     def pending(self) -> int:
@@ -189,6 +206,11 @@ class MqttSink:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
+            if reason_code.value in REFUSED_CREDENTIALS and not self.retry_auth:
+                self._refused = REFUSED_CREDENTIALS[reason_code.value]
+                _log(f"broker {self.address} refused the credentials ({reason_code}); not retrying")
+                client.disconnect()  # paho's loop then ends instead of reconnecting
+                return
             _log(f"broker {self.address} refused the connection ({reason_code}); retrying")
             return
         with self._lock:
@@ -234,7 +256,7 @@ class MqttSink:
         deadline = time.monotonic() + timeout
         try:
             self._wake.set()
-            while self.pending and time.monotonic() < deadline:
+            while self.pending and time.monotonic() < deadline and self._refused is None:
                 time.sleep(0.01)
         except KeyboardInterrupt as e:  # a second Ctrl-C/SIGTERM: stop waiting, not keeping
             interrupted, deadline = e, time.monotonic()

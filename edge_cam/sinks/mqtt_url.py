@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
+from ..capture import mask_credentials
 from ..errors import EdgeCamError
 
 DEFAULT_PORT = 1883
@@ -13,16 +14,21 @@ URL_FORM = "mqtt://HOST[:PORT][/TOPIC-PREFIX], e.g. mqtt://192.168.1.10:1883/edg
 
 def parse_url(url: str) -> tuple[str, int, str, str | None, str | None]:
     """`mqtt://[user[:password]@]host[:port][/prefix]` → host, port, prefix, user, password."""
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         port = DEFAULT_PORT if parts.port is None else parts.port
-    except ValueError:  # not a number, or out of range
-        port = 0
+    except ValueError:  # a port not a number or out of range, an unclosed [ of an IPv6 host
+        raise EdgeCamError(f"cannot use the MQTT address {mask_url(url)!r}: write it as {URL_FORM}.") from None
     if parts.scheme != "mqtt" or not parts.hostname or port <= 0 or parts.query or parts.fragment:
-        raise EdgeCamError(f"cannot use the MQTT address {url!r}: write it as {URL_FORM}.")
+        raise EdgeCamError(f"cannot use the MQTT address {mask_url(url)!r}: write it as {URL_FORM}.")
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     return parts.hostname, port, unquote(parts.path), user, password
+
+
+def mask_url(url: str) -> str:
+    """The address with its password and secret query values masked, for errors and logs."""
+    return mask_credentials(url)
 
 
 def _level(name: str) -> str:

@@ -8,9 +8,12 @@ the capture loop.
   /metrics        the same in Prometheus' text exposition format
 
 The capture loop only keeps a reference to the latest result (write() never encodes, never waits on
-a socket): each watching connection draws and JPEG-encodes the newest frame when it is ready for
-one, and a frame encoded once is shared by every watcher. A slow browser therefore gets the latest
-frame only, and nothing is encoded while nobody watches.
+a socket). One encoder thread draws and JPEG-encodes the newest frame, at most `max_fps` times a
+second and only while someone watches, and every watcher is sent those same bytes: the cost of
+watching grows with the preview's frame rate, not with the number of watchers times the loop's.
+A slow browser gets the latest frame only. A connection must send its request within
+`idle_timeout` seconds (and a watcher take each frame within it), and at most `max_connections`
+are served at once; one more is answered 503 at once, without a thread.
 
 >>> with PreviewServer(port=0, token="s3cret") as preview:      # 127.0.0.1, a free port
 ...     run(cascade, sources, [preview, events])                # run() binds its stats to it
@@ -32,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import cv2
 
+from ..capture import mask_credentials
 from ..errors import EdgeCamError
 from ._preview_page import PAGE
 
@@ -44,6 +48,10 @@ __all__ = ["PreviewServer", "parse_serve"]
 log = logging.getLogger("edge_cam")
 BOUNDARY = "edge-cam-frame"
 FPS_WINDOW_S = 5.0  # the live FPS: frames written over the last few seconds
+MAX_FPS = 10.0  # the stream's frame rate at most: enough to watch by, and a bounded cost to the loop
+IDLE_TIMEOUT_S = 10.0  # a silent connection is closed after this long, a stalled watcher too
+MAX_CONNECTIONS = 64  # connections served at once (each is a thread); more are refused with 503
+BUSY = b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 def parse_serve(spec: str) -> tuple[str, int]:
@@ -64,32 +72,38 @@ class PreviewServer:
     Bearer`. Any host other than loopback is an explicit choice of the caller."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 events: int = 20, quality: int = 80):
-        self.token, self.quality = token or None, quality
+                 events: int = 20, quality: int = 80, max_fps: float = MAX_FPS,
+                 idle_timeout: float = IDLE_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS):
+        if not max_fps > 0 or not idle_timeout > 0 or max_connections < 1:
+            raise EdgeCamError("the preview needs max_fps and idle_timeout above 0 and max_connections of 1 or more.")
+        self.token, self.quality, self.max_fps = token or None, quality, max_fps
         self._events: deque[dict] = deque(maxlen=events)
         self._cond = threading.Condition()
         self._latest: FrameResult | None = None
-        self._seq = 0  # results written so far; a watcher waits for a larger one
-        self._jpeg: tuple[int, bytes] | None = None  # the last frame encoded, and its seq
-        self._encode_lock = threading.Lock()
+        self._seq = 0  # results written so far
+        self._jpeg: bytes | None = None  # the last frame encoded ...
+        self._jseq = 0  # ... and its seq; a watcher waits for a larger one
+        self._waiting = 0  # watchers waiting for a frame: the encoder works only for them
+        self._wake = threading.Event()  # the encoder's: a new frame, or a new watcher
         self._arrivals: deque[float] = deque()
-        self.frames = self.teacher_runs = self.watchers = 0
+        self.frames = self.teacher_runs = self.watchers = self.encoded = 0
         self._stats: StreamStats | None = None
         self._sources: Sequence[Source] = ()
         self._sinks: Sequence[object] = ()
         self._closed = False
         self._started = time.time()
         try:
-            server = _Server6 if ":" in host else ThreadingHTTPServer
-            self._httpd = server((host, port), _handler(self))
+            server = _Server6 if ":" in host else _Server
+            self._httpd = server((host, port), _handler(self, idle_timeout), max_connections)
         except OSError as e:
             raise EdgeCamError(f"cannot serve the preview on {host}:{port} ({e.strerror}).") from None
-        self._httpd.daemon_threads = True  # a watcher never keeps the process alive
         if not _loopback(host) and not self.token:
             log.warning("the preview on %s is open to the network without a token (--serve-token)", host)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="edge-cam-preview", daemon=True)
         self._thread.start()
-        log.info("preview at %s", self.url)
+        self._encoder = threading.Thread(target=self._encode_loop, name="edge-cam-preview-jpeg", daemon=True)
+        self._encoder.start()
+        log.info("preview at %s", mask_credentials(self.url))  # the token stays out of logs
 
     @property
     def url(self) -> str:
@@ -115,14 +129,17 @@ class PreviewServer:
             self._events.appendleft(event)
             if result.image is not None:
                 self._latest, self._seq = result, self._seq + 1
-                self._cond.notify_all()
+                if self._waiting:
+                    self._wake.set()
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        self._wake.set()
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._encoder.join(5)
 
     def __enter__(self) -> PreviewServer:
         return self
@@ -130,22 +147,50 @@ class PreviewServer:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # --- the encoder thread: the newest frame, at most max_fps times a second, while watched ---
+    def _encode_loop(self) -> None:
+        from ..tools.annotate import annotate  # drawing is a tool; only sinks that draw need it
+
+        last = -1e9
+        while True:
+            self._wake.wait()
+            pause = last + 1.0 / self.max_fps - time.monotonic()
+            if pause > 0 and not self._closed:
+                time.sleep(pause)
+            with self._cond:
+                self._wake.clear()
+                if self._closed:
+                    return
+                if not self._waiting or self._seq == self._jseq or self._latest is None:
+                    continue
+                seq, result = self._seq, self._latest
+            last = time.monotonic()
+            try:
+                assert result.image is not None
+                ok, buf = cv2.imencode(".jpg", annotate(result.image, result), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+                jpeg = buf.tobytes() if ok else b""
+            except Exception as e:  # a frame that cannot be drawn must not end the preview
+                log.warning("preview: cannot draw frame %s (%s)", result.frame, e)
+                jpeg = b""
+            with self._cond:
+                self._jseq, self._jpeg = seq, jpeg
+                self.encoded += 1
+                self._cond.notify_all()
+
     # --- the server side: called from the HTTP threads ---
     def next_jpeg(self, after: int, timeout: float = 1.0) -> tuple[int, bytes | None]:
-        """The newest frame after seq `after` as JPEG (encoded once, shared), or (after, None) on timeout."""
+        """The newest frame encoded after seq `after` (the same bytes for every watcher), or
+        (after, None) when none came within `timeout`."""
         with self._cond:
-            self._cond.wait_for(lambda: self._seq > after or self._closed, timeout)
-            seq, result = self._seq, self._latest
-        if seq <= after or result is None or result.image is None:
+            self._waiting += 1
+            self._wake.set()
+            try:
+                self._cond.wait_for(lambda: self._jseq > after or self._closed, timeout)
+            finally:
+                self._waiting -= 1
+            if self._jseq > after:
+                return self._jseq, self._jpeg
             return after, None
-        with self._encode_lock:  # one encoder: a second watcher waits and takes the same bytes
-            if self._jpeg is None or self._jpeg[0] != seq:
-                from ..tools.annotate import annotate  # drawing is a tool; only sinks that draw need it
-
-                ok, buf = cv2.imencode(".jpg", annotate(result.image, result),
-                                       [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-                self._jpeg = (seq, buf.tobytes() if ok else b"")
-            return self._jpeg
 
     def events(self) -> list[dict]:
         with self._cond:
@@ -170,7 +215,8 @@ class PreviewServer:
             "dropped": sum(s.stats.dropped for s in self._sources),
             "skipped": stats.skipped if stats is not None else 0,
             "mqtt_queue": sum(getattr(s, "pending", 0) for s in self._sinks),
-            "watchers": watchers, "uptime_s": round(time.time() - self._started, 1),
+            "watchers": watchers, "connections": self._httpd.active, "refused": self._httpd.refused,
+            "uptime_s": round(time.time() - self._started, 1),
             "sources": [{"name": s.name, "live": s.live, "dropped": s.stats.dropped} for s in self._sources],
             "latency_ms": {k: {q: round(v, 3) for q, v in d.items()} for k, d in latency.items()},
         }
@@ -186,6 +232,7 @@ class PreviewServer:
             ("skipped_frames_total", "counter", "Unreadable frames skipped.", s["skipped"]),
             ("mqtt_queue", "gauge", "Events not yet acknowledged by the MQTT broker.", s["mqtt_queue"]),
             ("preview_watchers", "gauge", "Open MJPEG connections of the preview.", s["watchers"]),
+            ("preview_refused_total", "counter", "Preview connections refused: too many at once.", s["refused"]),
         ]
         lines = []
         for name, kind, help_, value in rows:
@@ -206,7 +253,46 @@ class PreviewServer:
         return hmac.compare_digest(given.encode(), self.token.encode())
 
 
-class _Server6(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` of them: one more is answered 503 and
+    closed at once (300 silent sockets were 300 threads, held forever)."""
+
+    daemon_threads = True  # a watcher never keeps the process alive
+    # A burst of connections (several browsers, each with its stream and polls) waits in the kernel's
+    # queue: with http.server's 5, connecting 80 sockets at once took 12 s of SYN retries here.
+    request_queue_size = MAX_CONNECTIONS
+
+    def __init__(self, address, handler, max_connections: int):
+        self.max_connections, self.active, self.refused = max_connections, 0, 0
+        self._count = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:
+        with self._count:
+            busy = self.active >= self.max_connections
+            if not busy:
+                self.active += 1
+            else:
+                self.refused += 1
+        if not busy:
+            super().process_request(request, client_address)
+            return
+        try:
+            request.settimeout(0.5)
+            request.sendall(BUSY)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._count:
+                self.active -= 1
+
+
+class _Server6(_Server):
     address_family = socket.AF_INET6  # an IPv6 host ("::1", "::"); http.server defaults to IPv4
 
 
@@ -217,9 +303,10 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def _handler(preview: PreviewServer) -> type[BaseHTTPRequestHandler]:
+def _handler(preview: PreviewServer, idle_timeout: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "edge-cam"
+        timeout = idle_timeout  # on every read and write of the connection's socket
 
         def log_message(self, format, *args):
             line = format % args
@@ -256,8 +343,8 @@ def _handler(preview: PreviewServer) -> type[BaseHTTPRequestHandler]:
                     self._send(200, preview.metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
                 else:
                     self._send(404, b"not found\n", "text/plain")
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the browser went away
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                self.close_connection = True  # the browser went away, or stopped reading
 
         def _stream(self) -> None:
             self.send_response(200)

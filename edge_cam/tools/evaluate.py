@@ -11,12 +11,12 @@ from typing import Union
 
 import numpy as np
 
-from ..errors import EdgeCamError
+from ..errors import EdgeCamError, UnreadableImage
 from ..localize import Box, BoxRule, HeatMap, boxes_from_heat
 from ..metadata import rewrite_metadata
 from ..model import Prediction
 from ..refine import refine_boxes
-from ..source import read_image
+from ..source import max_pixels, read_image
 from ..watch import WatchList
 from .labelled import Annotation, Skipped, read_labelled, read_voc_dir
 
@@ -160,10 +160,11 @@ def predictions(model, annotations: Sequence[Annotation], class_id: int | None =
     if not model.class_query:  # an older teacher maps its top-K only: a class outside it is a miss
         classes = None
     members = set(watch.class_ids.tolist()) if watch is not None else None
+    limit = max_pixels()  # a bad EDGE_CAM_MAX_PIXELS is one error now, not a skip per photo
     for n, a in enumerate(annotations):
         try:
-            image = read_image(a.image)
-        except EdgeCamError as e:
+            image = read_image(a.image, limit)
+        except UnreadableImage as e:
             if skipped is None:
                 raise
             skipped.append(Skipped(a.image, str(e)))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..errors import EdgeCamError, first_line
 from ..localize import Box
-from ..source import list_images, read_image
+from ..source import list_images, max_pixels, read_image
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,13 @@ def _yolo_dir(root: str, strict: bool) -> Labelled:
     if not os.path.isdir(images_dir) or not os.path.isdir(labels_dir):
         raise EdgeCamError(f"{root} should hold images/ and labels/ folders (YOLO layout).")
     out, skipped = [], []
+    limit = max_pixels()
     for path in list_images([images_dir]):
         label = os.path.join(labels_dir, os.path.splitext(os.path.basename(path))[0] + ".txt")
         if not os.path.isfile(label):
             continue
         try:
-            h, w = read_image(path).shape[:2]  # YOLO boxes are fractions of the image's size
+            h, w = read_image(path, limit).shape[:2]  # YOLO boxes are fractions of the image's size
             out.append(Annotation(path, w, h, _yolo_boxes(label, w, h)))
         except EdgeCamError as e:
             if strict:

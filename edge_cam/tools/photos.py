@@ -12,12 +12,12 @@ from collections.abc import Iterator, Sequence
 import cv2
 
 from ..cascade import find_rois
-from ..errors import EdgeCamError
+from ..errors import EdgeCamError, UnreadableImage
 from ..localize import Box, BoxRule
 from ..model import Model
 from ..preprocess import to_rgb8
 from ..refine import REFINES, refine_boxes
-from ..source import list_images, read_image
+from ..source import list_images, max_pixels, read_image
 from ..watch import WatchList
 from .annotate import draw_box, overlay_heat
 
@@ -26,8 +26,9 @@ def localize_photos(model: Model, rule: BoxRule, paths: Sequence[str], class_id:
                     overlays: str | None = None, watch: WatchList | None = None,
                     min_score: float = 0.0, refine: str = "none") -> Iterator[dict]:
     """Every image under `paths` (images, folders or globs), in order: its top-K and the boxes of
-    the top-1 class (or of `class_id`), or {"image", "error"} when it cannot be read or `class_id`
-    is not among its top-K; one bad image never ends the run. With `overlays`, a heat-map picture
+    the top-1 class (or of `class_id`), or {"image", "error"} when `class_id` is not among its top-K,
+    or {"image", "error", "unreadable": True} when it cannot be read (corrupt, truncated before any
+    pixel, over the pixel limit); one bad image never ends the run. With `overlays`, a heat-map picture
     of each localised image is written to that folder under the image's name. `refine`: "grabcut"
     fits each box to the object's colours (edge_cam.refine)."""
     images = list_images(list(paths))  # now, not at the first line: a missing path fails before any output
@@ -35,14 +36,19 @@ def localize_photos(model: Model, rule: BoxRule, paths: Sequence[str], class_id:
         os.makedirs(overlays, exist_ok=True)
     if refine not in REFINES:  # now, not at the first line
         raise EdgeCamError(f"refine: unknown refinement {refine!r}; use one of {', '.join(REFINES)}.")
-    return _localize_each(model, rule, images, class_id, overlays, watch, min_score, refine)
+    limit = max_pixels()  # a bad EDGE_CAM_MAX_PIXELS fails now, not once per image
+    return _localize_each(model, rule, images, class_id, overlays, watch, min_score, refine, limit)
 
 
-def _localize_each(model: Model, rule: BoxRule, images: list[str], class_id: int | None,
-                   overlays: str | None, watch: WatchList | None, min_score: float, refine: str) -> Iterator[dict]:
+def _localize_each(model: Model, rule: BoxRule, images: list[str], class_id: int | None, overlays: str | None,
+                   watch: WatchList | None, min_score: float, refine: str, limit: int) -> Iterator[dict]:
     for path in images:
         try:
-            image = read_image(path)
+            image = read_image(path, limit)
+        except UnreadableImage as e:
+            yield {"image": path, "error": str(e), "unreadable": True}
+            continue
+        try:
             # A class to map is queried in the same pass: a teacher exported with class queries maps
             # it whatever its rank; an older one only within its top-K (else the error line says so).
             classes = [class_id] if class_id is not None else None if watch is None else watch.class_ids

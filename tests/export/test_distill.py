@@ -227,7 +227,8 @@ def test_an_int8_student(mobilenet_v2_path, bottle, tmp_path):
                 quantize="int8")
     ops = {n.op_type for n in onnx.load(path).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and not os.path.exists(path + ".fp32.onnx")
-    assert r.int8["images"] > 50 and r.int8["top1_agreement"] >= 0.9 and r.int8["cam_correlation_median"] is None
+    held = r.int8["held_out"]
+    assert held["images"] > 15 and held["top1_agreement"] >= 0.95 and held["cam_correlation_median"] is None
     student = Model(path)
     assert student.info.labels == r.labels and student.info.source["distill"]["macs"] == r.macs
     result = Cascade(Model(mobilenet_v2_path), student).process(next(iter(open_source(bottle))).image)

@@ -114,10 +114,10 @@ def test_int8_tflite_keeps_the_cam_head_float_and_reports_drift(tmp_path):
     for i, im in enumerate(sample_images(24, (64, 64), seed=5)):
         cv2.imwrite(str(cal / f"{i}.png"), im)
     out = str(tmp_path / "q.tflite")
-    result = export("custom_models:tiny_gap", out, input_size=(64, 64), quantize="int8",
+    result = export("custom_models:tiny_gap", out, input_size=(64, 64), quantize="int8", min_agreement=0.0,
                     calibration=str(cal), format="tflite", quiet=True, classes=[1])  # a baked class, too
-    d = result.drift
-    assert d["images"] == 24 and d["top1_agreement"] >= 0.5 and d["box_iou_median"] > 0.5
+    d = result.drift["held_out"]  # random weights on synthetic pictures: the gate is off (min_agreement 0)
+    assert d["images"] == 8 and result.drift["calibration"]["images"] == 16 and d["box_iou_median"] > 0.5
     assert not (tmp_path / "q.tflite.fp32.tflite").exists()
     q = Model(out)
     outputs = {o.name: o for o in q.session.outputs}

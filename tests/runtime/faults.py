@@ -15,6 +15,14 @@ import cv2
 import numpy as np
 
 
+def one_sentence(proc) -> str:
+    """The one `edge-cam: ...` line of a command that refused its input: exit 2, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("edge-cam:")]
+    return line
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -25,6 +33,19 @@ def forged_png(width: int = 50000, height: int = 50000) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(b"\0" * 8))
             + _chunk(b"IEND", b""))
+
+
+def bomb_png(path, side: int = 30000) -> int:
+    """A decompression bomb: a PNG of side x side grey zeros, 876 KB for 30000 (900 MB decoded, 3.6
+    GB of RSS through localize before the header check), written row by row without holding it.
+    Returns its size in bytes."""
+    z = zlib.compressobj(9)
+    row = b"\0" * (side + 1)  # filter byte 0, then the row
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+            + _chunk(b"IDAT", idat) + _chunk(b"IEND", b""))
+    pathlib.Path(path).write_bytes(data)
+    return len(data)
 
 
 def cmyk_jpeg(width: int = 64, height: int = 48) -> bytes | None:

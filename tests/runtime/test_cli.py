@@ -55,7 +55,8 @@ def test_localize_goes_on_past_bad_images(teacher_path, awkward_images, tmp_path
         f.name for f in awkward_images.iterdir() if f.suffix != ".txt")
     errors = {p["image"].rsplit("/", 1)[1]: p["error"] for p in lines if "error" in p}
     assert "g_corrupt.jpg" in errors and "not a readable image" in errors["g_corrupt.jpg"]
-    assert "gave no boxes" in proc.stderr
+    assert set(errors) == {"g_corrupt.jpg", "h_truncated.jpg"} and all(p.get("unreadable") for p in lines if "error" in p)
+    assert f"2 of {len(lines)} images unreadable: " in proc.stderr and "gave no boxes" not in proc.stderr
     for p in lines:
         if "error" in p:
             continue

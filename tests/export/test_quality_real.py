@@ -1,0 +1,61 @@
+"""Qualities users rely on, measured on real data (../shared/data) so that a drop fails the suite:
+the exported teacher's CAMs against the eager torch model on real photos, and a distilled cascade's
+agreement with its teacher on real footage. (int8: test_int8_real.py; localisation: test_real_weights.py.)
+"""
+import numpy as np
+import pytest
+import torch
+
+from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
+from edge_cam.model import Model
+from edge_cam.source import list_images, read_image
+from edge_cam_export.eager import reference
+from edge_cam_export.heads import find_cam_layers
+from edge_cam_export.models import build_model
+
+
+@pytest.fixture(scope="module")
+def torch_teacher(shared_data):
+    model = build_model("torchvision:mobilenet_v2")
+    model.load_state_dict(torch.load(shared_data / "models" / "mobilenet_v2_imagenet.pt", weights_only=True))
+    return model.eval(), find_cam_layers(model.eval())
+
+
+def test_the_teachers_maps_are_the_eager_models_on_real_photos(mobilenet_v2_path, torch_teacher, shared_data):
+    """Every map the exported graph returns (top-5 and two queried classes) is W_c · F of the eager
+    model with a hook on its features, within 1e-4 of the map's range, on the 9 shared photos and 20
+    raccoons; the logits within 1e-4 of theirs."""
+    model, layers = torch_teacher
+    teacher = Model(mobilenet_v2_path)
+    paths = list_images([str(shared_data / "images")]) + list_images([str(shared_data / "raccoon" / "images")])[::10]
+    x = np.stack([teacher.prepare(read_image(p))[0] for p in paths])
+    queried = np.array([285, 104])  # Egyptian cat, wallaby: mapped whatever their rank
+    out = teacher.run(x, classes=queried)
+    classes = np.concatenate([out["class_ids"], np.broadcast_to(queried, (len(x), 2))], axis=1)
+    logits, cams = reference(model, layers, x, IMAGENET_MEAN, IMAGENET_STD, classes)
+    ours = np.concatenate([out["cams"], out["query_cams"]], axis=1)
+    span = np.ptp(cams, axis=(2, 3), keepdims=True)
+    worst = float((np.abs(ours - cams) / span).max())
+    print(f"{len(x)} real photos: worst CAM error {worst:.2e} of its range")
+    assert worst <= 1e-4
+    assert np.abs(out["logits"] - logits).max() <= 1e-4 * np.ptp(logits)
+    assert (out["class_ids"][:, 0] == logits.argmax(1)).all()
+
+
+def test_a_distilled_cascade_agrees_with_its_teacher_on_real_footage(mobilenet_v2_path, shared_data, tmp_path):
+    """The shared bottle video: a student distilled (defaults, 8 epochs) on the first 60%, the cascade
+    with the teacher every 10 frames on the last 40%, against the teacher on every frame. It agrees
+    on the frames where the teacher is confident above the floor of always giving the commonest
+    answer, at a fraction of the teacher's multiply-adds."""
+    from edge_cam.tools.cascade_eval import evaluate
+    from edge_cam_export.distill import distill
+    video = str(shared_data / "videos" / "bottle-detection.mp4")
+    student = str(tmp_path / "student.onnx")
+    distill(mobilenet_v2_path, video, student, holdout=0.4, epochs=8, threads=1)
+    report = evaluate(video, mobilenet_v2_path, student, [(10, None)], start=0.6)
+    s = report.scores[0]
+    print(f"bottle video, every 10: {s.agreement_confident:.3f} of {s.confident_frames} confident frames "
+          f"(floor {report.majority_confident:.3f}), {s.speedup:.1f}x fewer multiply-adds")
+    assert s.confident_frames >= 400
+    assert s.agreement_confident >= 0.98 and s.agreement_confident > report.majority_confident
+    assert s.speedup >= 5
