@@ -15,8 +15,8 @@ RACCOON = {"corloc": 0.750, "max_box_acc_v2": 0.713, "objects_recall": 0.705, "o
 # objects 0.72 / 0.62 on these photos (benchmarks/README.md).
 
 
-def test_raccoon_localisation_with_the_shipped_defaults_does_not_drop(mobilenet_v2_path, shared_data):
-    model = Model(mobilenet_v2_path)
+def test_raccoon_localisation_with_the_shipped_defaults_does_not_drop(shipped_mobilenet_v2_path, shared_data):
+    model = Model(shipped_mobilenet_v2_path)
     annotations = read_voc_dir(str(shared_data / "raccoon" / "annotations"), str(shared_data / "raccoon" / "images"))
     e = evaluate(model, annotations)
     got = {"corloc": e.corloc, "max_box_acc_v2": e.max_box_acc_v2,

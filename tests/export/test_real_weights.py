@@ -14,8 +14,8 @@ from edge_cam_export.models import build_model
 
 
 @pytest.fixture(scope="module")
-def mobilenet(mobilenet_v2_path):
-    return mobilenet_v2_path
+def mobilenet(shipped_mobilenet_v2_path):
+    return shipped_mobilenet_v2_path
 
 
 @pytest.mark.parametrize("resize,image,class_id,label", [
