@@ -1,50 +1,287 @@
-"""Localisation on the 200 raccoon photos with the real MobileNetV2: the CAM paper's rule, the
-MaxBoxAccV2 protocol, input resolution, and calibration (box rule and top-k map fusion chosen on
-one half, reported on the other).
+"""Where the boxes are: the real MobileNetV2 on the raccoon photos (GT-unknown), their 2x2 mosaics
+(several smaller animals a frame) and a GT-known check set (loc_sets.py). What it measures:
 
-    python benchmarks/localization.py
+1. the resize that lets localisation see the whole frame (crop, stretch, letterbox);
+2. the default threshold, chosen on half A by MaxBoxAcc@0.5 and confirmed on half B;
+3. better maps (flip averaging, two scales, a finer stride-16 map), GrabCut refinement and top-3
+   map fusion, each with its own threshold chosen the same way, in accuracy and milliseconds;
+4. one box per object (`--box-mode objects`): per-object recall and precision at IoU 0.5;
+5. `edge-cam calibrate` on half A, reported on half B.
+
+    python benchmarks/localization.py [--threads 2] [--timing-photos 40] [--quick] [--teacher T.onnx]
+
+--quick: 12 photos a half, the shipped and the paper's configurations only, one timing round.
 """
 from __future__ import annotations
 
 import os
 import pathlib
 import tempfile
+import time
+from dataclasses import dataclass
 
-from common import header, write
+import numpy as np
+from common import header, parser, write
+from loc_maps import Flipped, MultiScale, TwoPass, dilated_export
+from loc_sets import bottle_frames, gt_known_photos, mosaics, raccoon_halves
 
 from edge_cam.localize import BoxRule
 from edge_cam.model import Model
-from edge_cam.tools.evaluate import calibrate, evaluate, read_labelled
+from edge_cam.refine import refine_boxes
+from edge_cam.source import read_image
+from edge_cam.tools.evaluate import IOU_LEVELS, Evaluation, calibrate, evaluate
+from edge_cam.watch import WatchList
 from edge_cam_export import export
 
 DATA = pathlib.Path(os.environ.get("EDGE_CAM_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
+GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
+
+
+@dataclass
+class Config:
+    name: str
+    model: object  # a Model, or a stand-in from loc_maps
+    fuse_top: int = 1
+    refine: str = "none"
+    threshold: float | None = None  # None: chosen on half A (choose_threshold)
+    same_threshold_as: str | None = None  # keep another configuration's (its maps are the same)
+
+
+@dataclass
+class Score:
+    """Figures of one configuration on one set."""
+    images: int
+    corloc: float
+    v2: float
+    acc50: np.ndarray  # BoxAcc@0.5 at each GRID threshold
+    found: int
+    predicted: int
+    truths: int
+    hits: np.ndarray  # per photo: the rule's box right
+    best: np.ndarray  # per photo and GRID threshold: the best IoU of any box
+    top1: float | None = None
+    top1_loc: float | None = None
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.truths
+
+    @property
+    def precision(self) -> float:
+        return self.found / max(1, self.predicted)
+
+
+def score(evals: list[Evaluation]) -> Score:
+    """Figures of evaluations of several parts of one set, pooled photo by photo."""
+    best = np.concatenate([e.best_iou for e in evals])
+    hits = np.concatenate([e.hits for e in evals])
+    acc = {d: (best >= d).mean(axis=0) for d in IOU_LEVELS}
+    known = [e for e in evals if e.top1 is not None]
+    k = np.array([e.images for e in known])
+    return Score(len(hits), float(hits.mean()), float(np.mean([a.max() for a in acc.values()])), acc[0.5],
+                 sum(e.objects.found for e in evals), sum(e.objects.predicted for e in evals),
+                 sum(e.objects.truths for e in evals), hits, best,
+                 float(np.dot(k, [e.top1 for e in known]) / k.sum()) if known else None,
+                 float(np.dot(k, [e.top1_loc for e in known]) / k.sum()) if known else None)
+
+
+def run(cfg: Config, threshold: float, anns=None, groups=None) -> Score:
+    """GT-unknown on `anns` (the top-1 class's map, fused as the configuration says), or GT-known
+    on `groups` (each its own class's map)."""
+    rule = BoxRule(threshold, "largest", 0.01, cfg.fuse_top)
+    if groups is None:
+        return score([evaluate(cfg.model, anns, rule=rule, thresholds=GRID, refine=cfg.refine)])
+    known = BoxRule(threshold, "largest", 0.01, 1)
+    return score([evaluate(cfg.model, g.annotations, rule=known, thresholds=GRID, refine=cfg.refine,
+                           watch=WatchList.parse([g.entry], cfg.model.info.labels)) for g in groups])
+
+
+def choose_threshold(acc_raccoon: np.ndarray, acc_mosaic: np.ndarray) -> float:
+    """The threshold of the best MaxBoxAcc@0.5 over both kinds of scene, one large animal and
+    several smaller ones, weighted alike."""
+    return float(GRID[int(np.argmax((acc_raccoon + acc_mosaic) / 2))])
+
+
+def timed(cfgs: list[Config], thresholds: dict[str, float], photos: list[str], rounds: int) -> dict[str, float]:
+    """Median ms a photo (read excluded: preprocess, graph, boxes, refinement), interleaved."""
+    images = [read_image(p) for p in photos]
+    times: dict[str, list[float]] = {c.name: [] for c in cfgs}
+    for c in cfgs:  # first runs grow ONNX Runtime's arenas: not what a photo costs
+        for img in images[:5]:
+            c.model.predict(img)
+    for r in range(rounds):
+        for i, img in enumerate(images):
+            order = cfgs[(i + r) % len(cfgs):] + cfgs[:(i + r) % len(cfgs)]  # who goes first rotates
+            for c in order:
+                rule = BoxRule(thresholds[c.name], "largest", 0.01, c.fuse_top)
+                t0 = time.perf_counter()
+                heat, boxes = rule.localize(c.model.predict(img))
+                refine_boxes(img, heat, boxes, rule.threshold, c.refine)
+                times[c.name].append((time.perf_counter() - t0) * 1e3)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+@dataclass
+class Row:
+    cfg: Config
+    threshold: float
+    raccoon: Score
+    mosaic: Score
+    photos: Score
+    bottles: Score
+
+
+def measure(c: Config, thresholds: dict[str, float], transfer: list[str], sets: dict) -> Row:
+    """Choose the configuration's threshold on half A (unless fixed), then all its figures."""
+    half_a, half_b, mos_a, mos_b = sets["half_a"], sets["half_b"], sets["mos_a"], sets["mos_b"]
+    n_a, m_a = len(half_a), len(mos_a)
+    t = c.threshold if c.same_threshold_as is None else thresholds[c.same_threshold_as]
+    if t is None:  # BoxAcc curves do not depend on the rule: one pass gives both halves' curves
+        r0, m0 = run(c, 0.5, half_a + half_b), run(c, 0.5, mos_a + mos_b)
+        curve = {h: (score_rows(r0, rows_r), score_rows(m0, rows_m))
+                 for h, rows_r, rows_m in (("A", slice(0, n_a), slice(0, m_a)), ("B", slice(n_a, None), slice(m_a, None)))}
+        t, t_b = choose_threshold(*curve["A"]), choose_threshold(*curve["B"])
+        alone = [f"{GRID[int(curve[h][i].argmax())]:.2f}" for i in (0, 1) for h in "AB"]
+        transfer.append(f"| {c.name} | {t:.2f} | {t_b:.2f} | {abs(t - t_b):.2f} | {alone[0]} / {alone[1]} | "
+                        f"{alone[2]} / {alone[3]} |")
+    thresholds[c.name] = t
+    row = Row(c, t, run(c, t, half_a + half_b), run(c, t, mos_a + mos_b), run(c, t, groups=sets["photos"]),
+              run(c, t, groups=sets["bottles"]))
+    print(f"  {c.name}: threshold {t:.2f}, raccoon CorLoc {row.raccoon.corloc:.3f}, mosaics {row.mosaic.corloc:.3f}, "
+          f"GT-known photos {row.photos.corloc:.3f}, bottles {row.bottles.corloc:.3f}", flush=True)
+    return row
+
+
+def score_rows(s: Score, rows: slice) -> np.ndarray:
+    """BoxAcc@0.5 curve of some of a score's photos: recomputed from per-photo best IoUs."""
+    return (s.best[rows] >= 0.5).mean(axis=0)
 
 
 def main() -> None:
+    ap = parser(__doc__)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--timing-photos", type=int, default=40)
+    ap.add_argument("--timing-rounds", type=int, default=3)
+    args = ap.parse_args()
     weights = str(DATA / "models" / "mobilenet_v2_imagenet.pt")
-    anns = read_labelled(str(DATA / "raccoon"))
     tmp = tempfile.mkdtemp()
-    rows = ["| teacher input | box rule | CorLoc@0.5 | MaxBoxAcc 0.3 / 0.5 / 0.7 | MaxBoxAccV2 |", "|---|---|---|---|---|"]
-    models = {}
-    for size in (224, 320, 448):
-        path = f"{tmp}/mnv2_{size}.onnx"
-        export("torchvision:mobilenet_v2", path, weights=weights, input_size=(size, size), quiet=True)
-        models[size] = Model(path)
-        e = evaluate(models[size], anns)
-        acc = " / ".join(f"{v:.3f}" for v in e.max_box_acc.values())
-        rows.append(f"| {size} | paper: top-1 map, 0.2, largest | {e.corloc:.3f} | {acc} | {e.max_box_acc_v2:.3f} |")
-        print(rows[-1], flush=True)
-    for k in (3, 5):
-        e = evaluate(models[224], anns, rule=BoxRule(0.3, "largest", 0.01, k))
-        rows.append(f"| 224 | top-{k} maps fused, 0.3, largest | {e.corloc:.3f} | | |")
-    c = calibrate(models[224], anns)
-    r = c.rule
-    cal = (f"Calibration (`edge-cam calibrate`), chosen on the even-numbered photos, reported on the odd ones: "
-           f"threshold {r.threshold:g}, {r.mode} box, top-{r.fuse_top} maps fused. CorLoc@0.5 on the tuning half "
-           f"{c.tuned['baseline']:.3f} → {c.tuned['calibrated']:.3f}; on the held-out half "
-           f"{c.held_out['baseline']:.3f} → {c.held_out['calibrated']:.3f}.")
-    write("localization.md", header("Localisation: raccoon photos, MobileNetV2 (real ImageNet weights), top-1 class "
-                                    "(GT-unknown), whole photo stretched") + "\n" + "\n".join(rows) + "\n\n" + cal)
+    path, fine = args.teacher or f"{tmp}/mnv2.onnx", f"{tmp}/mnv2_stride16.onnx"
+    shipped = Model(path).info if args.teacher else export("torchvision:mobilenet_v2", path, weights=weights,
+                                                              quiet=True).info
+    if not args.quick:
+        dilated_export(weights, fine, "letterbox")
+
+    def model(resize: str, size: int = 224, file: str = path) -> Model:
+        return Model(file, resize=resize, input_size=(size, size), threads=args.threads)
+
+    half_a, half_b = raccoon_halves(DATA)
+    if args.quick:
+        half_a, half_b = half_a[:12], half_b[:12]
+        args.timing_photos, args.timing_rounds = 4, 1
+    sets = {"half_a": half_a, "half_b": half_b, "mos_a": mosaics(half_a, f"{tmp}/mosaic_a"),
+            "mos_b": mosaics(half_b, f"{tmp}/mosaic_b"), "photos": gt_known_photos(DATA),
+            "bottles": bottle_frames(DATA, f"{tmp}/bottles")}
+    lb = model("letterbox")
+    letterbox, default = "letterbox 224, threshold chosen", "new defaults: letterbox 224, threshold chosen, top-3 fused"
+    cfgs = [Config("paper: whole photo stretched to 224, threshold 0.2", model("stretch"), threshold=0.2),
+            Config("previous defaults: centre crop 224, threshold 0.2", model("crop"), threshold=0.2),
+            Config("stretched 224, threshold chosen", model("stretch")),
+            Config(letterbox, lb),
+            Config(default, lb, fuse_top=3, same_threshold_as=letterbox),
+            Config("+ flip averaging", Flipped(lb), fuse_top=3),
+            Config("+ two scales (224 and 448)", MultiScale([lb, model("letterbox", 448)]), fuse_top=3),
+            Config("+ finer map (stride 16, a trous)", model("letterbox", file=fine), fuse_top=3),
+            Config("+ GrabCut refinement", lb, fuse_top=3, refine="grabcut", same_threshold_as=letterbox),
+            Config("+ class from the centre crop (two passes)", TwoPass(model("crop"), lb), fuse_top=3)]
+    if args.quick:
+        cfgs = cfgs[:5]
+    thresholds: dict[str, float] = {}
+    transfer: list[str] = []
+    rows = []
+    for c in cfgs:
+        print(f"measuring: {c.name}", flush=True)
+        rows.append(measure(c, thresholds, transfer, sets))
+    ms = timed(cfgs, thresholds, [a.image for a in half_b[:args.timing_photos]], args.timing_rounds)
+    multi = [a for a in half_a + half_b if len(a.boxes) > 1]
+    shown = (cfgs[1].name, default, "+ two scales (224 and 448)")  # one box per object: before, now, the best maps
+    lines = [header("Localisation: MobileNetV2 (real ImageNet weights): raccoon photos (GT-unknown), their 2x2 "
+                    "mosaics, GT-known photos and bottle frames"), _sets_line(sets, multi), "",
+             *_main_table(rows, ms, default), "",
+             "Threshold chosen on half A (its raccoon photos and their mosaics, MaxBoxAcc@0.5 of both weighted "
+             "alike) and on half B the same way, to show how far the choice moves; then each kind of scene alone:", "",
+             "| configuration | chosen on A | chosen on B | apart | raccoon photos alone A / B | mosaics alone A / B |",
+             "|---|---|---|---|---|---|", *transfer, "",
+             *_objects_lines(multi, [c for c in cfgs if c.name in shown], thresholds), "",
+             *_calibration_lines(lb, half_a + half_b), "",
+             _classes_line(shipped, sets, model, thresholds[letterbox])]
+    write("localization.md", "\n".join(lines))
+
+
+def _main_table(rows: list[Row], ms: dict[str, float], default: str) -> list[str]:
+    base = next(r for r in rows if r.cfg.name == default)
+    out = ["| configuration | threshold | raccoon CorLoc@0.5 (half B) | raccoon MaxBoxAccV2 | raccoon objects R / P | "
+           "mosaic CorLoc@0.5 | mosaic objects R / P | GT-known photos CorLoc@0.5 / top-1 loc | bottles CorLoc@0.5 | "
+           "bottles objects R / P | ms a photo (vs new defaults) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rac, held = r.raccoon, r.raccoon.hits[len(r.raccoon.hits) // 2:].mean()
+        gain = "" if r is base else f" ({rac.corloc - base.raccoon.corloc:+.3f})"
+        out.append(f"| {r.cfg.name} | {r.threshold:.2f} | {rac.corloc:.3f}{gain} ({held:.3f}) | {rac.v2:.3f} | "
+                   f"{rac.recall:.2f} / {rac.precision:.2f} | {r.mosaic.corloc:.3f} | {r.mosaic.recall:.2f} / "
+                   f"{r.mosaic.precision:.2f} | {r.photos.corloc:.3f} / {r.photos.top1_loc:.3f} | {r.bottles.corloc:.3f} | "
+                   f"{r.bottles.recall:.2f} / {r.bottles.precision:.2f} | {ms[r.cfg.name]:.1f} "
+                   f"({ms[r.cfg.name] / ms[default]:.2f}x) |")
+    return out
+
+
+def _sets_line(sets: dict, multi) -> str:
+    rac = sets["half_a"] + sets["half_b"]
+    mos = sets["mos_a"] + sets["mos_b"]
+    photos = [a for g in sets["photos"] for a in g.annotations]
+    bottles = [a for g in sets["bottles"] for a in g.annotations]
+    return (f"Raccoon photos: {len(rac)} ({sum(len(a.boxes) for a in rac)} boxes; {len(multi)} photos with 2+ "
+            f"raccoons), half A the even-numbered, B the odd; the top-1 class's map (GT-unknown). Mosaics: {len(mos)} "
+            f"({sum(len(a.boxes) for a in mos)} boxes), each of four photos of one half, GT-unknown. GT-known photos: "
+            f"{len(photos)} ({sum(len(a.boxes) for a in photos)} boxes; "
+            f"{', '.join(g.entry for g in sets['photos'])}), the known class's map (a group's for cat and dog). "
+            f"Bottles: {len(bottles)} frames of the bottle video ({sum(len(a.boxes) for a in bottles)} boxes, "
+            "small objects side by side), the water bottle's map. Objects: `--box-mode objects` at the row's "
+            "threshold, at most 4 boxes a photo, recall / precision at IoU 0.5. ms: preprocess + graph + boxes a "
+            "raccoon photo, median of interleaved runs, 2 threads. Top-3 fusion changes GT-unknown maps only.")
+
+
+def _objects_lines(multi, cfgs: list[Config], thresholds: dict[str, float]) -> list[str]:
+    out = ["One box per object on the photos with 2+ raccoons (recall / precision at IoU 0.5):", "",
+           "| configuration | threshold | objects R / P | largest box CorLoc@0.5 |", "|---|---|---|---|"]
+    for c in cfgs:
+        s = run(c, thresholds[c.name], multi)
+        out.append(f"| {c.name} | {thresholds[c.name]:.2f} | {s.recall:.2f} / {s.precision:.2f} | {s.corloc:.3f} |")
+    return out
+
+
+def _calibration_lines(model: Model, anns) -> list[str]:
+    c = calibrate(model, anns)
+    r, h = c.rule, c.held_out_rule
+    assert h is not None
+    return [f"`edge-cam calibrate` on the letterboxed teacher, chosen on the even-numbered photos, reported on the odd "
+            f"ones: threshold {r.threshold:g}, {r.mode} box, top-{r.fuse_top} maps fused. CorLoc@0.5 on the tuning "
+            f"half {c.tuned['baseline']:.3f} -> {c.tuned['calibrated']:.3f}; on the held-out half "
+            f"{c.held_out['baseline']:.3f} -> {c.held_out['calibrated']:.3f}. The held-out half alone would have "
+            f"chosen threshold {h.threshold:g}, {h.mode} box, top-{h.fuse_top} fused ({abs(h.threshold - r.threshold):.2f} "
+            "apart)."]
+
+
+def _classes_line(shipped, sets: dict, model, chosen: float) -> str:
+    """Top-1 class right on the GT-known photos and bottle frames, per resize; what export writes."""
+    cells = []
+    for resize in ("crop", "stretch", "letterbox"):
+        m = model(resize)
+        right = [m.predict(read_image(a.image)).class_id in WatchList.parse([g.entry], m.info.labels).class_ids
+                 for g in sets["photos"] + sets["bottles"] for a in g.annotations]
+        cells.append(f"{resize} {np.mean(right):.3f}")
+    c = shipped.cam
+    return (f"Top-1 class right on the GT-known photos and bottle frames: {', '.join(cells)}. `edge-cam export` of an "
+            f"ImageNet model writes resize {shipped.input.resize}, threshold {c.threshold:g}, top-{c.fuse_top} fused "
+            f"(the threshold chosen on half A here: {chosen:.2f}).")
 
 
 if __name__ == "__main__":

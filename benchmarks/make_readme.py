@@ -30,7 +30,7 @@ One at a time:
 | `python benchmarks/class_query.py` | latency of the class-query (and dynamic-size) teacher against the plain top-K graph |
 | `python benchmarks/tradeoff.py` | accuracy against cost of the cascade on the demo clip |
 | `python benchmarks/real_tradeoff.py` | the cascade with distilled students on the shared real videos (train 60%, test 40%) |
-| `python benchmarks/localization.py` | CorLoc / MaxBoxAccV2 on the raccoon photos, calibration on held-out halves |
+| `python benchmarks/localization.py` | localisation defaults and additions (resize, threshold chosen on half A, flip, two scales, stride-16 map, GrabCut, two passes): CorLoc, MaxBoxAccV2, per-object recall / precision, ms; raccoon photos, their mosaics, GT-known photos, bottle frames (export extra) |
 | `python benchmarks/soak.py` | RSS over 100,000 frames with events, video and MQTT on |
 """
 

@@ -296,3 +296,4 @@ class BoxRule:
         """Boxes of any raw map (h, w): a class query's, or a watched group's (watch.Watched.cam)."""
         heat = HeatMap.from_cam(cam, resize)
         return heat, self.boxes(heat, class_id, label, score)
+

@@ -16,8 +16,10 @@ from torch import nn
 from edge_cam.errors import EdgeCamError
 from edge_cam.metadata import (
     DEFAULT_THRESHOLD,
+    IMAGENET_FUSE_TOP,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    IMAGENET_THRESHOLD,
     PREFIX,
     CamSpec,
     InputSpec,
@@ -58,7 +60,7 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
                   labels: list[str] | None = None, top_k: int = 5, cam: bool = True,
                   feature_layer: str | None = None, classifier: str | None = None,
                   mean=IMAGENET_MEAN, std=IMAGENET_STD, resize: str = "stretch",
-                  threshold: float = DEFAULT_THRESHOLD, opset: int = 18, exporter: str = "dynamo",
+                  threshold: float = DEFAULT_THRESHOLD, fuse_top: int = 1, opset: int = 18, exporter: str = "dynamo",
                   source: dict | None = None, verify_batches: tuple[int, ...] = (2,),
                   quiet: bool = False, format: str = "onnx", class_query: bool = True,
                   dynamic_size: bool = True, classes: Sequence[str | int] = (),
@@ -125,7 +127,7 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
         stride = int(stride) if stride.is_integer() and input_size[1] == fw * stride else round(stride, 3)
         cam_spec = CamSpec(method=layers.method, feature_layer=layers.feature_layer, classifier=layers.classifier,
                            stride=stride, feature_size=(int(fh), int(fw)), threshold=threshold,
-                           class_query=class_query)
+                           fuse_top=max(1, min(fuse_top, k)), class_query=class_query)
     src = {"torch": torch.__version__, "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            **(source or {})}
     info = ModelInfo(InputSpec(tuple(input_size), "RGB", resize, tuple(mean), tuple(std)), labels, cam_spec, src)
@@ -198,13 +200,21 @@ def export(spec: str, out: str, *, weights: str | None = None, num_classes: int 
     imagenet = spec.startswith(("torchvision:", "timm:")) and (num_classes or 1000) == 1000
     if labels is None and imagenet:
         labels = imagenet_labels()
+    defaulted = kwargs.get("resize") is None or kwargs.get("threshold") is None
     if kwargs.get("resize") is None:
-        # ImageNet weights were trained and scored on centre crops (shorter side to 256, 224 out
-        # of the middle): a stretched frame is another distribution (hot_dog.jpg reads "burrito").
-        kwargs["resize"] = "crop" if imagenet else "stretch"
-        if imagenet:  # a default that crops deserves a word; stretching is what every other export does
-            progress("resize crop (the ImageNet weights' own protocol; --resize stretch or letterbox to see "
-                     "the whole frame)", kwargs.get("quiet", False))
+        # Localisation needs the whole frame: the ImageNet centre crop (shorter side to 256, 224 out of
+        # the middle) hides the edges, where objects often are. Letterbox keeps the aspect the weights
+        # were trained with (stretched, hot_dog.jpg reads "burrito"; letterboxed, "hotdog").
+        kwargs["resize"] = "letterbox" if imagenet else "stretch"
+    if imagenet:  # measured for ImageNet classifiers (edge_cam.metadata); others keep the paper's rule
+        kwargs["threshold"] = IMAGENET_THRESHOLD if kwargs.get("threshold") is None else kwargs["threshold"]
+        kwargs.setdefault("fuse_top", IMAGENET_FUSE_TOP)
+        if defaulted:  # defaults that differ from other exports' deserve a word
+            progress(f"resize {kwargs['resize']}, CAM threshold {kwargs['threshold']:g}, top-{kwargs['fuse_top']} "
+                     "maps fused: the defaults measured for ImageNet classifiers (--resize crop for the weights' own "
+                     "centre crop, --threshold to change it)", kwargs.get("quiet", False))
+    elif kwargs.get("threshold") is None:
+        kwargs["threshold"] = DEFAULT_THRESHOLD
     source = {"model": spec, "weights": os.path.basename(weights) if weights else None}
     return export_module(model, out, labels=labels, source=source, **kwargs)
 

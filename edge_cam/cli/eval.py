@@ -11,7 +11,7 @@ from ..errors import EdgeCamError
 from ..model import Model
 from ..sinks import check_writable
 from ..tools import cascade_eval
-from ..tools.evaluate import evaluate
+from ..tools.evaluate import MAX_OBJECTS, evaluate
 from ..tools.plot import line_chart
 from . import options as opt
 from .terminal import progress_bar
@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--plot", help="PNG: BoxAcc against the threshold, or (--video) agreement against speed-up")
     p.add_argument("--json", help="write the figures as JSON")
     opt.add_labelled_options(p)
+    opt.add_refine_option(p)
     v = p.add_argument_group("cascade on a video", "the teacher on every frame is the reference")
     v.add_argument("--video", help="footage to judge the cascade on (a video file or anything run takes)")
     v.add_argument("--teacher", help="with --video: the CAM teacher")
@@ -44,20 +45,34 @@ def main(args: argparse.Namespace) -> int:
         return _video(args)
     if args.model is None:
         raise EdgeCamError("eval needs a MODEL with --voc/--yolo, or --video with --teacher and --student.")
+    labelled = opt.labelled(args)  # before the model loads: a wrong folder is found at once
     model = opt.open_teacher(args, args.model, spinning=True)
     rule = opt.box_rule(args, model)
     watch = opt.watch_list(args, model)
-    e = evaluate(model, opt.labelled(args), args.class_id, rule, progress=progress_bar("evaluating"), watch=watch)
-    mode = f"GT-known (class {args.class_id})" if args.class_id is not None else \
-        f"best watched of {', '.join(watch.names)}" if watch else "top-1 class (GT-unknown)"
-    print(f"{e.images} images, CAM of the {mode}, resize {model.info.input.resize}")
-    print(f"CorLoc@0.5 with threshold {rule.threshold:g}, {rule.mode} box: {e.corloc:.3f}")
+    e = evaluate(model, labelled.annotations, args.class_id, rule, progress=progress_bar("evaluating"), watch=watch,
+                 skipped=labelled.skipped, refine=args.refine)
+    known = args.class_id is not None or watch is not None
+    mode = f"class {args.class_id}, {model.info.label(args.class_id)} (GT-known)" if args.class_id is not None else \
+        f"best watched of {', '.join(watch.names)} (GT-known)" if watch else "top-1 class (GT-unknown)"
+    print(f"{e.images} photos, CAM of the {mode}, resize {model.info.input.resize}")
+    refined = f", refined by {args.refine}" if args.refine != "none" else ""
+    print(f"{'GT-known ' if known else ''}CorLoc@0.5 with threshold {rule.threshold:g}, {rule.mode} box{refined}: "
+          f"{e.corloc:.3f}")
+    if e.top1_loc is not None and e.top1 is not None:
+        print(f"top-1 localisation (top-1 class right and IoU >= 0.5): {e.top1_loc:.3f} "
+              f"(top-1 class right on {e.top1:.3f})")
     for d, v in e.max_box_acc.items():
-        print(f"MaxBoxAcc@{d:.1f}: {v:.3f} at threshold {e.thresholds[int(e.box_acc[d].argmax())]:.2f}")
+        print(f"MaxBoxAcc@{d:.1f}: {v:.3f} at threshold {e.best_threshold(d):.2f}")
     print(f"MaxBoxAccV2: {e.max_box_acc_v2:.3f}")
+    if e.objects is not None:
+        o = e.objects
+        print(f"one box per object (objects mode, threshold {rule.threshold:g}, at most {rule.max_rois or MAX_OBJECTS} "
+              f"a photo{refined}): recall@0.5 {o.recall:.3f}, precision@0.5 {o.precision:.3f} "
+              f"({o.found} of {o.truths} ground-truth boxes found by {o.predicted} boxes)")
     if e.missing_class:
         what = f"class {args.class_id}" if args.class_id is not None else "a watched class"
-        print(f"{e.missing_class} images had no map of {what} (counted as misses)")
+        print(f"{e.missing_class} photos had no map of {what} (counted as misses)")
+    opt.report_skipped(e.skipped, e.total)
     if args.plot:
         line_chart(args.plot, {f"IoU {d:.1f}": (e.thresholds, a) for d, a in e.box_acc.items()},
                    "BoxAcc against the CAM threshold (best of all boxes)", "threshold", "BoxAcc")

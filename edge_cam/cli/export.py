@@ -6,7 +6,7 @@ import os
 import sys
 
 from ..errors import EdgeCamError
-from ..metadata import IMAGENET_MEAN, IMAGENET_STD, RESIZE_MODES, read_labels
+from ..metadata import DEFAULT_THRESHOLD, IMAGENET_MEAN, IMAGENET_STD, IMAGENET_THRESHOLD, RESIZE_MODES, read_labels
 from . import options as opt
 
 
@@ -30,13 +30,15 @@ def add_parser(sub) -> None:
     p.add_argument("--top-k", type=int, default=5, help="classes (and CAMs) the graph returns per image")
     p.add_argument("--resize", choices=RESIZE_MODES, default=None,
                    help="how frames meet the input: whole frame stretched or letterboxed, or ImageNet's centre "
-                        "crop (default: crop for torchvision/timm ImageNet models, their weights' protocol; "
-                        "stretch otherwise)")
+                        "crop, which hides the frame's edges (default: letterbox for torchvision/timm ImageNet "
+                        "models, stretch otherwise)")
     p.add_argument("--mean", type=float, nargs=3, default=list(IMAGENET_MEAN),
                    help="normalisation: x = (pixel*scale - mean) / std, per channel")
     p.add_argument("--std", type=float, nargs=3, default=list(IMAGENET_STD),
                    help="normalisation: see --mean")
-    p.add_argument("--threshold", type=float, default=0.2, help="default CAM threshold stored in the model")
+    p.add_argument("--threshold", type=float, default=None,
+                   help=f"default CAM threshold stored in the model (default: {IMAGENET_THRESHOLD:g} for torchvision/timm "
+                        f"ImageNet models, measured for them; {DEFAULT_THRESHOLD:g}, the CAM paper's, otherwise)")
     p.add_argument("--format", choices=["onnx", "tflite"],
                    help="output format (default: from -o's suffix); tflite goes through litert-torch, batch 1")
 
@@ -134,7 +136,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
         args.model, args.output, input_size=args.input_size and _square(args.input_size), color=args.color,
         layout=args.layout, scale=args.scale, mean=args.mean, std=args.std,
         labels=read_labels(args.labels) if args.labels else None, top_k=args.top_k, resize_mode=args.resize or "stretch",
-        threshold=args.threshold, verify_images=args.verify_images)
+        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, verify_images=args.verify_images)
     h = result.head
     print(f"found {h.kind} head: feature map {h.feature!r} {list(result.info.cam.feature_size)}, classifier "
           f"{h.classifier!r} ({h.num_classes} classes), pooled by {h.pool!r}", file=sys.stderr)

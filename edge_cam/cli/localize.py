@@ -11,8 +11,6 @@ from ..stream import printable
 from ..tools.photos import localize_photos
 from . import options as opt
 
-SHOWN = 5  # unreadable images named in the summary (each has its own line above)
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("localize", help="one JSON line per image: top-K classes and CAM boxes")
@@ -21,6 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--class-id", type=int, help="box this class's CAM instead of the top-1's")
     p.add_argument("--jsonl", default="-", help="output file, or - for stdout")
     p.add_argument("--overlays", help="folder for heat-map overlay pictures")
+    opt.add_refine_option(p)
     opt.add_teacher_options(p)
     p.set_defaults(main=main)
 
@@ -35,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
     if args.class_id is not None and args.classes:
         raise EdgeCamError("give either --class-id or --classes, not both.")
     lines = localize_photos(model, opt.box_rule(args, model), args.images, args.class_id, args.overlays,
-                            opt.watch_list(args, model), args.min_score or 0.0)
+                            opt.watch_list(args, model), args.min_score or 0.0, args.refine)
     out, total, failed, unreadable = JsonlSink(args.jsonl), 0, 0, []
     try:
         for line in lines:
@@ -50,8 +49,7 @@ def main(args: argparse.Namespace) -> int:
     finally:
         out.close()
     if unreadable:
-        names = ", ".join(ascii(name) for name in unreadable[:SHOWN]) + (", ..." if len(unreadable) > SHOWN else "")
-        print(f"{len(unreadable)} of {total} images unreadable: {names}", file=sys.stderr)
+        print(opt.unreadable_line(unreadable, total), file=sys.stderr)
     if failed:
         print(f"{failed} of {total} images gave no boxes (see their error lines).", file=sys.stderr)
     if unreadable and len(unreadable) == total:

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import math
 import os
+import sys
 
 from ..cascade import require_cam
 from ..crop import MASKS, CropSpec
@@ -18,8 +19,10 @@ from ..errors import EdgeCamError
 from ..localize import BOX_MODES, BoxRule
 from ..metadata import MAX_INPUT_SIDE, RESIZE_MODES
 from ..model import Model
+from ..refine import REFINES
 from ..sizing import MIN_SIDE
-from ..tools.evaluate import Annotation, read_labelled
+from ..stream import printable
+from ..tools.labelled import Labelled, load_labelled
 from ..watch import WatchList
 
 EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")  # what the torch exporters need
@@ -271,7 +274,35 @@ def watch_flags():
         raise
 
 
-def labelled(args: argparse.Namespace) -> list[Annotation]:
+def labelled(args: argparse.Namespace) -> Labelled:
+    """The --voc or --yolo set, every annotation that can be read (the others skipped and named)."""
     if bool(args.voc) == bool(args.yolo):
         raise EdgeCamError("give exactly one labelled set: --voc DIR or --yolo DIR.")
-    return read_labelled(args.voc, args.yolo)
+    return load_labelled(args.voc, args.yolo)
+
+
+def add_refine_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refine", choices=REFINES, default="none",
+                   help="fit each box to the object's colours: grabcut (OpenCV GrabCut seeded by the map's hot "
+                        "and cold parts; tens of ms a box, see benchmarks/README.md) (default: none)")
+
+
+SHOWN = 5  # unreadable files named in a summary (each has its own line above it)
+
+
+def unreadable_line(paths: list[str], total: int, what: str = "images") -> str:
+    """"2 of 164 images unreadable: 'a.jpg', 'b.jpg'": the summary of what was skipped (escaped:
+    a file name cannot forge lines)."""
+    names = ", ".join(ascii(p) for p in paths[:SHOWN]) + (", ..." if len(paths) > SHOWN else "")
+    return f"{len(paths)} of {total} {what} unreadable: {names}"
+
+
+def report_skipped(skipped: list, total: int) -> None:
+    """Each unreadable photo or annotation of a labelled set named on stderr, then the count on
+    stdout with the figures: "1 of 164 photos unreadable: ..."."""
+    if not skipped:
+        return
+    for s in skipped:
+        print(f"skipped {ascii(s.path)}: {printable(s.reason)}", file=sys.stderr)
+    print(unreadable_line([os.path.basename(s.path) for s in skipped], total, "photos")
+          + f" (skipped; the figures are over the other {total - len(skipped)})")

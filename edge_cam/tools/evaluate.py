@@ -1,64 +1,32 @@
-"""Localisation against ground truth: Pascal VOC annotations and CorLoc."""
+"""Localisation against ground truth: CorLoc, top-1 localisation, MaxBoxAccV2, one box per object.
+
+A photo that cannot be read, or an annotation that cannot be parsed, is skipped and named in the
+result (`skipped`); the figures are over the photos that could be read.
+"""
 from __future__ import annotations
 
-import os
-import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 import numpy as np
 
-from ..errors import EdgeCamError
+from ..errors import EdgeCamError, UnreadableImage
 from ..localize import Box, BoxRule, HeatMap, boxes_from_heat
 from ..metadata import rewrite_metadata
 from ..model import Prediction
-from ..source import list_images, read_image
+from ..refine import refine_boxes
+from ..source import max_pixels, read_image
 from ..watch import WatchList
+from .labelled import Annotation, Skipped, read_labelled, read_voc_dir
 
+# The readers lived here before labelled.py: benchmarks and tests still import two of them from here.
+__all__ = ["IOU_LEVELS", "MAX_OBJECTS", "Annotation", "Calibration", "Evaluation", "Objects", "Seen", "Skipped",
+           "calibrate", "evaluate", "hit", "matches", "predictions", "read_labelled", "read_voc_dir",
+           "write_calibrated"]
 
-@dataclass(frozen=True)
-class Annotation:
-    image: str
-    width: int
-    height: int
-    boxes: list[Box]
-
-
-def _number(element: ET.Element | None, tag: str, xml_path: str) -> float:
-    text = None if element is None else element.findtext(tag)
-    try:
-        return float(text or "")
-    except ValueError:
-        raise EdgeCamError(f"{xml_path} is not a VOC annotation: <{tag}> is missing or not a number.") from None
-
-
-def read_voc(xml_path: str, images_dir: str | None = None) -> Annotation:
-    """One Pascal VOC XML file; the image is looked up beside it or in `images_dir`."""
-    try:
-        root = ET.parse(xml_path).getroot()
-    except (ET.ParseError, OSError) as e:
-        raise EdgeCamError(f"{xml_path} is not a readable VOC annotation ({e}).") from None
-    size = root.find("size")
-    boxes = []
-    for obj in root.iter("object"):
-        bb = obj.find("bndbox")
-        if bb is None:
-            continue
-        # VOC pixel indices are 1-based and inclusive: xmin=1 is the left edge (0.0) of the image.
-        v = {k: _number(bb, k, xml_path) for k in ("xmin", "ymin", "xmax", "ymax")}
-        boxes.append(Box(v["xmin"] - 1, v["ymin"] - 1, v["xmax"], v["ymax"], label=obj.findtext("name", "")))
-    name = root.findtext("filename", "")
-    folder = images_dir or os.path.dirname(xml_path)
-    return Annotation(os.path.join(folder, name), int(_number(size, "width", xml_path)),
-                      int(_number(size, "height", xml_path)), boxes)
-
-
-def read_voc_dir(annotations_dir: str, images_dir: str | None = None) -> list[Annotation]:
-    files = sorted(f for f in os.listdir(annotations_dir) if f.endswith(".xml"))
-    if not files:
-        raise EdgeCamError(f"{annotations_dir} holds no VOC .xml annotations.")
-    return [read_voc(os.path.join(annotations_dir, f), images_dir) for f in files]
+IOU_LEVELS = (0.3, 0.5, 0.7)  # MaxBoxAccV2 (Choe et al., CVPR 2020)
+MAX_OBJECTS = 4  # per-object figures keep at most this many boxes a photo, as `run`'s --max-rois does
 
 
 def hit(pred: Box | None, truth: list[Box], iou: float = 0.5) -> bool:
@@ -66,60 +34,60 @@ def hit(pred: Box | None, truth: list[Box], iou: float = 0.5) -> bool:
     return pred is not None and any(pred.iou(t) >= iou for t in truth)
 
 
-def read_yolo_dir(root: str) -> list[Annotation]:
-    """YOLO layout: root/images/*.jpg and root/labels/*.txt with `class cx cy w h` (fractions)."""
-    images_dir, labels_dir = os.path.join(root, "images"), os.path.join(root, "labels")
-    if not os.path.isdir(images_dir) or not os.path.isdir(labels_dir):
-        raise EdgeCamError(f"{root} should hold images/ and labels/ folders (YOLO layout).")
-    out = []
-    for path in list_images([images_dir]):
-        label = os.path.join(labels_dir, os.path.splitext(os.path.basename(path))[0] + ".txt")
-        if not os.path.isfile(label):
-            continue
-        h, w = read_image(path).shape[:2]
-        boxes = []
-        with open(label, encoding="utf-8") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) < 5:
-                    continue
-                c, cx, cy, bw, bh = int(parts[0]), *map(float, parts[1:5])
-                boxes.append(Box((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h,
-                                 class_id=c))
-        out.append(Annotation(path, w, h, boxes))
-    if not out:
-        raise EdgeCamError(f"{root} has no image with a YOLO label file.")
-    return out
+def matches(preds: Sequence[Box], truth: Sequence[Box], iou: float = 0.5) -> int:
+    """How many predicted boxes find a ground-truth box of their own (IoU ≥ `iou`), each truth
+    taken once, the predictions in their order (hottest first) each taking its best free truth:
+    the matching of detection benchmarks, for per-object recall and precision."""
+    free, found = list(truth), 0
+    for p in preds:
+        best = max(range(len(free)), key=lambda i: p.iou(free[i]), default=None)
+        if best is not None and p.iou(free[best]) >= iou:
+            free.pop(best)
+            found += 1
+    return found
 
 
-def read_labelled(voc: str | None = None, yolo: str | None = None) -> list[Annotation]:
-    """A VOC folder (Annotations/ + JPEGImages/, annotations/ + images/, or XML beside the
-    images) or a YOLO folder (images/ + labels/)."""
-    if yolo:
-        return read_yolo_dir(yolo)
-    if not voc:
-        raise EdgeCamError("read_labelled needs a voc or a yolo folder.")
-    for ann, img in (("Annotations", "JPEGImages"), ("annotations", "images")):
-        if os.path.isdir(os.path.join(voc, ann)):
-            return read_voc_dir(os.path.join(voc, ann), os.path.join(voc, img))
-    if not os.path.isdir(voc):
-        raise EdgeCamError(f"{voc} does not exist.")
-    return read_voc_dir(voc)
+@dataclass(frozen=True)
+class Objects:
+    """One box per object (`--box-mode objects`) against every ground-truth box, at IoU 0.5."""
+    found: int  # predicted boxes that matched a ground-truth box of their own
+    predicted: int
+    truths: int
 
+    @property
+    def recall(self) -> float:
+        return self.found / self.truths if self.truths else 0.0
 
-IOU_LEVELS = (0.3, 0.5, 0.7)  # MaxBoxAccV2 (Choe et al., CVPR 2020)
+    @property
+    def precision(self) -> float:
+        return self.found / self.predicted if self.predicted else 0.0
+
+    def to_dict(self) -> dict:
+        return {"recall_iou50": self.recall, "precision_iou50": self.precision, "matched": self.found,
+                "boxes": self.predicted, "ground_truth_boxes": self.truths}
 
 
 @dataclass
 class Evaluation:
     """Localisation of one model on a labelled set."""
-    images: int
+    images: int  # photos evaluated (read and annotated)
     rule: BoxRule
-    corloc: float  # with `rule` (the model's own), IoU ≥ 0.5
+    corloc: float  # with `rule` (the model's own), IoU ≥ 0.5: GT-known when a class was given
     thresholds: np.ndarray
     box_acc: dict[float, np.ndarray]  # IoU level → accuracy at each threshold, best of all boxes
-    missing_class: int = 0  # GT-known: images whose class was outside the exported top-K
+    missing_class: int = 0  # GT-known: images whose class the teacher could not map
     best_iou: np.ndarray | None = None  # (images, thresholds), for calibration
+    objects: Objects | None = None  # the "objects" box mode at the rule's threshold
+    top1: float | None = None  # class given: the top-1 class is it (classification accuracy)
+    top1_loc: float | None = None  # class given: top-1 right and the box at IoU ≥ 0.5
+    skipped: list[Skipped] = field(default_factory=list)  # photos and annotations that could not be read
+    refine: str = "none"
+    hits: np.ndarray | None = None  # (images,) bool: CorLoc's test per evaluated photo, in the set's order
+
+    @property
+    def total(self) -> int:
+        """Photos in the set: evaluated and skipped."""
+        return self.images + len(self.skipped)
 
     @property
     def max_box_acc(self) -> dict[float, float]:
@@ -129,75 +97,145 @@ class Evaluation:
     def max_box_acc_v2(self) -> float:
         return float(np.mean(list(self.max_box_acc.values())))
 
+    def best_threshold(self, iou: float = 0.5) -> float:
+        """The threshold of the best BoxAcc at `iou`: what `calibrate` would look at first."""
+        return float(self.thresholds[int(self.box_acc[iou].argmax())])
+
     def to_dict(self) -> dict:
-        best = {f"{d:.1f}": float(self.thresholds[int(a.argmax())]) for d, a in self.box_acc.items()}
-        return {"images": self.images, "rule": self.rule.__dict__, "corloc_iou50": self.corloc,
+        return {"images": self.images, "photos_in_set": self.total, "rule": self.rule.__dict__,
+                "refine": self.refine, "corloc_iou50": self.corloc, "top1_accuracy": self.top1,
+                "top1_loc_iou50": self.top1_loc,
                 "max_box_acc": {f"{d:.1f}": v for d, v in self.max_box_acc.items()},
-                "max_box_acc_v2": self.max_box_acc_v2, "best_threshold": best,
-                "missing_class": self.missing_class}
+                "max_box_acc_v2": self.max_box_acc_v2,
+                "best_threshold": {f"{d:.1f}": self.best_threshold(d) for d in self.box_acc},
+                "objects": self.objects.to_dict() if self.objects else None,
+                "missing_class": self.missing_class,
+                "skipped": [s.to_dict() for s in self.skipped]}
 
 
 Judged = Union[int, np.ndarray]  # a rank in the prediction's top-K, or a raw map; -1: no map
 
 
-def predictions(model, annotations: list[Annotation], class_id: int | None = None, progress=None,
-                watch: WatchList | None = None) -> Iterator[tuple[Annotation, Prediction, Judged]]:
-    """(annotation, prediction, what to judge) per image: the top-1's rank 0 (GT-unknown), or the
-    map of `class_id` (GT-known: queried in the same pass when the teacher takes class queries,
-    else only within its top-K; -1 when it has none), or the best watched target's map (`watch`;
-    -1 on an image where no target is watched)."""
+@dataclass(frozen=True)
+class Seen:
+    """One readable photo of the set: its annotation, the image, the teacher's answer, what to judge."""
+    annotation: Annotation
+    image: np.ndarray | None  # None once no longer needed (calibrate keeps every Seen)
+    pred: Prediction
+    judged: Judged
+    class_right: bool | None  # a class given: whether the top-1 is it (a watch list: one of its members)
+
+    @property
+    def missing(self) -> bool:
+        return isinstance(self.judged, int) and self.judged < 0
+
+    def rule_heat(self, rule: BoxRule) -> HeatMap:
+        """The map `rule` boxes: the judged rank's (the top-1's fused as the rule says), or the judged map."""
+        j = self.judged
+        return rule.heat(self.pred, j) if isinstance(j, int) else HeatMap.from_cam(j, self.pred.resize)
+
+    def localize(self, rule: BoxRule, refine: str = "none") -> tuple[HeatMap, list[Box]]:
+        j = self.judged
+        heat, boxes = rule.localize(self.pred, j) if isinstance(j, int) else rule.localize_cam(j, self.pred.resize)
+        if refine == "none" or self.image is None:
+            return heat, boxes
+        return heat, refine_boxes(self.image, heat, boxes, rule.threshold, refine)
+
+    def heat(self) -> HeatMap:
+        """The judged map alone, never fused: MaxBoxAccV2 judges the map itself."""
+        j = self.judged
+        cam = j if not isinstance(j, int) else self.pred.cams[j] if self.pred.cams is not None else None
+        assert cam is not None  # a teacher's prediction has its maps
+        return HeatMap.from_cam(cam, self.pred.resize)
+
+
+def predictions(model, annotations: Sequence[Annotation], class_id: int | None = None, progress=None,
+                watch: WatchList | None = None, skipped: list[Skipped] | None = None) -> Iterator[Seen]:
+    """Each readable photo with the teacher's answer and what to judge: the top-1's rank 0
+    (GT-unknown), or the map of `class_id` alone (GT-known: queried in the same pass when the
+    teacher takes class queries, else only within its top-K; -1 when it has none), or the best watched
+    target's map (`watch`; -1 on an image where no target is watched). A photo that cannot be read
+    is appended to `skipped` (which must then be given) and left out."""
     classes = [class_id] if class_id is not None else None if watch is None else watch.class_ids
     if not model.class_query:  # an older teacher maps its top-K only: a class outside it is a miss
         classes = None
+    members = set(watch.class_ids.tolist()) if watch is not None else None
+    limit = max_pixels()  # a bad EDGE_CAM_MAX_PIXELS is one error now, not a skip per photo
     for n, a in enumerate(annotations):
-        pred = model.predict(read_image(a.image), classes=classes)
+        try:
+            image = read_image(a.image, limit)
+        except UnreadableImage as e:
+            if skipped is None:
+                raise
+            skipped.append(Skipped(a.image, str(e)))
+            continue
+        finally:
+            if progress:
+                progress(n + 1, len(annotations))
+        pred = model.predict(image, classes=classes)
         judged: Judged = 0
-        if class_id is not None:
-            rank = pred.rank_of(class_id)
+        right = None
+        if class_id is not None:  # the class's own map, never fused with its neighbours' (fuse_top is the top-1's)
             cam = pred.cam_of(class_id)
-            judged = rank if rank is not None else -1 if cam is None else cam
+            judged = -1 if cam is None else cam
+            right = pred.class_id == class_id
         elif watch is not None:
             try:
                 best = watch.watch(pred.logits, *pred.all_maps())
             except ValueError:  # an older teacher without some member's map here
                 best = []
             judged = best[0].cam if best else -1
-        yield a, pred, judged
-        if progress:
-            progress(n + 1, len(annotations))
+            right = members is not None and pred.class_id in members
+        yield Seen(a, image, pred, judged, right)
 
 
-def _localize(rule: BoxRule, pred: Prediction, judged: Judged) -> tuple[HeatMap, list[Box]]:
-    return rule.localize(pred, judged) if isinstance(judged, int) else rule.localize_cam(judged, pred.resize)
+def _nothing_read(skipped: list[Skipped]) -> EdgeCamError:
+    names = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3])
+    return EdgeCamError(f"none of the {len(skipped)} photos of the set could be read"
+                        + (f" ({names}{'; ...' if len(skipped) > 3 else ''})." if names else "."))
 
 
-def _missing(judged: Judged) -> bool:
-    return isinstance(judged, int) and judged < 0
-
-
-def evaluate(model, annotations: list[Annotation], class_id: int | None = None, rule=None,
-             thresholds: np.ndarray | None = None, progress=None, watch: WatchList | None = None) -> Evaluation:
-    """CorLoc@0.5 with the model's box rule, and BoxAcc for every threshold with the best of all
-    boxes (one per connected component), as MaxBoxAccV2 defines it."""
+def evaluate(model, annotations: Sequence[Annotation], class_id: int | None = None, rule=None,
+             thresholds: np.ndarray | None = None, progress=None, watch: WatchList | None = None,
+             skipped: Sequence[Skipped] = (), refine: str = "none") -> Evaluation:
+    """CorLoc@0.5 with the model's box rule (optionally refined), top-1 localisation when a class
+    is given, BoxAcc for every threshold with the best of all boxes (one per connected component)
+    as MaxBoxAccV2 defines it, and per-object recall and precision of the "objects" box mode at
+    the rule's threshold. `skipped`: files the loader could not use (load_labelled), reported with
+    the photos that cannot be read here; an error only when no photo at all could be."""
     rule = rule or BoxRule.for_model(model.info.cam)
+    objects_rule = replace(rule, mode="objects", max_rois=rule.max_rois or MAX_OBJECTS)
     thresholds = np.round(np.arange(0.01, 1.0, 0.01), 2) if thresholds is None else thresholds
-    hits, best, missing = [], [], 0
-    for a, pred, judged in predictions(model, annotations, class_id, progress, watch):
-        if _missing(judged):
+    skips = list(skipped)
+    hits, top1, best, missing = [], [], [], 0
+    found = predicted = truths = 0
+    for s in predictions(model, annotations, class_id, progress, watch, skips):
+        truths += len(s.annotation.boxes)
+        if s.class_right is not None:
+            top1.append(s.class_right)
+        if s.missing:
             missing += 1
             hits.append(False)
             best.append(np.zeros(len(thresholds)))
             continue
-        boxes = _localize(rule, pred, judged)[1]
-        hits.append(hit(boxes[0] if boxes else None, a.boxes))
-        cam = judged if not isinstance(judged, int) else pred.cams[judged] if pred.cams is not None else None
-        assert cam is not None  # a teacher's prediction has its maps
-        heat = HeatMap.from_cam(cam, pred.resize)  # MaxBoxAccV2 judges the map itself
-        best.append(np.array([max((b.iou(t) for b in boxes_from_heat(heat, th, "all", 0.0) for t in a.boxes),
+        boxes = s.localize(rule, refine)[1]
+        hits.append(hit(boxes[0] if boxes else None, s.annotation.boxes))
+        per_object = s.localize(objects_rule, refine)[1]
+        found += matches(per_object, s.annotation.boxes)
+        predicted += len(per_object)
+        heat = s.heat()
+        best.append(np.array([max((b.iou(t) for b in boxes_from_heat(heat, th, "all", 0.0) for t in s.annotation.boxes),
                                   default=0.0) for th in thresholds]))
+    if not hits:
+        raise _nothing_read(skips)
     best_iou = np.stack(best)
-    return Evaluation(len(annotations), rule, float(np.mean(hits)), thresholds,
-                      {d: (best_iou >= d).mean(axis=0) for d in IOU_LEVELS}, missing, best_iou)
+    right = np.array(top1, bool)
+    return Evaluation(len(hits), rule, float(np.mean(hits)), thresholds,
+                      {d: (best_iou >= d).mean(axis=0) for d in IOU_LEVELS}, missing, best_iou,
+                      Objects(found, predicted, truths),
+                      float(right.mean()) if top1 else None,
+                      float((right & np.array(hits, bool)).mean()) if top1 else None, skips, refine,
+                      np.array(hits, bool))
 
 
 @dataclass
@@ -206,38 +244,54 @@ class Calibration:
     baseline: BoxRule  # the model's rule before
     tuned: dict[str, float]  # CorLoc@0.5 on the tuning half: {"baseline": .., "calibrated": ..}
     held_out: dict[str, float]  # the same on the held-out half, which chose nothing
+    held_out_rule: BoxRule | None = None  # what the held-out half would have chosen: how far the choice moves
+    skipped: list[Skipped] = field(default_factory=list)
+    images: int = 0
 
     def to_dict(self) -> dict:
         return {"rule": self.rule.__dict__, "baseline": self.baseline.__dict__, "tuning_half": self.tuned,
-                "held_out_half": self.held_out}
+                "held_out_half": self.held_out,
+                "held_out_best_rule": self.held_out_rule.__dict__ if self.held_out_rule else None,
+                "images": self.images, "skipped": [s.to_dict() for s in self.skipped]}
 
 
-def calibrate(model, annotations: list[Annotation], class_id: int | None = None, progress=None,
-              thresholds=np.round(np.arange(0.05, 0.61, 0.01), 2), modes=("largest", "union"),
-              min_areas=(0.005, 0.02, 0.05), fuse_tops=(1, 3, 5), watch: WatchList | None = None) -> Calibration:
+def calibrate(model, annotations: Sequence[Annotation], class_id: int | None = None, progress=None,
+              thresholds=np.round(np.arange(0.05, 0.91, 0.01), 2), modes=("largest", "union"),
+              min_areas=(0.005, 0.02, 0.05), fuse_tops=(1, 3, 5), watch: WatchList | None = None,
+              skipped: Sequence[Skipped] = ()) -> Calibration:
     """Choose the box rule (threshold, box mode, minimum region area, top-k map fusion) with the
-    best CorLoc@0.5 on every other image, and report it on the others, which played no part in
-    the choice."""
-    preds = list(predictions(model, annotations, class_id, progress, watch))
+    best CorLoc@0.5 on every other readable photo, and report it on the others, which played no
+    part in the choice; the rule those others would have chosen is kept too, to show how far the
+    choice moves between two halves of one set. Unreadable photos are skipped and named."""
+    skips = list(skipped)
+    # kept for the whole search, so without the photos: only GrabCut needs them, and it is not searched
+    seen = [replace(s, image=None) for s in predictions(model, annotations, class_id, progress, watch, skips)]
+    if not seen:
+        raise _nothing_read(skips)
     if class_id is not None or watch is not None:
         fuse_tops = (1,)  # fusing is about the top-1's neighbours; a chosen class's map stands alone
-    halves = (preds[0::2], preds[1::2])
+    halves = (seen[0::2], seen[1::2])
     baseline = BoxRule.for_model(model.info.cam)
 
-    def first(rule: BoxRule, pred: Prediction, judged: Judged) -> Box | None:
-        boxes = _localize(rule, pred, judged)[1]
-        return boxes[0] if boxes else None
+    # Each photo's map for each fusion, made once: the rules differ in how they box it only.
+    heats = {k: [None if s.missing else s.rule_heat(BoxRule(fuse_top=k)) for s in seen] for k in fuse_tops}
 
-    def corloc(rule, items):
-        return float(np.mean([not _missing(judged) and hit(first(rule, pred, judged), a.boxes)
-                              for a, pred, judged in items]))
+    def corloc(rule: BoxRule, half: int) -> float:
+        items = list(zip(seen, heats[rule.fuse_top]))[half::2]
+        if not items:
+            return 0.0
+        firsts = [[] if h is None else rule.boxes(h)[:1] for _, h in items]
+        return float(np.mean([bool(f) and hit(f[0], s.annotation.boxes) for (s, _), f in zip(items, firsts)]))
 
     rules = [BoxRule(float(t), m, a, k) for k in fuse_tops for m in modes
              for a in (min_areas if m != "largest" else (0.01,)) for t in thresholds]
-    scores = [corloc(r, halves[0]) for r in rules]
-    best = rules[int(np.argmax(scores))]
-    return Calibration(best, baseline, {"baseline": corloc(baseline, halves[0]), "calibrated": max(scores)},
-                       {"baseline": corloc(baseline, halves[1]), "calibrated": corloc(best, halves[1])})
+    tuning = [corloc(r, 0) for r in rules]
+    other = [corloc(r, 1) for r in rules] if halves[1] else tuning
+    best = rules[int(np.argmax(tuning))]
+    heats.setdefault(baseline.fuse_top, [None if s.missing else s.rule_heat(baseline) for s in seen])
+    return Calibration(best, baseline, {"baseline": corloc(baseline, 0), "calibrated": max(tuning)},
+                       {"baseline": corloc(baseline, 1), "calibrated": corloc(best, 1)},
+                       rules[int(np.argmax(other))], skips, len(seen))
 
 
 def write_calibrated(model, calibration: Calibration, out_path: str) -> None:
