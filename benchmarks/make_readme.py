@@ -8,8 +8,8 @@ import os
 
 from common import RESULTS
 
-ORDER = ["export_errors.md", "peers.md", "variants.md", "class_query.md", "bench.md", "streams.md", "tradeoff.md",
-         "real_tradeoff.md", "localization.md", "soak.md"]
+ORDER = ["export_errors.md", "peers.md", "variants.md", "class_query.md", "cam_overhead.md", "bench.md", "streams.md",
+         "tradeoff.md", "real_tradeoff.md", "localization.md", "soak.md"]
 INTRO = """# Benchmarks
 
 Each section below was written by the script named in it, on the machine and at the time it
@@ -23,6 +23,7 @@ states; `python benchmarks/make_readme.py` rebuilds this page from `results/`. R
 | `edge-cam bench --out benchmarks/results/bench` | per-stage latency, FPS, memory, energy of the cascade |
 | `python benchmarks/streams.py` | FPS for 1 and 4 streams, teacher runs with static-scene reuse |
 | `python benchmarks/class_query.py` | latency of the class-query (and dynamic-size) teacher against the plain top-K graph |
+| `python benchmarks/cam_overhead.py` | the CAM teacher against a plain classifier of its weights, and where the time goes |
 | `python benchmarks/tradeoff.py` | accuracy against cost of the cascade on the demo clip |
 | `python benchmarks/real_tradeoff.py` | the cascade with distilled students on the shared real videos (train 60%, test 40%) |
 | `python benchmarks/localization.py` | CorLoc / MaxBoxAccV2 on the raccoon photos, calibration on held-out halves |
