@@ -28,6 +28,7 @@ One at a time:
 | `edge-cam bench --out benchmarks/results/bench` | per-stage latency, FPS, memory, energy of the cascade |
 | `python benchmarks/streams.py` | FPS for 1 and 4 streams, teacher runs with static-scene reuse |
 | `python benchmarks/class_query.py` | latency of the class-query (and dynamic-size) teacher against the plain top-K graph |
+| `python benchmarks/cam_overhead.py` | the CAM teacher against a plain classifier of its weights, and where the time goes |
 | `python benchmarks/tradeoff.py` | accuracy against cost of the cascade on the demo clip |
 | `python benchmarks/real_tradeoff.py` | the cascade with distilled students on the shared real videos (train 60%, test 40%) |
 | `python benchmarks/localization.py` | localisation defaults and additions (resize, threshold chosen on half A, flip, two scales, stride-16 map, GrabCut, two passes): CorLoc, MaxBoxAccV2, per-object recall / precision, ms; raccoon photos, their mosaics, GT-known photos, bottle frames (export extra) |

@@ -7,11 +7,13 @@ import logging
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from edge_cam.errors import EdgeCamError, first_line
 
 from .heads import CamLayers
+from .onnx_passes import tidy
 
 log = logging.getLogger("edge_cam")
 
@@ -50,20 +52,29 @@ class CamGraph(nn.Module):
     Given `class_query` (int64 [Q], Q ≥ 0, the same classes for every image) it also returns
     `query_cams` [B, Q, h, w] and `query_scores` [B, Q] from the same F: a user watching a class
     gets its map whatever its rank, without a second run of the network.
+
+    The rows are gathered with Gather (embedding, index_select), not GatherND: one node each, and
+    OpenVINO reads them with a constant query too. W is the classifier's own parameter where the
+    body holds it as such (a Linear), so the file stores it once.
     """
 
     def __init__(self, body: nn.Module, mean, std, top_k: int, weight: torch.Tensor | None = None,
                  grad_head: nn.Module | None = None):
         super().__init__()
         self.body = body
-        # (x/255 - mean)/std folded into one subtract and one divide.
+        # (x/255 - mean)/std folded into one subtract and one divide (the ONNX export then folds
+        # the divide into the first convolution, see onnx_passes.fold_scale).
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
         self.top_k = top_k
         self.with_cam = weight is not None or grad_head is not None
         self.grad_head = grad_head
         if weight is not None:
-            self.register_buffer("weight", weight.detach().to(torch.float32).clone())
+            shared = _parameter_of(body, weight)
+            if shared is not None:
+                self.weight = shared  # the same Parameter twice: the exporters store it once
+            else:
+                self.register_buffer("weight", weight.detach().to(torch.float32).clone())
 
     def top(self, logits: torch.Tensor):
         # Rank by logits, not probabilities: softmax saturates to exact ties in float32.
@@ -85,15 +96,25 @@ class CamGraph(nn.Module):
         else:
             probs = torch.softmax(logits, dim=1)
             class_ids = torch.topk(logits, self.top_k, dim=1).indices  # as top(), sharing the softmax
-            alpha = self.weight[class_ids]
-            alpha_q = None if class_query is None else self.weight[class_query]  # (Q, C), the same for every image
+            weight = self.weight
+            alpha = F.embedding(class_ids, weight)  # (B, K, C)
+            alpha_q = None if class_query is None else torch.index_select(weight, 0, class_query)  # (Q, C)
         scores = torch.gather(probs, 1, class_ids)
         cams = torch.matmul(alpha, flat).reshape(b, self.top_k, h, w)
         if class_query is None:
             return logits, class_ids, scores, cams
         # (Q, C) or (B, Q, C) @ (B, C, hw): Q may be 0, and then these are empty, not an error.
         query_cams = torch.matmul(alpha_q, flat).reshape(b, class_query.shape[0], h, w)
-        return logits, class_ids, scores, cams, query_cams, probs[:, class_query]
+        return logits, class_ids, scores, cams, query_cams, torch.index_select(probs, 1, class_query)
+
+
+def _parameter_of(body: nn.Module, weight: torch.Tensor) -> nn.Parameter | None:
+    """The float32 parameter of `body` that `weight` is (same storage, shape and strides), if any."""
+    for p in body.parameters():
+        if (p.dtype == torch.float32 and p.data_ptr() == weight.data_ptr() and p.shape == weight.shape
+                and p.stride() == weight.stride()):
+            return p
+    return None
 
 
 def output_names(graph: CamGraph, class_query: bool = False) -> list[str]:
@@ -163,3 +184,4 @@ def _export(graph: CamGraph, example: torch.Tensor, path: str, opset: int, expor
         detail = first_line(e)
         raise EdgeCamError(f"torch.onnx could not export this model ({detail}); try "
                            "--exporter torchscript or another --opset.") from None
+    tidy(path)  # an optional class_query, the divide folded, the maps' sizes from F

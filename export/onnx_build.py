@@ -7,13 +7,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edge_cam.errors import EdgeCamError
 from edge_cam.metadata import PREFIX, ModelInfo
 
 from .onnx_head import Head
+from .onnx_passes import QUERY, const_node, feature_nodes, fold_scale, map_nodes, opset_of, optional_query, prune, subgraphs
 
 if TYPE_CHECKING:
     from .surgery import SourceInput
@@ -67,19 +67,11 @@ def input_geometry(model, layout: str, input_size) -> tuple[tuple[int, int], boo
     return size, dims[0] is None
 
 
-def _subgraphs(node):
-    for a in node.attribute:
-        if a.type == onnx.AttributeProto.GRAPH:
-            yield a.g
-        elif a.type == onnx.AttributeProto.GRAPHS:
-            yield from a.graphs
-
-
 def _rename(graph, old: str, new: str) -> None:
     for node in graph.node:
         node.input[:] = [new if i == old else i for i in node.input]
         node.output[:] = [new if o == old else o for o in node.output]
-        for sub in _subgraphs(node):
+        for sub in subgraphs(node):
             _rename(sub, old, new)
     for coll in (graph.input, graph.output, graph.value_info, graph.initializer):
         for v in coll:
@@ -87,38 +79,22 @@ def _rename(graph, old: str, new: str) -> None:
                 v.name = new
 
 
-def _used_names(nodes, out: set[str]) -> set[str]:
-    """Every tensor the nodes read, including outer-scope names used inside their subgraphs."""
-    for node in nodes:
-        out.update(node.input)
-        for sub in _subgraphs(node):
-            _used_names(sub.node, out)
-    return out
-
-
-def _prune(graph) -> None:
-    """Drop the nodes the new outputs no longer need (the old Softmax, old outputs' tails)."""
-    needed = {o.name for o in graph.output}
-    keep = []
-    for node in reversed(graph.node):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            _used_names([node], needed)
-    del graph.node[:]
-    graph.node.extend(reversed(keep))
-    inits = [t for t in graph.initializer if t.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-
-
-def _const_node(name: str, value: np.ndarray):
-    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
+def _stored(graph, weight: np.ndarray) -> str | None:
+    """The initializer holding exactly `weight` (a Gemm's transB=1 matrix, a MatMul's after its
+    transposition is not one), so the CAM gathers the classifier's own copy."""
+    raw = weight.astype(np.float32).tobytes()
+    for t in graph.initializer:
+        if (t.data_type == TensorProto.FLOAT and list(t.dims) == list(weight.shape)
+                and numpy_helper.to_array(t).tobytes() == raw):
+            return t.name
+    return None
 
 
 def build(model, head: Head, pre: SourceInput, size: tuple[int, int], batch, k: int,
-           feature_size: tuple[int, int], info: ModelInfo):
+          feature_size: tuple[int, int], info: ModelInfo):
     """The original graph wrapped in the uint8 contract, with the CAM head appended."""
     g = model.graph
+    opset = opset_of(model)
     reserved = set(OUTPUTS)
     names = {n for node in g.node for n in (*node.input, *node.output)} | {v.name for v in g.input}
     for name in reserved & names:
@@ -127,25 +103,26 @@ def build(model, head: Head, pre: SourceInput, size: tuple[int, int], batch, k: 
     feature = f"src/{head.feature}" if head.feature in reserved else head.feature
     logits = f"src/{head.logits}" if head.logits in reserved else head.logits
     p = "edge_cam/"
-    nodes = [helper.make_node("Cast", ["image"], [p + "float"], to=TensorProto.FLOAT)]
-    x = p + "float"
-    if pre.color == "BGR":
-        nodes += [_const_node(p + "bgr", np.array([2, 1, 0], np.int64)),
-                  helper.make_node("Gather", [x, p + "bgr"], [p + "swapped"], axis=3)]
-        x = p + "swapped"
-    shape = (1, 1, 1, 3)
+    # Layout and colour order first, on uint8: a quarter of the bytes a float Transpose moves.
+    nodes, x, shape, axis = [], "image", (1, 1, 1, 3), 3
     if pre.layout == "NCHW":
         nodes.append(helper.make_node("Transpose", [x], [p + "nchw"], perm=[0, 3, 1, 2]))
-        x, shape = p + "nchw", (1, 3, 1, 1)
-    nodes += [_const_node(p + "scale", np.array(pre.scale, np.float32)),
-              _const_node(p + "mean", np.asarray(pre.mean, np.float32).reshape(shape)),
-              _const_node(p + "std", np.asarray(pre.std, np.float32).reshape(shape)),
-              helper.make_node("Mul", [x, p + "scale"], [p + "scaled"]),
-              helper.make_node("Sub", [p + "scaled", p + "mean"], [p + "centred"]),
+        x, shape, axis = p + "nchw", (1, 3, 1, 1), 1
+    if pre.color == "BGR":
+        nodes += [const_node(p + "bgr", np.array([2, 1, 0], np.int64)),
+                  helper.make_node("Gather", [x, p + "bgr"], [p + "swapped"], axis=axis)]
+        x = p + "swapped"
+    # (x·scale - mean)/std = (x - mean/scale) / (std/scale): no multiply, and the divide then folds
+    # into the first convolution where it can (onnx_passes.fold_scale).
+    scale = np.float64(pre.scale)
+    nodes += [helper.make_node("Cast", [x], [p + "float"], to=TensorProto.FLOAT),
+              const_node(p + "mean", (np.asarray(pre.mean, np.float64) / scale).astype(np.float32).reshape(shape)),
+              const_node(p + "std", (np.asarray(pre.std, np.float64) / scale).astype(np.float32).reshape(shape)),
+              helper.make_node("Sub", [p + "float", p + "mean"], [p + "centred"]),
               helper.make_node("Div", [p + "centred", p + "std"], [x_name])]
 
     tail = [helper.make_node("Identity", [logits], ["logits"]),
-            _const_node(p + "k", np.array([k], np.int64)),
+            const_node(p + "k", np.array([k], np.int64)),
             helper.make_node("TopK", ["logits", p + "k"], [p + "top_logits", "class_ids"], axis=-1,
                              largest=1, sorted=1),
             helper.make_node("Softmax", ["logits"], [p + "probs"], axis=1),
@@ -154,30 +131,19 @@ def build(model, head: Head, pre: SourceInput, size: tuple[int, int], batch, k: 
     if head.feature_layout == "NHWC":
         tail.append(helper.make_node("Transpose", [f], [p + "feature_nchw"], perm=[0, 3, 1, 2]))
         f = p + "feature_nchw"
+    weight = _stored(g, head.weight)
+    if weight is None:
+        weight = p + "weight"
+        g.initializer.append(numpy_helper.from_array(head.weight.astype(np.float32), weight))
     # CAM = W[top-K] · F as a batched MatMul over the flattened map: no Einsum, so opset 11 will do.
-    tail += [_const_node(p + "weight", head.weight.astype(np.float32)),
-             helper.make_node("Gather", [p + "weight", "class_ids"], [p + "top_weight"], axis=0),
-             _const_node(p + "flat", np.array([0, 0, -1], np.int64)),
-             helper.make_node("Reshape", [f, p + "flat"], [p + "feature_flat"]),
-             helper.make_node("MatMul", [p + "top_weight", p + "feature_flat"], [p + "cams_flat"]),
-             helper.make_node("Shape", ["class_ids"], [p + "bk"]),
-             helper.make_node("Shape", [f], [p + "fshape"]),
-             _const_node(p + "two", np.array([2], np.int64)),
-             _const_node(p + "four", np.array([4], np.int64)),
-             helper.make_node("Slice", [p + "fshape", p + "two", p + "four"], [p + "hw"]),
-             helper.make_node("Concat", [p + "bk", p + "hw"], [p + "cam_shape"], axis=0),
-             helper.make_node("Reshape", [p + "cams_flat", p + "cam_shape"], ["cams"])]
-    # The queried classes: (Q, C) rows @ (B, C, hw) broadcasts to (B, Q, hw). Q may be 0; Reshape's
-    # 0 then copies the input's own 0, so an empty query gives empty outputs, not an error.
-    tail += [helper.make_node("Gather", [p + "weight", "class_query"], [p + "query_weight"], axis=0),
-             helper.make_node("MatMul", [p + "query_weight", p + "feature_flat"], [p + "query_flat"]),
-             _const_node(p + "zero", np.array([0], np.int64)),
-             _const_node(p + "one", np.array([1], np.int64)),
-             helper.make_node("Slice", [p + "bk", p + "zero", p + "one"], [p + "b"]),  # Shape's end: opset 15
-             helper.make_node("Shape", ["class_query"], [p + "q"]),
-             helper.make_node("Concat", [p + "b", p + "q", p + "hw"], [p + "query_shape"], axis=0),
-             helper.make_node("Reshape", [p + "query_flat", p + "query_shape"], ["query_cams"]),
-             helper.make_node("Gather", [p + "probs", "class_query"], ["query_scores"], axis=1)]
+    # The queried classes: (Q, C) rows @ (B, C, hw) broadcasts to (B, Q, hw); Q may be 0.
+    feature_ops, flat, hw = feature_nodes(f, opset)
+    tail += feature_ops
+    tail += [helper.make_node("Gather", [weight, "class_ids"], [p + "top_weight"], axis=0)]
+    tail += map_nodes(p + "top_weight", flat, hw, "cams", opset)
+    tail += [helper.make_node("Gather", [weight, QUERY], [p + "query_weight"], axis=0)]
+    tail += map_nodes(p + "query_weight", flat, hw, "query_cams", opset)
+    tail += [helper.make_node("Gather", [p + "probs", QUERY], ["query_scores"], axis=1)]
 
     old = list(g.node)
     del g.node[:]
@@ -185,7 +151,7 @@ def build(model, head: Head, pre: SourceInput, size: tuple[int, int], batch, k: 
     kept = [i for i in g.input if i.name != x_name]
     del g.input[:]
     g.input.extend([helper.make_tensor_value_info("image", TensorProto.UINT8, [batch, *size, 3]),
-                    helper.make_tensor_value_info("class_query", TensorProto.INT64, ["query"])] + kept)
+                    helper.make_tensor_value_info(QUERY, TensorProto.INT64, ["query"])] + kept)
     del g.output[:]
     n, (fh, fw) = head.num_classes, feature_size
     g.output.extend([helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, n]),
@@ -198,7 +164,9 @@ def build(model, head: Head, pre: SourceInput, size: tuple[int, int], batch, k: 
     vi = [v for v in g.value_info if v.name not in (x_name, *OUTPUTS)]
     del g.value_info[:]
     g.value_info.extend(vi)
-    _prune(g)
+    optional_query(model)
+    prune(g)
+    fold_scale(model)
     kept_props = {m.key: m.value for m in model.metadata_props if not m.key.startswith(PREFIX)}
     helper.set_model_props(model, {**kept_props, **info.to_props()})
     return model

@@ -24,6 +24,7 @@ class Tensor:
     shape: tuple[int, ...]  # -1 where the size is dynamic
     dtype: np.dtype
     quant: tuple[float, int] | None = None  # (scale, zero_point) of a quantised tensor
+    optional: bool = False  # an input with a default in the graph (a teacher's class_query)
 
 
 class Backend(Protocol):

@@ -12,14 +12,13 @@ import json
 import logging
 import os
 import re
-import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..errors import EdgeCamError, first_line
 from . import Tensor
+from .stderr import filtered
 
 log = logging.getLogger("edge_cam")
 METADATA_NAME = "edge_cam"
@@ -118,25 +117,9 @@ NATIVE_NOISE = re.compile(r"(INFO: Created TensorFlow Lite XNNPACK delegate|WARN
                           r"absl::InitializeLog|[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] )")
 
 
-@contextlib.contextmanager
-def native_noise_filtered() -> Iterator[None]:
-    """Catch file descriptor 2 while native code runs, then pass on every line but NATIVE_NOISE:
-    a board's log and a first export show our lines, and nothing another thread wrote is lost."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            kept = [line for line in caught.read().splitlines(keepends=True)
-                    if not NATIVE_NOISE.match(line.decode(errors="replace"))]
-            if kept:
-                os.write(2, b"".join(kept))
+def native_noise_filtered() -> contextlib.AbstractContextManager[None]:
+    """Catch file descriptor 2 while native code runs, then pass on every line but NATIVE_NOISE."""
+    return filtered(NATIVE_NOISE)
 
 
 class LiteRTBackend:

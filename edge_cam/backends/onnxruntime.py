@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ import onnxruntime as ort
 
 from ..errors import EdgeCamError, first_line
 from . import Tensor
+from .stderr import filtered
 
 log = logging.getLogger("edge_cam")
 
@@ -28,6 +30,12 @@ SPINNING = "session.intra_op.allow_spinning"
 # the logits and agrees on 60% of top-1s; with it both are bit-identical. A VNNI or ARM CPU never
 # saturates, and gives the same results at the same speed either way.
 EXACT_INT8 = "session.x64quantprecision"
+# Inputs with a default in the graph (an initializer of the same name) that the runtime feeds:
+# ORT lists them apart from the required inputs, beside any weight an old exporter left overridable.
+OPTIONAL_INPUTS = ("class_query",)
+# ORT's warning, at each load, that such a default is not a constant: meant, so not shown.
+OPTIONAL_NOISE = re.compile(r"(\x1b\[[\d;]*m)?[\d-]+ [\d:.]+ \[W:onnxruntime:[^\]]*\] Initializer "
+                            r"(" + "|".join(OPTIONAL_INPUTS) + r") appears in graph inputs")
 
 
 def resolve_providers(providers: str | Sequence[str] = "auto", tensorrt: dict | None = None) -> list:
@@ -90,15 +98,16 @@ def open_session(path: str, providers: Sequence, threads: int = 0, spinning: boo
     if not _is_set(opts, EXACT_INT8):
         opts.add_session_config_entry(EXACT_INT8, "1")
     try:
-        return ort.InferenceSession(path, sess_options=opts, providers=list(providers))
+        with filtered(OPTIONAL_NOISE):
+            return ort.InferenceSession(path, sess_options=opts, providers=list(providers))
     except Exception as e:  # ORT raises several unrelated types for unreadable files
         raise EdgeCamError(f"{path} is not a readable ONNX model ({first_line(e)}); "
                            "re-export it or check the file.") from None
 
 
-def _tensors(args: Sequence[Any]) -> list[Tensor]:
+def _tensors(args: Sequence[Any], optional: bool = False) -> list[Tensor]:
     return [Tensor(v.name, tuple(d if isinstance(d, int) else -1 for d in v.shape),
-                   np.dtype(ORT_TYPES.get(v.type, object))) for v in args]
+                   np.dtype(ORT_TYPES.get(v.type, object)), optional=optional) for v in args]
 
 
 class OnnxRuntimeBackend:
@@ -112,7 +121,9 @@ class OnnxRuntimeBackend:
 
     def __init__(self, session: ort.InferenceSession):
         self.session = session
-        self.inputs = _tensors(session.get_inputs())
+        # The required inputs, then the optional ones the runtime feeds (class_query with a default).
+        self.inputs = _tensors(session.get_inputs()) + _tensors(
+            [v for v in session.get_overridable_initializers() if v.name in OPTIONAL_INPUTS], optional=True)
         self.outputs = _tensors(session.get_outputs())
         self.props: dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
         self.providers: list[str] = session.get_providers()

@@ -23,7 +23,7 @@ def main(args: argparse.Namespace) -> int:
     for kind, tensors in (("input", backend.inputs), ("output", backend.outputs)):
         for t in tensors:
             typ = str(t.dtype) + (f" (scale {t.quant[0]:g}, zero point {t.quant[1]:d})" if t.quant else "")
-            print(f"  {kind:6s} {t.name:10s} {typ:16s} {list(t.shape)}")
+            print(f"  {kind:6s} {t.name:10s} {typ:16s} {list(t.shape)}{'  optional (has a default)' if t.optional else ''}")
     props = backend.props
     if not any(k.startswith("edge_cam.") for k in props):
         print("  no edge_cam metadata: not an edge-cam model")

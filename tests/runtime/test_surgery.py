@@ -293,6 +293,48 @@ def test_bgr_nhwc_source_and_reserved_names(tmp_path):
     assert np.abs(got["cams"] - want).max() < 1e-4 * np.ptp(want)
 
 
+@pytest.mark.parametrize("head", ["gemm", "reducemean-matmul"])
+def test_the_result_runs_on_the_image_alone_in_a_bare_session(head, tmp_path):
+    """class_query has a default (class 0), so any ONNX consumer can feed the image alone; the
+    normalisation's divide sits in the first convolution's weights; a Gemm's W is stored once."""
+    src = tiny(head, tmp_path / "src.onnx")
+    out = tmp_path / "cam.onnx"
+    cam_from_onnx(str(src), str(out), mean=MEAN, std=STD, top_k=3, input_size=(32, 32))
+    m = onnx.load(out)
+    assert not {"Div", "Mul"} & {n.op_type for n in m.graph.node}
+    weights = [t.name for t in m.graph.initializer if list(t.dims) == [5, 8]]
+    assert weights == (["fc_w"] if head == "gemm" else ["edge_cam/weight"])  # a MatMul stores W transposed
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["image"]
+    images = np.random.default_rng(4).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"image": images})))
+    logits, cams = numpy_reference(images, head)
+    assert np.abs(got["logits"] - logits).max() < 1e-4 * np.ptp(logits)
+    want = np.take_along_axis(cams, got["class_ids"][:, :, None, None], 1)
+    assert np.abs(got["cams"] - want).max() < 1e-4 * np.ptp(want)
+    assert np.abs(got["query_cams"] - cams[:, :1]).max() < 1e-4 * np.ptp(cams)
+    asked = sess.run(["query_cams"], {"image": images, "class_query": np.array([4, 2], np.int64)})[0]
+    assert np.abs(asked - cams[:, [4, 2]]).max() < 1e-4 * np.ptp(cams)
+
+
+def test_openvino_runs_the_result(tmp_path):
+    ov = pytest.importorskip("openvino", reason="OpenVINO is not installed here (pip install openvino)")
+    src = tiny("squeezenet", tmp_path / "src.onnx")
+    out = tmp_path / "cam.onnx"
+    cam_from_onnx(str(src), str(out), mean=MEAN, std=STD, top_k=3, input_size=(32, 32))
+    compiled = ov.Core().compile_model(str(out), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    assert [i.get_any_name() for i in compiled.inputs] == ["image"]
+    images = np.random.default_rng(5).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    result = compiled({"image": images})
+    got = {o.get_any_name(): result[o] for o in compiled.outputs}
+    logits, cams = numpy_reference(images, "squeezenet")
+    assert (got["class_ids"][:, 0] == logits.argmax(1)).all()
+    want = np.take_along_axis(cams, got["class_ids"][:, :, None, None], 1)
+    assert np.abs(got["cams"] - want).max() < 1e-4 * np.ptp(want)
+    assert got["query_cams"].shape == (3, 1, 16, 16)  # the default query, class 0
+    assert np.abs(got["query_cams"] - cams[:, :1]).max() < 1e-4 * np.ptp(cams)
+
+
 def test_result_works_with_info_and_localize(tmp_path, capsys):
     src = tiny("gemm", tmp_path / "src.onnx")
     out = tmp_path / "cam.onnx"
@@ -300,7 +342,8 @@ def test_result_works_with_info_and_localize(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "found gemm head" in err and "top-1 agrees" in err
     assert main(["info", str(out)]) == 0
-    assert "CAM teacher" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "CAM teacher" in shown and "class_query int64            [-1]  optional (has a default)" in shown
     img = tmp_path / "a.png"
     cv2.imwrite(str(img), np.random.default_rng(3).integers(0, 256, (60, 80, 3), dtype=np.uint8))
     assert main(["localize", str(out), str(img)]) == 0
