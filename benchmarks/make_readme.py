@@ -31,7 +31,7 @@ One at a time:
 | `python benchmarks/cam_overhead.py` | the CAM teacher against a plain classifier of its weights, and where the time goes |
 | `python benchmarks/tradeoff.py` | accuracy against cost of the cascade on the demo clip |
 | `python benchmarks/real_tradeoff.py` | the cascade with distilled students on the shared real videos (train 60%, test 40%) |
-| `python benchmarks/localization.py` | localisation defaults and additions (resize, threshold chosen on half A, flip, two scales, stride-16 map, GrabCut, two passes): CorLoc, MaxBoxAccV2, per-object recall / precision, ms; raccoon photos, their mosaics, GT-known photos, bottle frames (export extra) |
+| `python benchmarks/localization.py` | localisation defaults and each addition: CorLoc, MaxBoxAccV2, objects R / P, ms |
 | `python benchmarks/soak.py` | RSS over 100,000 frames with events, video and MQTT on |
 """
 
