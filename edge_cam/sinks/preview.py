@@ -37,12 +37,13 @@ import cv2
 
 from ..capture import mask_credentials
 from ..errors import EdgeCamError
+from ..sink import PlainSink, Sink
 from ._preview_page import PAGE
 
 if TYPE_CHECKING:
     from ..cascade import FrameResult
     from ..source import Source
-    from ..stream import StreamStats
+    from ..stream_stats import StreamStats
 
 __all__ = ["PreviewServer", "parse_serve"]
 log = logging.getLogger("edge_cam")
@@ -67,7 +68,7 @@ def parse_serve(spec: str) -> tuple[str, int]:
     return host, number
 
 
-class PreviewServer:
+class PreviewServer(PlainSink):
     """The preview sink. `token`: when set, every request needs `?token=` or `Authorization:
     Bearer`. Any host other than loopback is an explicit choice of the caller."""
 
@@ -89,7 +90,7 @@ class PreviewServer:
         self.frames = self.teacher_runs = self.watchers = self.encoded = 0
         self._stats: StreamStats | None = None
         self._sources: Sequence[Source] = ()
-        self._sinks: Sequence[object] = ()
+        self._sinks: Sequence[Sink] = ()
         self._closed = False
         self._started = time.time()
         try:
@@ -112,7 +113,7 @@ class PreviewServer:
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/" + (f"?token={self.token}" if self.token else "")
 
-    def bind(self, stats: StreamStats, sources: Sequence[Source], sinks: Sequence[object]) -> None:
+    def bind(self, stats: StreamStats, sources: Sequence[Source], sinks: Sequence[Sink]) -> None:
         """The loop's counters (drops and skips live there, not in the results); stream.run calls it."""
         self._stats, self._sources, self._sinks = stats, sources, [s for s in sinks if s is not self]
 
@@ -214,7 +215,7 @@ class PreviewServer:
             "frames": frames, "fps": round(fps, 2), "teacher_runs": teacher_runs,
             "dropped": sum(s.stats.dropped for s in self._sources),
             "skipped": stats.skipped if stats is not None else 0,
-            "mqtt_queue": sum(getattr(s, "pending", 0) for s in self._sinks),
+            "mqtt_queue": sum(s.pending for s in self._sinks),
             "watchers": watchers, "connections": self._httpd.active, "refused": self._httpd.refused,
             "uptime_s": round(time.time() - self._started, 1),
             "sources": [{"name": s.name, "live": s.live, "dropped": s.stats.dropped} for s in self._sources],
