@@ -63,10 +63,12 @@ class StreamStats:
 
     def latency(self) -> dict[str, dict[str, float]]:
         """Median, p95 and p99 per stage (over the frames where it ran) and for the whole frame, in
-        ms, over the latest WINDOW frames."""
+        ms, over the latest WINDOW frames. Safe to call from another thread while the loop adds: it
+        reads a copy of the stage table (one C-level copy, whole under the GIL)."""
         out = {}
-        for k in [*STAGES, *sorted(set(self.timings) - set(STAGES) - {"total"}), "total"]:
-            a = self.timings[k].values() if k in self.timings else np.zeros(0)
+        timings = dict(self.timings)
+        for k in [*STAGES, *sorted(set(timings) - set(STAGES) - {"total"}), "total"]:
+            a = timings[k].values() if k in timings else np.zeros(0)
             if a.size:
                 out[k] = {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
                           "p99": float(np.percentile(a, 99))}
