@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 
+from ..draw import annotate
 from ..errors import EdgeCamError
 from ..sink import PlainSink, Sink
 
@@ -175,8 +176,6 @@ class VideoSink(PlainSink):
         self._file_size = 0
 
     def write(self, result: FrameResult) -> None:
-        from ..tools.annotate import annotate  # drawing is a tool; only this sink needs it
-
         if result.image is None:
             return
         out = annotate(result.image, result)

@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 import cv2
 
 from ..capture import mask_credentials
+from ..draw import annotate
 from ..errors import EdgeCamError
 from ..sink import PlainSink, Sink
 from ._preview_page import PAGE
@@ -151,8 +152,6 @@ class PreviewServer(PlainSink):
 
     # --- the encoder thread: the newest frame, at most max_fps times a second, while watched ---
     def _encode_loop(self) -> None:
-        from ..tools.annotate import annotate  # drawing is a tool; only sinks that draw need it
-
         last = -1e9
         while (newest := self._take_newest(last)) is not None:
             seq, result = newest
