@@ -24,6 +24,7 @@ from common import header, parser, write
 
 from edge_cam.cascade import Cascade
 from edge_cam.model import Model
+from edge_cam.sink import PlainSink
 from edge_cam.sinks import open_sink
 from edge_cam.source import open_source
 from edge_cam.stream import run
@@ -35,7 +36,7 @@ def rss_kb() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-class RssProbe:
+class RssProbe(PlainSink):
     """A sink that notes the RSS every `every` frames (it holds nothing else)."""
 
     def __init__(self, every: int):

@@ -13,7 +13,8 @@ from .crop import Crop, CropSpec
 from .errors import EdgeCamError
 from .localize import Box, BoxRule, HeatMap, boxes_from_heat
 from .model import Model, Prediction
-from .sinks import Sink, open_sink
+from .sink import Sink
+from .sinks import open_sink
 from .source import Frame, Source, open_source, read_image
 from .stream import StreamStats, run, stream
 

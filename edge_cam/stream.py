@@ -12,18 +12,14 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TextIO
 
-import numpy as np
-
 from .cascade import Cascade, FrameResult
-from .sinks import Sink
+from .sink import Sink
 from .source import Frame, Source
+from .stream_stats import StreamStats
 
-STAGES = ("read", "preprocess", "teacher", "localize", "crop", "student", "sink")
 LIVE_WAIT_S = 0.02  # how long one round waits for a live source's next frame
-WINDOW = 8192  # frames whose timings the latency figures cover: memory stays flat however long a run is
 STATUS_EVERY_S = (0.5, 30.0)  # status refresh: a terminal, a log file
 log = logging.getLogger("edge_cam")
 # One id per process run, in every event: frame numbers start again at 0 with each run, so
@@ -34,68 +30,6 @@ RUN_ID = uuid.uuid4().hex
 def printable(text: str) -> str:
     """`text` with control characters (newlines, terminal escapes) written as escapes, for logs."""
     return text if text.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
-
-
-class Window:
-    """The latest WINDOW values of one series, in a fixed ring buffer."""
-
-    def __init__(self, size: int = WINDOW):
-        self._buf = np.zeros(size, np.float64)
-        self.count = 0  # values ever added
-
-    def add(self, value: float) -> None:
-        self._buf[self.count % len(self._buf)] = value
-        self.count += 1
-
-    def values(self) -> np.ndarray:
-        """The kept values, oldest first."""
-        n = len(self._buf)
-        if self.count <= n:
-            return self._buf[:self.count].copy()
-        i = self.count % n
-        return np.concatenate([self._buf[i:], self._buf[:i]])
-
-
-# Stages that run only on some frames: their latency is taken over the frames where they ran
-# (a median over frames that reused the teacher's map would say the teacher costs nothing).
-_RAN = {"teacher": lambda r: r.teacher_ran, "localize": lambda r: r.teacher_ran,
-        "crop": lambda r: bool(r.rois), "student": lambda r: bool(r.rois)}
-
-
-@dataclass
-class StreamStats:
-    frames: int = 0
-    skipped: int = 0  # unreadable frames, counted and logged
-    teacher_runs: int = 0
-    wall_s: float = 0.0
-    timings: dict[str, Window] = field(default_factory=dict)
-
-    def add(self, result: FrameResult) -> None:
-        self.frames += 1
-        self.teacher_runs += result.teacher_ran
-        for k, v in result.timing_ms.items():
-            if _RAN.get(k, bool)(result):
-                self.timings.setdefault(k, Window()).add(v)
-        self.timings.setdefault("total", Window()).add(sum(result.timing_ms.values()))
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
-
-    def latency(self) -> dict[str, dict[str, float]]:
-        """Median, p95 and p99 per stage (over the frames where it ran) and for the whole frame, in
-        ms, over the latest WINDOW frames."""
-        out = {}
-        for k in [*STAGES, *sorted(set(self.timings) - set(STAGES) - {"total"}), "total"]:
-            a = self.timings[k].values() if k in self.timings else np.zeros(0)
-            if a.size:
-                out[k] = {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
-                          "p99": float(np.percentile(a, 99))}
-        return out
-
-    def summary(self) -> str:
-        return (f"{self.frames} frames in {self.wall_s:.1f} s ({self.fps:.1f} FPS), teacher ran on "
-                f"{self.teacher_runs}, {self.skipped} unreadable frames skipped")
 
 
 def stream(cascade: Cascade, sources: Sequence[Source], *, max_frames: int | None = None,
@@ -138,7 +72,7 @@ def stream(cascade: Cascade, sources: Sequence[Source], *, max_frames: int | Non
 
 def _status_line(stats: StreamStats, sources: Sequence[Source], sinks: Sequence[Sink]) -> str:
     dropped = sum(s.stats.dropped for s in sources)
-    depth = sum(s.depth for s in sources) + sum(getattr(k, "pending", 0) for k in sinks)
+    depth = sum(s.depth for s in sources) + sum(k.pending for k in sinks)
     line = (f"{stats.frames} frames {stats.fps:5.1f} FPS | teacher {stats.teacher_runs} | dropped "
             f"{dropped} | skipped {stats.skipped} | queued {depth}")
     totals = [s.total for s in sources]
@@ -158,9 +92,8 @@ def run(cascade: Cascade, sources: Sequence[Source], sinks: Sequence[Sink] = (),
     status line redraws in place on a terminal; elsewhere (a log file) it is a plain line every
     30 s. Pass `stats` to still have the counts when the run ends in an exception (a signal)."""
     stats = stats if stats is not None else StreamStats()
-    for sink in sinks:  # a sink that reports the loop's own counters (the preview's /metrics)
-        if hasattr(sink, "bind"):
-            sink.bind(stats, sources, sinks)
+    for sink in sinks:  # the loop's own counters, for a sink that reports them (the preview's /metrics)
+        sink.bind(stats, sources, sinks)
     tty = status is not None and status.isatty()
     every = STATUS_EVERY_S[0] if tty else STATUS_EVERY_S[1]
     t_start = last_status = time.perf_counter()

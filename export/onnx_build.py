@@ -16,7 +16,7 @@ from .onnx_head import Head
 from .onnx_passes import QUERY, const_node, feature_nodes, fold_scale, map_nodes, opset_of, optional_query, prune, subgraphs
 
 if TYPE_CHECKING:
-    from .surgery import SourceInput
+    from .onnx_source import SourceInput
 
 OUTPUTS = ("image", "class_query", "logits", "class_ids", "scores", "cams", "query_cams", "query_scores")  # reserved
 

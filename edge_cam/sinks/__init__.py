@@ -4,9 +4,9 @@
   out.avi, out.mp4, ...       the annotated video (one file per stream when there are several)
   mqtt://host:port[/prefix]   each event published with QoS 1 (sinks/mqtt.py, edge-cam[mqtt])
 
-Every sink has write(result) and close(); `pending` (events not yet delivered) is optional.
-`bind(stats, sources, sinks)` is optional too: stream.run hands it the loop's counters (the live
-preview, sinks/preview.py: `PreviewServer(host, port, token)`, a web page and /metrics).
+Every sink has the methods of the `Sink` protocol (edge_cam/sink.py): bind, write, pending and close,
+no-ops where a sink needs none. `bind(stats, sources, sinks)` hands the loop's counters to the live
+preview (sinks/preview.py: `PreviewServer(host, port, token)`, a web page and /metrics).
 """
 from __future__ import annotations
 
@@ -16,23 +16,21 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import cv2
 
+from ..draw import annotate
 from ..errors import EdgeCamError
+from ..sink import PlainSink, Sink
 
 if TYPE_CHECKING:
     from ..cascade import FrameResult
+    from ..source import Source
+    from ..stream_stats import StreamStats
 
 __all__ = ["FOURCC", "ByStream", "JsonlSink", "Sink", "VideoSink", "check_not_an_input", "check_writable", "open_sink"]
 log = logging.getLogger("edge_cam")
-
-
-class Sink(Protocol):
-    def write(self, result: FrameResult) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def _blocking_file(path: str) -> str | None:
@@ -94,7 +92,7 @@ def check_not_an_input(path: str, inputs: Sequence[str | None], what: str) -> No
                                "would destroy; choose another output path.")
 
 
-class JsonlSink:
+class JsonlSink(PlainSink):
     """One JSON object per line, each line one write() of the whole line on an unbuffered file, so a
     consumer tailing the file sees it at once and never half a line. A full disk or an I/O error
     ends the run with a sentence saying how many events the file holds, the torn line cut off."""
@@ -160,7 +158,7 @@ def free_bytes(path: str) -> int:
     return st.f_bavail * st.f_frsize
 
 
-class VideoSink:
+class VideoSink(PlainSink):
     """Annotated video; codecs the headless OpenCV wheel can write (MJPG in .avi, mp4v in .mp4).
     When the disk is about to fill, the video is finalised with the frames so far and the run ends
     with a sentence saying how many that is (OpenCV itself would lose frames silently)."""
@@ -178,8 +176,6 @@ class VideoSink:
         self._file_size = 0
 
     def write(self, result: FrameResult) -> None:
-        from ..tools.annotate import annotate  # drawing is a tool; only this sink needs it
-
         if result.image is None:
             return
         out = annotate(result.image, result)
@@ -221,12 +217,16 @@ class ByStream:
     def __init__(self, sinks: Sequence[Sink]):
         self.sinks = list(sinks)
 
+    def bind(self, stats: StreamStats, sources: Sequence[Source], sinks: Sequence[Sink]) -> None:
+        for s in self.sinks:
+            s.bind(stats, sources, sinks)
+
     def write(self, result: FrameResult) -> None:
         self.sinks[result.stream].write(result)
 
     @property
     def pending(self) -> int:
-        return sum(getattr(s, "pending", 0) for s in self.sinks)
+        return sum(s.pending for s in self.sinks)
 
     @property
     def lost(self) -> int:

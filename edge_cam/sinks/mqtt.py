@@ -14,6 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ..errors import EdgeCamError
+from ..sink import PlainSink
 from .mqtt_url import mask_url, parse_url, topic_for
 from .signals import signals_deferred
 from .spill import SpillFile
@@ -37,7 +38,7 @@ def _log(message: str) -> None:
     log.warning("mqtt: %s", message)
 
 
-class MqttSink:
+class MqttSink(PlainSink):
     """Publishes `json.dumps(result.to_event())` to `<prefix>/<device>/<stream>/events`.
 
     Every event stays queued until the broker acknowledges it. While the broker is away events

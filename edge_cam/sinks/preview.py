@@ -36,13 +36,15 @@ from urllib.parse import parse_qs, urlsplit
 import cv2
 
 from ..capture import mask_credentials
+from ..draw import annotate
 from ..errors import EdgeCamError
+from ..sink import PlainSink, Sink
 from ._preview_page import PAGE
 
 if TYPE_CHECKING:
     from ..cascade import FrameResult
     from ..source import Source
-    from ..stream import StreamStats
+    from ..stream_stats import StreamStats
 
 __all__ = ["PreviewServer", "parse_serve"]
 log = logging.getLogger("edge_cam")
@@ -67,7 +69,7 @@ def parse_serve(spec: str) -> tuple[str, int]:
     return host, number
 
 
-class PreviewServer:
+class PreviewServer(PlainSink):
     """The preview sink. `token`: when set, every request needs `?token=` or `Authorization:
     Bearer`. Any host other than loopback is an explicit choice of the caller."""
 
@@ -78,18 +80,19 @@ class PreviewServer:
             raise EdgeCamError("the preview needs max_fps and idle_timeout above 0 and max_connections of 1 or more.")
         self.token, self.quality, self.max_fps = token or None, quality, max_fps
         self._events: deque[dict] = deque(maxlen=events)
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # guards everything below that the threads share
+        self._new_frame = threading.Condition(self._lock)  # the encoder waits here: a newer frame, a watcher
+        self._new_jpeg = threading.Condition(self._lock)  # the watchers wait here: a newer encoded frame
         self._latest: FrameResult | None = None
         self._seq = 0  # results written so far
         self._jpeg: bytes | None = None  # the last frame encoded ...
         self._jseq = 0  # ... and its seq; a watcher waits for a larger one
         self._waiting = 0  # watchers waiting for a frame: the encoder works only for them
-        self._wake = threading.Event()  # the encoder's: a new frame, or a new watcher
         self._arrivals: deque[float] = deque()
         self.frames = self.teacher_runs = self.watchers = self.encoded = 0
         self._stats: StreamStats | None = None
         self._sources: Sequence[Source] = ()
-        self._sinks: Sequence[object] = ()
+        self._sinks: Sequence[Sink] = ()
         self._closed = False
         self._started = time.time()
         try:
@@ -112,7 +115,7 @@ class PreviewServer:
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/" + (f"?token={self.token}" if self.token else "")
 
-    def bind(self, stats: StreamStats, sources: Sequence[Source], sinks: Sequence[object]) -> None:
+    def bind(self, stats: StreamStats, sources: Sequence[Source], sinks: Sequence[Sink]) -> None:
         """The loop's counters (drops and skips live there, not in the results); stream.run calls it."""
         self._stats, self._sources, self._sinks = stats, sources, [s for s in sinks if s is not self]
 
@@ -120,7 +123,7 @@ class PreviewServer:
     def write(self, result: FrameResult) -> None:
         now = time.monotonic()
         event = result.to_event()
-        with self._cond:
+        with self._lock:
             self.frames += 1
             self.teacher_runs += result.teacher_ran
             self._arrivals.append(now)
@@ -129,14 +132,14 @@ class PreviewServer:
             self._events.appendleft(event)
             if result.image is not None:
                 self._latest, self._seq = result, self._seq + 1
-                if self._waiting:
-                    self._wake.set()
+                if self._waiting:  # unwatched, the encoder sleeps on: no wake-up per frame
+                    self._new_frame.notify()
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
-        self._wake.set()
+            self._new_frame.notify_all()
+            self._new_jpeg.notify_all()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._encoder.join(5)
@@ -149,21 +152,9 @@ class PreviewServer:
 
     # --- the encoder thread: the newest frame, at most max_fps times a second, while watched ---
     def _encode_loop(self) -> None:
-        from ..tools.annotate import annotate  # drawing is a tool; only sinks that draw need it
-
         last = -1e9
-        while True:
-            self._wake.wait()
-            pause = last + 1.0 / self.max_fps - time.monotonic()
-            if pause > 0 and not self._closed:
-                time.sleep(pause)
-            with self._cond:
-                self._wake.clear()
-                if self._closed:
-                    return
-                if not self._waiting or self._seq == self._jseq or self._latest is None:
-                    continue
-                seq, result = self._seq, self._latest
+        while (newest := self._take_newest(last)) is not None:
+            seq, result = newest
             last = time.monotonic()
             try:
                 assert result.image is not None
@@ -172,20 +163,40 @@ class PreviewServer:
             except Exception as e:  # a frame that cannot be drawn must not end the preview
                 log.warning("preview: cannot draw frame %s (%s)", result.frame, e)
                 jpeg = b""
-            with self._cond:
+            with self._lock:
                 self._jseq, self._jpeg = seq, jpeg
                 self.encoded += 1
-                self._cond.notify_all()
+                self._new_jpeg.notify_all()
+
+    def _take_newest(self, last: float) -> tuple[int, FrameResult] | None:
+        """The newest frame and its seq, once a watcher waits for one not yet encoded and 1/max_fps
+        has passed since the encode that began at `last`; None once the preview is closed."""
+        def wanted() -> bool:
+            return self._closed or (self._waiting > 0 and self._latest is not None and self._seq != self._jseq)
+
+        with self._lock:
+            while True:
+                self._new_frame.wait_for(wanted)
+                if self._closed:
+                    return None
+                pause = last + 1.0 / self.max_fps - time.monotonic()
+                if pause <= 0:
+                    assert self._latest is not None
+                    return self._seq, self._latest
+                # The frame rate's pause, on the condition: close() ends it at once, and what
+                # comes after it is the newest frame then, not the one that woke us.
+                self._new_frame.wait_for(lambda: self._closed, pause)
 
     # --- the server side: called from the HTTP threads ---
-    def next_jpeg(self, after: int, timeout: float = 1.0) -> tuple[int, bytes | None]:
+    def next_jpeg(self, after: int, timeout: float | None = 1.0) -> tuple[int, bytes | None]:
         """The newest frame encoded after seq `after` (the same bytes for every watcher), or
-        (after, None) when none came within `timeout`."""
-        with self._cond:
+        (after, None) when none came within `timeout` (None: wait until one comes or the preview
+        closes)."""
+        with self._lock:
             self._waiting += 1
-            self._wake.set()
+            self._new_frame.notify()  # a new watcher: the frame already there may be its first
             try:
-                self._cond.wait_for(lambda: self._jseq > after or self._closed, timeout)
+                self._new_jpeg.wait_for(lambda: self._jseq > after or self._closed, timeout)
             finally:
                 self._waiting -= 1
             if self._jseq > after:
@@ -193,28 +204,21 @@ class PreviewServer:
             return after, None
 
     def events(self) -> list[dict]:
-        with self._cond:
+        with self._lock:
             return list(self._events)
 
     def status(self) -> dict:
         stats = self._stats
-        with self._cond:
+        with self._lock:
             window = self._arrivals[-1] - self._arrivals[0] if len(self._arrivals) > 1 else 0.0
             fps = (len(self._arrivals) - 1) / window if window > 0 else 0.0
             frames, teacher_runs, watchers = self.frames, self.teacher_runs, self.watchers
-        latency: dict = {}
-        if stats is not None:
-            for _ in range(3):  # the loop may add a stage while we read; try again
-                try:
-                    latency = stats.latency()
-                    break
-                except RuntimeError:
-                    continue
+        latency = stats.latency() if stats is not None else {}
         return {
             "frames": frames, "fps": round(fps, 2), "teacher_runs": teacher_runs,
             "dropped": sum(s.stats.dropped for s in self._sources),
             "skipped": stats.skipped if stats is not None else 0,
-            "mqtt_queue": sum(getattr(s, "pending", 0) for s in self._sinks),
+            "mqtt_queue": sum(s.pending for s in self._sinks),
             "watchers": watchers, "connections": self._httpd.active, "refused": self._httpd.refused,
             "uptime_s": round(time.time() - self._started, 1),
             "sources": [{"name": s.name, "live": s.live, "dropped": s.stats.dropped} for s in self._sources],
@@ -351,19 +355,21 @@ def _handler(preview: PreviewServer, idle_timeout: float) -> type[BaseHTTPReques
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            with preview._cond:
+            with preview._lock:
                 preview.watchers += 1
             try:
                 seq = 0
-                while not preview._closed:
-                    seq, jpeg = preview.next_jpeg(seq)
-                    if not jpeg:
+                while True:
+                    seq, jpeg = preview.next_jpeg(seq, timeout=None)
+                    if jpeg is None:  # closed
+                        return
+                    if not jpeg:  # a frame that could not be drawn
                         continue
                     self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                      f"{len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
                     self.wfile.flush()
             finally:
-                with preview._cond:
+                with preview._lock:
                     preview.watchers -= 1
 
     return Handler

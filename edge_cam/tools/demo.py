@@ -22,7 +22,8 @@ from ..crop import CropSpec
 from ..errors import EdgeCamError
 from ..localize import Box
 from ..model import Model
-from ..sinks import Sink, open_sink
+from ..sink import PlainSink, Sink
+from ..sinks import open_sink
 from ..source import open_source, read_video
 from ..stream import StreamStats, run
 
@@ -52,7 +53,7 @@ def score_cascade(cascade: Cascade, clip: str, truth: dict[int, dict], sinks: Se
     answers, ious = {}, []
     per_frame = []
 
-    class Score:
+    class Score(PlainSink):
         def write(self, result: FrameResult) -> None:
             per_frame.append(sum(result.timing_ms[k] for k in COMPUTE))
             g = truth.get(result.frame)

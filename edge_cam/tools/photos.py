@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import cv2
 
 from ..cascade import find_rois
+from ..draw import draw_box, overlay_heat
 from ..errors import EdgeCamError, UnreadableImage
 from ..localize import Box, BoxRule
 from ..model import Model
@@ -19,7 +20,6 @@ from ..preprocess import to_rgb8
 from ..refine import REFINES, refine_boxes
 from ..source import list_images, max_pixels, read_image
 from ..watch import WatchList
-from .annotate import draw_box, overlay_heat
 
 
 def localize_photos(model: Model, rule: BoxRule, paths: Sequence[str], class_id: int | None = None,

@@ -1,4 +1,4 @@
-"""Overlay text (edge_cam/tools/annotate.py): at every frame size the caption and the box labels
+"""Overlay text (edge_cam/draw.py): at every frame size the caption and the box labels
 are inside the frame and never cover one another, and the text grows with the frame."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_cam.tools.annotate import draw_labelled, layout, text_style
+from edge_cam.draw import draw_labelled, layout, text_style
 
 SIZES = [(512, 384), (320, 240), (1920, 1080)]
 CAPTION = "teacher reused: arrow 0.86"

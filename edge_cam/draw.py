@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..localize import Box, HeatMap
+from .localize import Box, HeatMap
+from .preprocess import to_rgb8
 
 BOX_COLOUR = (0, 255, 0)
 STUDENT_COLOUR = (255, 255, 0)
@@ -155,7 +156,6 @@ def draw_caption(bgr: np.ndarray, text: str) -> np.ndarray:
 
 def annotate(bgr: np.ndarray, result) -> np.ndarray:
     """A cascade FrameResult (or anything with .heat, .rois, .teacher, .teacher_ran) drawn on a copy."""
-    from ..preprocess import to_rgb8
     out = cv2.cvtColor(to_rgb8(bgr, "BGR"), cv2.COLOR_RGB2BGR)
     if result.heat is not None:
         out = overlay_heat(out, result.heat)
