@@ -9,7 +9,9 @@ SOURCES := pyproject.toml $(shell find edge_cam export -type f -not -path '*/__p
 demo: $(RUNTIME_VENV)/.installed
 	@$(RUNTIME_VENV)/bin/edge-cam demo
 
-test: lint test-runtime test-full bench-quick
+test:
+	@start=$$(date +%s); $(MAKE) --no-print-directory lint test-runtime test-full bench-quick && \
+	echo "make test: $$(( ($$(date +%s) - start) / 60 )) min $$(( ($$(date +%s) - start) % 60 )) s"
 
 # Every figure the README and benchmarks/README.md quote, regenerated, with the pages (minutes to an
 # hour). QUICK=1: each benchmark small, into a scratch folder: proves they run and the pages build.
@@ -27,11 +29,13 @@ lint: $(FULL_VENV)/.installed
 # The board's environment: numpy + onnxruntime + OpenCV from a regular (wheel) install, no torch.
 # Its pass over tests/runtime proves edge_cam never needs torch.
 test-runtime: $(RUNTIME_VENV)/.installed
-	cd tests && EDGE_CAM_TORCH_FREE=1 ../$(RUNTIME_VENV)/bin/python -m pytest runtime -q -p no:cacheprovider
+	cd tests && EDGE_CAM_TORCH_FREE=1 ../$(RUNTIME_VENV)/bin/python -m pytest runtime -q -p no:cacheprovider --durations=15
 
-# The workstation's environment: editable install with the export and dev extras.
+# The workstation's environment: editable install with the export and dev extras. tests/runtime ran
+# in the board's environment above; of those, only the one that needs a dev extra (OpenVINO) runs here.
 test-full: $(FULL_VENV)/.installed
-	$(FULL_VENV)/bin/python -m pytest tests -q -p no:cacheprovider
+	$(FULL_VENV)/bin/python -m pytest tests/export tests/runtime/test_surgery.py::test_openvino_runs_the_result \
+		-q -p no:cacheprovider --durations=25
 
 # pip's own chatter goes to install.log (shown whole if the install fails): a first run prints our lines only.
 $(RUNTIME_VENV)/.installed: $(SOURCES)
