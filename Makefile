@@ -21,10 +21,12 @@ bench: $(FULL_VENV)/.installed
 bench-quick:
 	@$(MAKE) --no-print-directory bench QUICK=1
 
-# Lint and types of everything we ship and test (ruff and mypy come with the dev extra).
+# Lint, types and import contracts (pyproject's [tool.importlinter]) of everything we ship and test
+# (ruff, mypy and import-linter come with the dev extra).
 lint: $(FULL_VENV)/.installed
 	$(FULL_VENV)/bin/ruff check edge_cam export tests benchmarks scripts
 	$(FULL_VENV)/bin/mypy
+	$(FULL_VENV)/bin/lint-imports --no-cache
 
 # The board's environment: numpy + onnxruntime + OpenCV from a regular (wheel) install, no torch.
 # Its pass over tests/runtime proves edge_cam never needs torch.
