@@ -148,7 +148,8 @@ def quantize_int8(src: str, dst: str, calibration: str | Sequence[np.ndarray], l
     target = min(1.0, min_agreement + MARGIN)
     with tempfile.TemporaryDirectory() as tmp:
         pre = os.path.join(tmp, "pre.onnx")
-        quant_pre_process(src, pre, skip_symbolic_shape=True)
+        with filtered(OPTIONAL_NOISE):  # its optimising session warns of the optional class_query too
+            quant_pre_process(src, pre, skip_symbolic_shape=True)
         model = onnx.load(pre)
         full_size_normalisation(model, fp32.input_size)
         onnx.save(model, pre)

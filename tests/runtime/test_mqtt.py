@@ -79,6 +79,12 @@ def result(i: int) -> FrameResult:
                        teacher=None, heat=None, timing_ms={"read": 0.5, "teacher": 9.1})
 
 
+# A write that waited for the broker would take its connect timeout or the outage itself (1.5 s and
+# more); the test asserts that none did, not a speed: a loaded 2-core machine has shown 171 ms of
+# scheduling noise on a single non-blocking write.
+NEVER_WAITED_MS = 1000
+
+
 def timed_write(sink: MqttSink, i: int) -> float:
     t0 = time.perf_counter()
     sink.write(result(i))
@@ -131,7 +137,7 @@ def test_broker_restart_mid_stream_loses_nothing(broker, subscribe):
           f"max {max(latency_down):.3f} ms (while up: median {statistics.median(latency_up):.3f} ms, "
           f"max {max(latency_up):.3f} ms); {duplicates} duplicates delivered; sink stats {stats}")
     assert len(latency_down) > 100
-    assert max(latency_down + latency_up) < 50
+    assert max(latency_down + latency_up) < NEVER_WAITED_MS
     assert stats["acknowledged"] == n and stats["pending"] == 0 and stats["dropped"] == 0
     assert stats["reconnects"] >= 1
     assert set(sub.unique()) == {(SOURCE, i) for i in range(n)}
@@ -142,7 +148,7 @@ def test_unreachable_broker_spills_overflow_and_sends_it_later(new_broker, subsc
     spill = tmp_path / "spill"
     sink = MqttSink(b.url(), device="cam", stream="0", max_queue=5, spill_dir=str(spill))
     latency = [timed_write(sink, i) for i in range(50)]
-    assert max(latency) < 50
+    assert max(latency) < NEVER_WAITED_MS
     assert sink.stats() == {"published": 50, "acknowledged": 0, "pending": 50, "dropped": 0,
                             "spilled": 45, "reconnects": 0}
     spill_file = spill / "edge-cam_cam_0_events.jsonl"
@@ -181,7 +187,7 @@ def test_unreachable_broker_spills_overflow_and_sends_it_later(new_broker, subsc
 def test_full_queue_without_spill_dir_drops_oldest_and_says_so(paho, caplog):
     sink = MqttSink(f"mqtt://127.0.0.1:{free_port()}", device="cam", max_queue=5)
     latency = [timed_write(sink, i) for i in range(20)]
-    assert max(latency) < 50
+    assert max(latency) < NEVER_WAITED_MS
     assert sink.stats()["dropped"] == 15 and sink.stats()["pending"] == 5
     sink.close(timeout=0.2)
     assert sink.stats()["dropped"] == 20 and sink.stats()["pending"] == 0
