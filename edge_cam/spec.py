@@ -74,9 +74,15 @@ class CascadeSpec:
         return {k: v for k, v in (("resize", self.teacher_resize), ("input_size", self.teacher_input_size))
                 if v is not None}
 
-    def watch_list(self, labels: Sequence[str], num_classes: int) -> WatchList | None:
+    def watch_list(self, labels: Sequence[str], num_classes: int, where: str = "the student") -> WatchList | None:
         """The watch list the student was trained on, over the teacher's classes (None: trained without)."""
-        return watch_from_targets(self.targets, labels, num_classes) if self.watch else None
+        if not self.watch:
+            return None
+        beyond = sorted(c for ids in self.targets.values() for c in ids if c >= num_classes)
+        if beyond:
+            raise EdgeCamError(f"{where} has {SPEC_KEY} student.targets with class {beyond[0]}, but the teacher has "
+                               f"{num_classes} classes (ids 0 to {num_classes - 1}); use the teacher it was distilled from.")
+        return watch_from_targets(self.targets, labels, num_classes)
 
     def to_json(self) -> dict[str, Any]:
         size = self.teacher_input_size

@@ -48,6 +48,15 @@ def test_round_trip_through_json_and_a_student(student_path, tmp_path):
     watch = demo_spec(watch=True).watch_list(Model(student_path).info.labels, 10)
     assert watch is not None and watch.names == SHAPES
     assert demo_spec().watch_list(SHAPES, 10) is None
+    with pytest.raises(EdgeCamError, match="class 12, but the teacher has 10 classes"):
+        demo_spec(watch=True, targets={**demo_spec().targets, "circle": (12,)}).watch_list(SHAPES, 10)
+
+
+def test_a_spec_that_is_not_json_is_one_sentence(student_path, tmp_path):
+    path = student_with(student_path, tmp_path, {SPEC_KEY: "{version: 1"})
+    with pytest.raises(EdgeCamError, match="edge_cam.cascade_spec") as e:
+        Model(path)
+    assert _one_sentence(str(e.value))
 
 
 def test_a_plain_student_has_no_spec(student_path):
@@ -188,3 +197,13 @@ def test_a_student_with_a_bad_spec_exits_2(command, student_path, teacher_path, 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err and "teacher.every" in err[-1] and _one_sentence(err[-1]), err
+
+
+def test_eval_takes_the_students_schedule(student_path, teacher_path, demo_data, tmp_path):
+    from edge_cam.tools.cascade_eval import evaluate
+    student = student_with(student_path, tmp_path, demo_spec(every=4, change=12.0).to_props())
+    clip = demo_data("demo_clip.mp4")
+    (score,) = evaluate(clip, teacher_path, student, start=0, stop=12).scores  # no settings: the spec's
+    assert (score.every, score.change) == (4, 12.0) and score.teacher_runs >= 3
+    assert [(s.every, s.change) for s in evaluate(clip, teacher_path, student, [(6, None)], start=0, stop=12).scores] \
+        == [(6, None)]
