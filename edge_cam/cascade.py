@@ -159,7 +159,8 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 class Cascade:
     """The teacher every `every` frames (or when the scene changes by `change` grey levels), the
     student on every frame's ROIs. every=1: the teacher on every frame. `rule`: how maps become
-    boxes (default: the teacher's metadata). `watch`: the classes or groups that matter; each
+    boxes (default: the teacher's metadata). `fill`: the RGB of masked crop pixels (default: the
+    student's mean colour). `watch`: the classes or groups that matter; each
     watched target at `min_score` or above gives its own ROIs from its own map, and a frame where
     none does has no ROI and runs no student (without a watch list: the top-1 class's boxes).
     The cascade owns each stream's state (keyed by `Frame.stream`); `reset()` forgets it.
@@ -171,7 +172,7 @@ class Cascade:
     def __init__(self, teacher: Model, student: Model | None = None, *, every: int = 1,
                  change: float | None = None, rule: BoxRule | None = None,
                  crop_spec: CropSpec | None = None, max_rois: int = 4, watch: WatchList | None = None,
-                 min_score: float = 0.0):
+                 min_score: float = 0.0, fill: tuple[int, int, int] | None = None):
         require_cam(teacher)
         if every < 1:
             raise EdgeCamError(f"every must be 1 or more, not {every}.")
@@ -189,7 +190,8 @@ class Cascade:
         self.max_rois = max_rois
         base = crop_spec or CropSpec()
         self.crop_spec = CropSpec(base.pad, base.square, base.mask, self.rule.threshold)
-        self._fill = pad_colour(student.info.input.mean) if student else (0, 0, 0)
+        # Masked crop pixels (RGB): as the student was trained (its CascadeSpec), else its mean colour.
+        self._fill = fill if fill is not None else pad_colour(student.info.input.mean) if student else (0, 0, 0)
         self._streams: dict[int, StreamState] = {}
 
     def reset(self) -> None:

@@ -97,6 +97,8 @@ class ModelInfo:
     cam: CamSpec | None = None  # None: a plain classifier (e.g. a student)
     source: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # A distilled student's edge_cam.cascade_spec, parsed but unchecked: spec.CascadeSpec.from_metadata checks it.
+    cascade_spec: Any = None
 
     def label(self, class_id: int) -> str:
         return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)
@@ -106,6 +108,8 @@ class ModelInfo:
                  "labels": self.labels, "source": self.source}
         if self.cam is not None:
             props["cam"] = self.cam.to_json()
+        if self.cascade_spec is not None:
+            props["cascade_spec"] = self.cascade_spec
         return {PREFIX + k: json.dumps(v) for k, v in props.items()}
 
     @classmethod
@@ -125,7 +129,8 @@ class ModelInfo:
         check_props(d, where)
         return cls(input=InputSpec.from_json(d["input"]), labels=list(d.get("labels") or []),
                    cam=CamSpec.from_json(d["cam"]) if d.get("cam") else None,
-                   source=d.get("source") or {}, format_version=int(d.get("format_version", FORMAT_VERSION)))
+                   source=d.get("source") or {}, format_version=int(d.get("format_version", FORMAT_VERSION)),
+                   cascade_spec=d.get("cascade_spec"))
 
     def validate(self, where: str = "the model") -> None:
         """Values that cannot work (a size of [0, -5], an unknown box mode, a threshold of 2) are

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,10 +26,12 @@ import torch
 from edge_cam.crop import CropSpec
 from edge_cam.errors import EdgeCamError
 from edge_cam.localize import BoxRule
+from edge_cam.metadata import rewrite_metadata
 from edge_cam.model import Model
 from edge_cam.preprocess import pad_colour
 from edge_cam.sinks import check_not_an_input, check_writable
-from edge_cam.tools.cascade_eval import OTHER, confident, make_rule, model_macs, watch_from_targets
+from edge_cam.spec import OTHER, CascadeSpec, watch_from_targets
+from edge_cam.tools.cascade_eval import confident, make_rule, model_macs
 from edge_cam.watch import WatchList
 
 from .distill_data import BACKGROUND, EXACT, STALE, Footage, collect
@@ -211,15 +213,13 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
     history = train(model, footage.crops[train_rows], y[train_rows], epochs=epochs, rng=rng, balance=balance,
                     progress=progress)
     report = _holdout_report(model, footage, y, held[footage.frame], score if watch else None)
-    if "input_size" in options and options["input_size"] is not None and not isinstance(options["input_size"], int):
-        options["input_size"] = [int(v) for v in options["input_size"]]  # JSON keeps lists
-    meta = {"teacher": os.path.basename(teacher_path), "teacher_macs": t_macs, "macs": macs, "targets": targets,
-            "other": OTHER, "crop": {"pad": pad, "square": square, "mask": mask},
-            "watch": _entries(classes), "name": name, "min_score": score,
-            "teacher_options": {**options, "resize": teacher.info.input.resize},
-            "teacher_input": list(teacher.input_size), "rule": asdict(rule), "max_rois": max_rois,
-            "every": every, "change": change, "size": size, "width": width, "seed": seed,
-            "holdout": holdout, "sources": [os.path.basename(s) for s in sources],
+    spec = CascadeSpec(tuple(labels), {k: tuple(v) for k, v in targets.items()}, watch is not None, OTHER, score,
+                       (size, size), MEAN, STD, CropSpec(pad, square, mask), pad_colour(MEAN), "stretch", every, change,
+                       teacher.info.input.resize, _size_option(options.get("input_size")), rule, max_rois)
+    # Provenance only: what the cascade must reproduce is the spec (edge_cam.cascade_spec).
+    meta = {"teacher": os.path.basename(teacher_path), "teacher_macs": t_macs, "macs": macs,
+            "watch": _entries(classes), "name": name, "teacher_input": list(teacher.input_size), "width": width,
+            "seed": seed, "holdout": holdout, "sources": [os.path.basename(s) for s in sources],
             "frames": {"train": int((~held).sum()), "holdout": int(held.sum())}, "holdout_agreement": report}
     if progress:
         progress("exporting the student", 0, 1)
@@ -237,6 +237,7 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
     finally:  # the fp32 intermediate never outlives the call (an error, a Ctrl-C)
         if quantize and os.path.exists(fp32_path):
             os.remove(fp32_path)
+    write_spec(out_path, spec, format)
     if int8 is not None:
         log.info("int8 student against fp32 on %d held-out crops: top-1 agreement %.3f",
                  int8["held_out"]["images"], int8["held_out"]["top1_agreement"])
@@ -246,6 +247,20 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
     return DistillResult(out_path, labels, targets, macs, t_macs, int((~held).sum()), int(held.sum()),
                          {lab: int(c) for lab, c in zip(labels, counts)}, report, history,
                          time.perf_counter() - t_start, int8)
+
+
+def _size_option(size) -> int | tuple[int, int] | None:
+    """The teacher's input_size option as the spec keeps it (an int: the long side; or (H, W))."""
+    return None if size is None else int(size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def write_spec(path: str, spec: CascadeSpec, format: str) -> None:
+    """The spec into the student's metadata, beside what the exporter wrote."""
+    if format == "tflite":
+        from edge_cam.backends.litert import read_metadata, write_metadata
+        write_metadata(path, path, {**read_metadata(path), **spec.to_props()})
+    else:
+        rewrite_metadata(path, path, spec.to_props())
 
 
 def _entries(classes) -> list | dict | None:

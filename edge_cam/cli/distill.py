@@ -48,8 +48,8 @@ def add_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     distill = opt.import_exporter("edge_cam_export.distill", "distill").distill
-    if args.every < 1 or args.size < 8 or args.width < 1 or args.epochs < 1:
-        raise EdgeCamError("--every, --width and --epochs must be at least 1, --size at least 8.")
+    if args.size < 8 or args.width < 1 or args.epochs < 1:
+        raise EdgeCamError("--width and --epochs must be at least 1, --size at least 8.")
     if args.name and not args.classes:
         raise EdgeCamError("--name labels the union of --classes; give --classes too.")
     fmt = args.format or ("tflite" if args.output.lower().endswith(".tflite") else "onnx")
@@ -59,12 +59,13 @@ def main(args: argparse.Namespace) -> int:
         if total > 0:
             bars.setdefault(stage, progress_bar(stage))(done, total)
 
-    opt.cascade_options(args)  # checked as for run
+    cascade = opt.cascade_options(args, every=10)  # checked as for run
+    cut = cascade["crop_spec"]
     teacher_options = opt.teacher_overrides(args)
     r = distill(args.teacher, args.source, args.output, classes=args.classes, name=args.name,
                 groups_file=args.groups, min_score=args.min_score, teacher_options=teacher_options,
-                rule=opt.rule_options(args), max_rois=args.max_rois or 4, every=args.every, change=args.change, pad=args.pad,
-                square=not args.no_square, mask=args.mask, size=args.size, width=args.width, epochs=args.epochs,
+                rule=opt.rule_options(args), max_rois=args.max_rois or 4, every=cascade["every"], change=cascade["change"],
+                pad=cut.pad, square=cut.square, mask=cut.mask, size=args.size, width=args.width, epochs=args.epochs,
                 seed=args.seed, holdout=args.holdout, max_frames=args.max_frames, format=fmt,
                 quantize=args.quantize, threads=args.threads, progress=progress)
     ratio = f", {r.teacher_macs / r.macs:.0f}x fewer than the teacher" if r.teacher_macs else ""

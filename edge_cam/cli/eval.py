@@ -29,8 +29,10 @@ def add_parser(sub) -> None:
     v.add_argument("--video", help="footage to judge the cascade on (a video file or anything run takes)")
     v.add_argument("--teacher", help="with --video: the CAM teacher")
     v.add_argument("--student", help="with --video: the student (a distilled one brings its crop settings)")
-    v.add_argument("--every", type=int, nargs="+", default=[10], help="teacher cadences to try (default 10)")
-    v.add_argument("--change", type=float, help="scene-change threshold in grey levels, as for run")
+    v.add_argument("--every", type=int, nargs="+", default=None,
+                   help="teacher cadences to try (default: a distilled student's own, else 10)")
+    v.add_argument("--change", type=float, help="scene-change threshold in grey levels, as for run (default: with "
+                   "neither --every nor --change, a distilled student's own, else none)")
     v.add_argument("--start", type=float, default=0.0,
                    help="first frame judged: an index, or a fraction of the video under 1 (0.6: the last 40%%)")
     opt.add_teacher_options(p)
@@ -88,7 +90,7 @@ def _video(args: argparse.Namespace) -> int:
         raise EdgeCamError("--video judges a cascade: give --teacher and --student, not a MODEL or a labelled set.")
     if not (args.teacher and args.student):
         raise EdgeCamError("--video needs --teacher T and --student S.")
-    for every in args.every:
+    for every in args.every or ():
         if every < 1:
             raise EdgeCamError(f"--every must be 1 or more, not {every}.")
     opt.check(args, "--change", 0, above=True, unit=" grey levels")
@@ -104,8 +106,10 @@ def _video(args: argparse.Namespace) -> int:
             bars.setdefault(stage, progress_bar(stage))(done, total)
 
     w = opt.watch_options(args)
+    given = args.every is not None or args.change is not None  # else the student's own schedule (its spec)
+    settings = [(e, args.change) for e in args.every or [10]] if given else None
     report = cascade_eval.evaluate(args.video, opt.model_file(args.teacher), student,
-                                   [(e, args.change) for e in args.every], start=start, classes=w["entries"],
+                                   settings, start=start, classes=w["entries"],
                                    groups_file=w["groups_file"], min_score=w["min_score"],
                                    teacher_options=teacher_options or None, rule=opt.rule_options(args),
                                    max_rois=args.max_rois, progress=progress)

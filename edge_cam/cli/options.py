@@ -21,7 +21,9 @@ from ..metadata import MAX_INPUT_SIDE, RESIZE_MODES
 from ..model import Model
 from ..refine import REFINES
 from ..sizing import MIN_SIDE
+from ..spec import CascadeSpec
 from ..stream import printable
+from ..tools.cascade_eval import make_rule
 from ..tools.labelled import Labelled, load_labelled
 from ..watch import WatchList
 
@@ -108,14 +110,17 @@ def add_student_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_cascade_options(p: argparse.ArgumentParser, every: int = 1) -> None:
-    g = p.add_argument_group("cascade")
-    g.add_argument("--every", type=int, default=every, help=f"run the teacher at least every N frames (default {every})")
+    """Left out, each takes a distilled student's own (its CascadeSpec; see cascade_options), else the default."""
+    g = p.add_argument_group("cascade", "left out, a distilled --student's own settings apply (else the defaults)")
+    g.add_argument("--every", type=int, default=None, help=f"run the teacher at least every N frames (default {every})")
     g.add_argument("--change", type=float, default=None,
                    help="also run it when the scene changes by this many grey levels (mean absolute "
                         "difference of 32x24 thumbnails; 4-10 suits most cameras)")
-    g.add_argument("--pad", type=float, default=CropSpec.pad, help="crop = box × pad")
-    g.add_argument("--no-square", action="store_true", help="keep the box's aspect ratio")
-    g.add_argument("--mask", choices=MASKS, default=CropSpec.mask, help="hide crop pixels below the CAM threshold")
+    g.add_argument("--pad", type=float, default=None, help=f"crop = box × pad (default {CropSpec.pad})")
+    g.add_argument("--square", action=argparse.BooleanOptionalAction, default=None,
+                   help="square crops (default); --no-square keeps the box's aspect ratio")
+    g.add_argument("--mask", choices=MASKS, default=None,
+                   help=f"hide crop pixels below the CAM threshold (default {CropSpec.mask})")
 
 
 def add_teacher_options(p: argparse.ArgumentParser, rule: bool = True) -> None:
@@ -214,27 +219,43 @@ def rule_options(args: argparse.Namespace) -> dict:
             "fuse_top": args.fuse_top, "max_rois": getattr(args, "max_rois", None)}
 
 
-def cascade_options(args: argparse.Namespace) -> dict:
-    """Cascade keyword arguments of the cascade group (the rule comes from the teacher, see box_rule)."""
+def cascade_options(args: argparse.Namespace, spec: CascadeSpec | None = None, every: int = 1) -> dict:
+    """Cascade keyword arguments of the cascade group (the rule comes from the teacher, see box_rule):
+    each flag given, else the distilled student's `spec`, else the default (`every`, CropSpec's)."""
     check(args, "--every", 1)
     check(args, "--change", 0, above=True, unit=" grey levels")
     check(args, "--pad", 1, high=MAX_PAD)
-    return {"every": args.every, "change": args.change,
-            "crop_spec": CropSpec(args.pad, not args.no_square, args.mask)}
+    base = spec.crop if spec is not None else CropSpec()
+    given = args.every is not None or args.change is not None  # a schedule of the command line's own
+    return {"every": args.every if args.every is not None else spec.every if spec else every,
+            "change": args.change if given or spec is None else spec.change,
+            "crop_spec": CropSpec(base.pad if args.pad is None else args.pad,
+                                  base.square if args.square is None else args.square,
+                                  base.mask if args.mask is None else args.mask)}
 
 
-def open_teacher(args: argparse.Namespace, path: str, **model_kw) -> Model:
-    """A CAM model with the runtime options (a plain classifier is refused)."""
-    return require_cam(Model(model_file(path), **model_options(args), **model_kw))
+def student_spec(student: Model | None) -> CascadeSpec | None:
+    """What a distilled student was trained under (None for any other student, or none)."""
+    return None if student is None else CascadeSpec.from_metadata(student.info, student.path)
 
 
-def box_rule(args: argparse.Namespace, model: Model) -> BoxRule:
-    """The model's box rule with the command line's overrides."""
+def open_teacher(args: argparse.Namespace, path: str, spec: CascadeSpec | None = None, **model_kw) -> Model:
+    """A CAM model with the runtime options (a plain classifier is refused); the resize mode and
+    input size not given take a distilled student's `spec`."""
+    options = model_options(args)
+    for key, value in (spec.teacher_options() if spec else {}).items():
+        if options.get(key) is None:
+            options[key] = value
+    return require_cam(Model(model_file(path), **options, **model_kw))
+
+
+def box_rule(args: argparse.Namespace, model: Model, spec: CascadeSpec | None = None) -> BoxRule:
+    """The model's box rule (a distilled student's `spec`'s, when given) with the command line's overrides."""
     kw = rule_options(args)
     top_k = model.top_k
     if kw["fuse_top"] is not None and top_k is not None and kw["fuse_top"] > top_k:
         raise EdgeCamError(f"--fuse-top must be at most {top_k}, the top-K of {model.path}, not {kw['fuse_top']}.")
-    return BoxRule.for_model(model.info.cam, **kw)
+    return make_rule(model, spec.rule if spec else None, kw)
 
 
 def groups_need_classes(args: argparse.Namespace) -> None:
@@ -251,15 +272,23 @@ def watch_options(args: argparse.Namespace) -> dict:
     return {"entries": args.classes, "groups_file": args.groups, "min_score": args.min_score}
 
 
-def watch_list(args: argparse.Namespace, model: Model) -> WatchList | None:
-    """The --classes watch list of `model`'s classes (None without --classes)."""
+def watch_list(args: argparse.Namespace, model: Model, spec: CascadeSpec | None = None) -> WatchList | None:
+    """The --classes watch list of `model`'s classes; without --classes, the one a distilled student
+    was trained on (`spec`), else None."""
     w = watch_options(args)
     if not w["entries"]:
-        return None
-    with watch_flags():
-        watch = WatchList.parse(w["entries"], model.info.labels, w["groups_file"], model.num_classes)
-    model.require_maps(watch.class_ids)
+        watch = spec.watch_list(model.info.labels, model.num_classes) if spec else None
+    else:
+        with watch_flags():
+            watch = WatchList.parse(w["entries"], model.info.labels, w["groups_file"], model.num_classes)
+    if watch is not None:
+        model.require_maps(watch.class_ids)
     return watch
+
+
+def min_score(args: argparse.Namespace, spec: CascadeSpec | None) -> float:
+    """--min-score, else a distilled student's, else 0."""
+    return args.min_score if args.min_score is not None else spec.min_score if spec else 0.0
 
 
 @contextlib.contextmanager

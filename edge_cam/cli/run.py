@@ -74,16 +74,22 @@ def main(args: argparse.Namespace) -> int:
     if args.serve_token and args.serve is None:
         raise EdgeCamError("--serve-token needs --serve [HOST:]PORT.")
     serve = parse_serve(args.serve) if args.serve is not None else None
-    student_kw, cascade_kw = opt.student_options(args), opt.cascade_options(args)  # checked before models load
+    student_kw = opt.student_options(args)
+    opt.cascade_options(args)  # checked before the models load
     for uri in outputs:  # an output that cannot be written is found now, not after the models load
         if uri != "-" and not uri.startswith("mqtt://"):
             check_writable(uri, "events" if _kind(uri) == "--events" else "the video")
     if args.mqtt_spill:
         check_writable(args.mqtt_spill, "MQTT overflow", folder=True)
-    teacher = opt.open_teacher(args, args.teacher)
+    # The student first: a distilled one says how the cascade must run (flags given still win).
     student = Model(opt.model_file(args.student), **student_kw) if args.student else None
-    cascade = Cascade(teacher, student, rule=opt.box_rule(args, teacher), watch=opt.watch_list(args, teacher),
-                      min_score=args.min_score or 0.0, max_rois=args.max_rois or 4, **cascade_kw)
+    spec = opt.student_spec(student)
+    teacher = opt.open_teacher(args, args.teacher, spec)
+    watch = opt.watch_list(args, teacher, spec)
+    cascade = Cascade(teacher, student, rule=opt.box_rule(args, teacher, spec), watch=watch,
+                      min_score=opt.min_score(args, spec) if watch else 0.0,
+                      max_rois=args.max_rois or (spec.max_rois if spec else 4), fill=spec.fill if spec else None,
+                      **opt.cascade_options(args, spec))
     with ExitStack() as opened:
         sources = [opened.enter_context(open_source(spec, loop=args.loop)) for spec in args.source]
         sinks = []

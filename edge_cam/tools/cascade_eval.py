@@ -45,7 +45,8 @@ from ..localize import BoxRule
 from ..metadata import ModelInfo
 from ..model import Model
 from ..source import open_source
-from ..watch import Target, WatchList
+from ..spec import DEFAULT_MAX_ROIS, OTHER, CascadeSpec, watch_from_targets
+from ..watch import WatchList
 from .cascade_report import Report, Score, plot, to_markdown
 from .macs import model_macs, onnx_macs
 
@@ -55,7 +56,6 @@ __all__ = ["Report", "Score", "evaluate", "model_macs", "onnx_macs", "plot", "to
 log = logging.getLogger("edge_cam")
 
 CONFIDENT = 0.5  # teacher top-1 probability from which a frame counts as "confident" (no watch list)
-OTHER = "other"
 NONE = "none"  # the cascade's answer on a frame without ROI (no watch list)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -79,23 +79,16 @@ def watch_answer(watch: WatchList, logits: np.ndarray, min_score: float, other: 
     return (watch.names[best] if p[best] >= min_score else other), float(p[best])
 
 
-def watch_from_targets(targets: Mapping[str, Sequence[int]], labels: Sequence[str], num_classes: int) -> WatchList:
-    """A watch list from name → member class ids (a distilled student's "targets"): the same
-    scores and maps as the entries it was parsed from (a one-member target is that class's CAM)."""
-    return WatchList(tuple(Target(str(name), tuple(sorted(int(c) for c in ids)), len(ids) > 1)
-                           for name, ids in targets.items()), tuple(labels), int(num_classes))
-
-
-def target_map(teacher: ModelInfo, student: ModelInfo) -> Callable[[int], str]:
-    """Teacher class id → the student's label for it, or "other"."""
-    distilled = student.source.get("distill") or {}
-    groups = distilled.get("targets")  # {student label: [teacher class ids]}
-    if groups:
-        lookup = {int(c): label for label, ids in groups.items() for c in ids}
+def target_map(teacher: ModelInfo, student: ModelInfo, spec: CascadeSpec | None = None) -> Callable[[int], str]:
+    """Teacher class id → the student's label for it, or "other": by the distilled student's
+    targets (`spec`, default: its metadata's), else by name."""
+    spec = spec if spec is not None else CascadeSpec.from_metadata(student)
+    if spec is not None:
+        lookup = {int(c): label for label, ids in spec.targets.items() for c in ids}
     else:
         names = set(student.labels)
         lookup = {i: lab for i, lab in enumerate(teacher.labels) if lab in names}
-    other = distilled.get("other", OTHER)
+    other = spec.other if spec is not None else OTHER
     return lambda class_id: lookup.get(int(class_id), other)
 
 
@@ -106,8 +99,8 @@ def answer_label(answer) -> str:
 
 def crop_spec_for(student: Model) -> CropSpec:
     """The crops a distilled student was trained on (its metadata), else the runtime's defaults."""
-    c, base = (student.info.source.get("distill") or {}).get("crop") or {}, CropSpec()
-    return CropSpec(float(c.get("pad", base.pad)), bool(c.get("square", base.square)), c.get("mask", base.mask))
+    spec = CascadeSpec.from_metadata(student.info, student.path)
+    return spec.crop if spec is not None else CropSpec()
 
 
 def _teacher(teacher: Model | str, wanted: dict[str, Any]) -> Model:
@@ -126,13 +119,13 @@ def _teacher(teacher: Model | str, wanted: dict[str, Any]) -> Model:
     return Model(teacher.path, threads=teacher.threads, **wanted)
 
 
-def make_rule(teacher: Model, stored: dict | None, rule: BoxRule | Mapping[str, Any] | None) -> BoxRule:
+def make_rule(teacher: Model, stored: BoxRule | None, rule: BoxRule | Mapping[str, Any] | None) -> BoxRule:
     """A BoxRule as given; or the stored one (the student's metadata, else the teacher's), with a
     mapping's non-None values (the command line's overrides) on top."""
     if isinstance(rule, BoxRule):
         return rule
     names = {f.name for f in dataclasses.fields(BoxRule)}
-    base = BoxRule(**{k: v for k, v in stored.items() if k in names}) if stored else BoxRule.for_model(teacher.info.cam)
+    base = stored or BoxRule.for_model(teacher.info.cam)
     return dataclasses.replace(base, **{k: v for k, v in (rule or {}).items() if v is not None and k in names})
 
 
@@ -190,14 +183,15 @@ def run_cascade(cascade: Cascade, video: str, start: int = 0, stop: int | None =
 
 
 def evaluate(video: str, teacher: Model | str, student: Model | str,
-             settings: Sequence[tuple[int, float | None]] = ((10, None),), *, start: int | float = 0,
+             settings: Sequence[tuple[int, float | None]] | None = None, *, start: int | float = 0,
              stop: int | None = None, classes: Sequence[str | int] | WatchList | None = None,
              groups_file: str | None = None, min_score: float | None = None,
              teacher_options: Mapping[str, Any] | None = None, rule: BoxRule | Mapping[str, Any] | None = None,
              max_rois: int | None = None, crop_spec: CropSpec | None = None, confident_top1: float = CONFIDENT,
              progress: Progress | None = None) -> Report:
     """The teacher on every frame of `video` from `start` (a frame index, or a fraction of the
-    video under 1) to `stop`, then the cascade for each (every, change) in `settings`.
+    video under 1) to `stop`, then the cascade for each (every, change) in `settings` (None: the
+    distilled student's own, else every 10 without change detection).
 
     classes (groups_file), min_score: the watch list (entries as `run --classes` takes them, or a
     WatchList); teacher_options: Model keywords for the teacher (resize, input_size; None values
@@ -206,8 +200,8 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
     metadata (the watch list only when it was distilled with one), else the runtime's defaults.
     """
     student = student if isinstance(student, Model) else Model(student, threads=1)
-    meta = student.info.source.get("distill") or {}
-    wanted = {k: v for k, v in {**(meta.get("teacher_options") or {}), **(teacher_options or {})}.items()
+    spec = CascadeSpec.from_metadata(student.info, student.path)
+    wanted = {k: v for k, v in {**(spec.teacher_options() if spec else {}), **(teacher_options or {})}.items()
               if v is not None}
     if isinstance(wanted.get("input_size"), list):
         wanted["input_size"] = tuple(wanted["input_size"])
@@ -215,19 +209,21 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
     watch: WatchList | None
     if isinstance(classes, WatchList) or classes is None:
         watch = classes
-        if watch is None and meta.get("watch") is not None and meta.get("targets"):
-            watch = watch_from_targets(meta["targets"], teacher.info.labels, teacher.num_classes)
+        if watch is None and spec is not None:
+            watch = spec.watch_list(teacher.info.labels, teacher.num_classes)
     else:
         watch = WatchList.parse(list(classes), teacher.info.labels, groups_file, teacher.num_classes)
-    score = min_score if min_score is not None else float(meta.get("min_score", 0.0)) if watch else 0.0
-    other = meta.get("other", OTHER)
+    score = min_score if min_score is not None else (spec.min_score if spec else 0.0) if watch else 0.0
+    other = spec.other if spec else OTHER
+    if settings is None:
+        settings = [(spec.every, spec.change)] if spec else [(10, None)]
     with open_source(video) as source:
         count = source.total or 0
     if isinstance(start, float) and 0 < start < 1:
         start = int(round(start * count))
     start = int(start)
     total = max(0, (stop or count) - start)
-    mapping = target_map(teacher.info, student.info)
+    mapping = target_map(teacher.info, student.info, spec)
     ref = reference(teacher, video, mapping, start, stop, progress, total, watch, score, other)
     ok = confident(ref.scores, score if watch else None, confident_top1)
     t_macs = model_macs(teacher, teacher.input_size if teacher.dynamic_size else None)
@@ -244,12 +240,13 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
                     float(np.mean(labels[ok] == common)) if ok.any() else None,
                     watch=None if watch is None else watch.names, min_score=score if watch else None,
                     teacher_input=list(teacher.input_size), teacher_resize=teacher.info.input.resize)
-    spec = crop_spec or crop_spec_for(student)
-    box_rule = make_rule(teacher, meta.get("rule"), rule)
-    cap = int(max_rois if max_rois is not None else meta.get("max_rois", 4))
+    cuts = crop_spec or (spec.crop if spec else CropSpec())
+    box_rule = make_rule(teacher, spec.rule if spec else None, rule)
+    cap = int(max_rois if max_rois is not None else spec.max_rois if spec else DEFAULT_MAX_ROIS)
+    fill = spec.fill if spec else None
     for every, change in settings:
-        cascade = Cascade(teacher, student, every=every, change=change, crop_spec=spec, rule=box_rule,
-                          max_rois=cap, watch=watch, min_score=score)
+        cascade = Cascade(teacher, student, every=every, change=change, crop_spec=cuts, rule=box_rule,
+                          max_rois=cap, watch=watch, min_score=score, fill=fill)
         answers, t_runs, s_runs, ms = run_cascade(cascade, video, start, stop, progress, total,
                                                   f"cascade every {every}" + (f", change {change:g}" if change else ""),
                                                   NONE if watch is None else other)

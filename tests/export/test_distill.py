@@ -13,6 +13,7 @@ from edge_cam.localize import BoxRule
 from edge_cam.model import Model
 from edge_cam.preprocess import pad_colour
 from edge_cam.source import open_source
+from edge_cam.spec import CascadeSpec
 from edge_cam.tools.cascade_eval import crop_spec_for, evaluate, target_map, watch_from_targets
 from edge_cam.watch import WatchList
 from edge_cam_export.distill import choose_targets, distill
@@ -53,8 +54,11 @@ def test_distilled_student_is_self_describing(distilled, mobilenet_v2_path):
     assert student.info.labels == result.labels
     meta = student.info.source["distill"]
     assert student.info.source["role"] == "student"
-    assert meta["crop"] == {"pad": 1.3, "square": True, "mask": "mean"} and meta["every"] == 10
-    assert meta["macs"] == result.macs and meta["targets"] == {"water bottle": [898]}
+    spec = CascadeSpec.from_metadata(student.info, student.path)  # edge_cam.cascade_spec, checked
+    assert spec is not None and spec.crop == CropSpec(1.3, True, "mean") and spec.every == 10 and spec.change is None
+    assert spec.targets == {"water bottle": (898,)} and spec.labels == tuple(result.labels) and not spec.watch
+    assert spec.input_size == (32, 32) and spec.fill == pad_colour(MEAN) and spec.max_rois == 4
+    assert meta["macs"] == result.macs and "targets" not in meta  # provenance only; the contract is the spec
     assert crop_spec_for(student) == CropSpec(1.3, True, "mean")
     to_student = target_map(Model(mobilenet_v2_path).info, student.info)
     assert to_student(898) == "water bottle" and to_student(0) == "other"
@@ -140,6 +144,8 @@ def test_a_tflite_student_describes_itself(mobilenet_v2_path, bottle, tmp_path):
     student = Model(r.path)
     assert student.backend == "litert" and student.info.labels == r.labels
     assert student.info.source["distill"]["macs"] == r.macs
+    spec = CascadeSpec.from_metadata(student.info, student.path)
+    assert spec is not None and spec.labels == tuple(r.labels) and spec.input_size == (32, 32)
     assert student.predict(np.zeros((50, 80, 3), np.uint8)).label in r.labels
 
 
@@ -162,11 +168,12 @@ def test_a_watch_group_student_learns_the_cascades_question(car_student, mobilen
     assert result.labels == ["car", "other"]  # the group's name, then "other"
     assert result.train_crops["car"] > 0 and result.train_crops["other"] > 0
     meta = Model(result.path).info.source["distill"]
-    assert meta["watch"] == ["car"] and meta["min_score"] == 0.015
-    assert meta["teacher_options"] == {"resize": "stretch", "input_size": [288, 512]}
-    assert meta["teacher_input"] == [288, 512] and meta["rule"]["mode"] == "objects"
+    spec = CascadeSpec.from_metadata(Model(result.path).info)
+    assert spec is not None and spec.watch and spec.min_score == 0.015 and meta["watch"] == ["car"]
+    assert spec.teacher_options() == {"resize": "stretch", "input_size": (288, 512)}
+    assert meta["teacher_input"] == [288, 512] and spec.rule.mode == "objects"
     labels = Model(mobilenet_v2_path).info.labels
-    assert set(meta["targets"]) == {"car"} and {labels[i] for i in meta["targets"]["car"]} >= {"cab", "sports car"}
+    assert set(spec.targets) == {"car"} and {labels[i] for i in spec.targets["car"]} >= {"cab", "sports car"}
     assert result.teacher_macs > 2.5 * Model(result.path).info.source["distill"]["macs"] * 20  # at 288x512
 
 
@@ -231,6 +238,7 @@ def test_an_int8_student(mobilenet_v2_path, bottle, tmp_path):
     assert held["images"] > 15 and held["top1_agreement"] >= 0.95 and held["cam_correlation_median"] is None
     student = Model(path)
     assert student.info.labels == r.labels and student.info.source["distill"]["macs"] == r.macs
+    assert CascadeSpec.from_metadata(student.info) is not None  # written after quantising
     result = Cascade(Model(mobilenet_v2_path), student).process(next(iter(open_source(bottle))).image)
     assert result.rois and result.rois[0].student.label in r.labels
     with pytest.raises(EdgeCamError, match="int8 makes ONNX students"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_cam.localize import BoxRule
-from edge_cam.metadata import ModelInfo, rewrite_metadata
+from edge_cam.metadata import InputSpec, ModelInfo, rewrite_metadata
 from edge_cam.model import Model
 from edge_cam.tools import cascade_eval
 from edge_cam.tools.cascade_eval import (
@@ -53,7 +53,7 @@ def test_metadata_macs_win(student_path, tmp_path):
 
 def test_label_space():
     teacher = ModelInfo(input=None, labels=["cab", "jeep", "geyser", "water bottle"])
-    distilled = ModelInfo(input=None, labels=["car", "other"], source={"distill": {"targets": {"car": [0, 1]}}})
+    distilled = ModelInfo(input=InputSpec((64, 64)), labels=["car", "other"], source={"distill": {"targets": {"car": [0, 1]}}})
     to_student = target_map(teacher, distilled)
     assert [to_student(i) for i in range(4)] == ["car", "car", "other", "other"]
     foreign = ModelInfo(input=None, labels=["water bottle", "cab"])  # no distill metadata: by name
@@ -154,8 +154,7 @@ def test_reference_with_a_fake_teacher(monkeypatch):
 
 def test_the_box_rule_stored_and_overridden(teacher_path):
     teacher = Model(teacher_path)
-    stored = {"threshold": 0.3, "mode": "objects", "min_area": 0.02, "fuse_top": 1, "min_distance": 0.1,
-              "min_prominence": 0.1, "max_rois": None}
+    stored = BoxRule(0.3, "objects", 0.02)  # a distilled student's (its CascadeSpec)
     assert make_rule(teacher, stored, None) == BoxRule(0.3, "objects", 0.02)
     assert make_rule(teacher, stored, {"mode": "largest", "threshold": None}).mode == "largest"
     assert make_rule(teacher, None, None) == BoxRule.for_model(teacher.info.cam)
