@@ -127,6 +127,7 @@ def test_a_spec_unlike_its_student_is_refused(student_path, tmp_path):
         CascadeSpec.from_metadata(Model(path).info, path)
 
 
+@pytest.mark.workstation
 def test_the_shipped_schema_agrees_with_the_check():
     jsonschema = pytest.importorskip("jsonschema", reason="the dev extra's jsonschema checks the shipped schema")
     schema = json.loads(resources.files("edge_cam.data").joinpath("cascade_spec.schema.json").read_text())

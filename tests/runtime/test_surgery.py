@@ -317,6 +317,7 @@ def test_the_result_runs_on_the_image_alone_in_a_bare_session(head, tmp_path):
     assert np.abs(asked - cams[:, [4, 2]]).max() < 1e-4 * np.ptp(cams)
 
 
+@pytest.mark.workstation
 def test_openvino_runs_the_result(tmp_path):
     ov = pytest.importorskip("openvino", reason="OpenVINO is not installed here (pip install openvino)")
     src = tiny("squeezenet", tmp_path / "src.onnx")
