@@ -114,7 +114,12 @@ def test_non_cam_and_corrupt_onnx_are_refused(tiny, tmp_path):
     student = tmp_path / "student.onnx"
     assert cli("export", "custom_models:tiny_gap", "-o", student, "--no-cam", "--input-size", "32").returncode == 0
     assert "no CAM output" in assert_one_sentence(cli("localize", student, image))
-    assert "no CAM output" in assert_one_sentence(cli("eval", student, "--voc", tmp_path))
+    voc = tmp_path / "voc"  # eval reads the labelled set first (a wrong folder is found at once), then the model
+    voc.mkdir()
+    cv2.imwrite(str(voc / "a.png"), np.zeros((20, 20, 3), np.uint8))
+    (voc / "a.xml").write_text("<annotation><filename>a.png</filename><object><name>x</name><bndbox><xmin>1</xmin>"
+                               "<ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
+    assert "no CAM output" in assert_one_sentence(cli("eval", student, "--voc", voc))
     assert "no CAM output" in assert_one_sentence(cli("run", "--teacher", student, "--source", image))
     (tmp_path / "bad.onnx").write_bytes(b"\x08\x01garbage" * 10)
     assert "not a readable ONNX model" in assert_one_sentence(cli("localize", tmp_path / "bad.onnx", image))
