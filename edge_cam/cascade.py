@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .agreement import Alarm, Check, Referee
 from .crop import Crop, CropSpec, crop
 from .errors import EdgeCamError
 from .localize import Box, BoxRule, HeatMap
@@ -90,6 +91,9 @@ class FrameResult:
     # The process run that made it (stream.RUN_ID, set by stream()): frame numbers restart with every
     # run, so consumers dedupe by (run, source, frame) across restarts and spill replays.
     run: str = ""
+    check: Check | None = None  # the student against the teacher, where the teacher ran (agreement.py)
+    agreement: float | None = None  # the rolling agreement so far (set by stream())
+    alarm: Alarm | None = None  # set by stream() on the frame where the agreement crossed --alarm
 
     def to_event(self) -> dict:
         """The JSON event of interfaces.md."""
@@ -101,8 +105,15 @@ class FrameResult:
         event = {"frame": self.frame, "ts": round(self.ts, 4), "source": self.source, "stream": self.stream}
         if self.run:
             event["run"] = self.run
-        return {**event, "teacher": teacher, "rois": [r.to_dict() for r in self.rois],
-                "timing_ms": {k: round(v, 3) for k, v in self.timing_ms.items()}}
+        event = {**event, "teacher": teacher, "rois": [r.to_dict() for r in self.rois],
+                 "timing_ms": {k: round(v, 3) for k, v in self.timing_ms.items()}}
+        if self.check is not None:
+            event["check"] = self.check.to_dict()
+        if self.agreement is not None:
+            event["student_agreement"] = round(self.agreement, 4)
+        if self.alarm is not None:
+            event["alarm"] = self.alarm.to_dict()
+        return event
 
 
 @dataclass
@@ -193,6 +204,8 @@ class Cascade:
         # Masked crop pixels (RGB): as the student was trained (its CascadeSpec), else its mean colour.
         self._fill = fill if fill is not None else pad_colour(student.info.input.mean) if student else (0, 0, 0)
         self._streams: dict[int, StreamState] = {}
+        # Where the teacher runs anyway, the student's answer there says whether it still agrees.
+        self.referee = Referee.between(teacher.info, student.info, watch, min_score) if student is not None else None
 
     def reset(self) -> None:
         """Forget every stream: the next frame of each runs the teacher."""
@@ -236,6 +249,11 @@ class Cascade:
             results.append(FrameResult(index, f.ts, f.source, bool(why), pred, heat,
                                        [Roi(r.box, r.heat, r.watch) for r in rois], timing, why, score, f.stream, f.image))
         self._run_student(images, results)
+        if self.referee is not None:
+            for r in results:
+                if r.teacher_ran and r.teacher is not None:
+                    first = r.rois[0].student if r.rois else None
+                    r.check = self.referee.check(r.teacher, first.label if first is not None else None)
         if self.change is not None:
             for st, r in zip(states, results):
                 t3 = time.perf_counter()

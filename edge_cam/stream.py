@@ -67,6 +67,11 @@ def stream(cascade: Cascade, sources: Sequence[Source], *, max_frames: int | Non
             done += len(batch)
             for result in cascade.process_many(batch):
                 result.run = run_id
+                stats.judge(result)
+                if result.alarm is not None:
+                    a = result.alarm
+                    log.warning("student agreement %s: %.1f%% of the latest %d confident teacher frames, alarm "
+                                "below %.1f%%", a.state, 100 * a.agreement, a.checks, 100 * a.below)
                 yield result
 
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .agreement import Agreement
+
 if TYPE_CHECKING:
     from .cascade import FrameResult
 
@@ -48,6 +50,9 @@ class StreamStats:
     teacher_runs: int = 0
     wall_s: float = 0.0
     timings: dict[str, Window] = field(default_factory=dict)
+    # The student against the teacher where it ran (filled by stream(), which sets each result's
+    # rolling figure and alarm before the sinks see it).
+    agreement: Agreement = field(default_factory=Agreement)
 
     def add(self, result: FrameResult) -> None:
         self.frames += 1
@@ -75,5 +80,13 @@ class StreamStats:
         return out
 
     def summary(self) -> str:
+        checked = f", {self.agreement.summary()}" if self.agreement.seen else ""
         return (f"{self.frames} frames in {self.wall_s:.1f} s ({self.fps:.1f} FPS), teacher ran on "
-                f"{self.teacher_runs}, {self.skipped} unreadable frames skipped")
+                f"{self.teacher_runs}, {self.skipped} unreadable frames skipped{checked}")
+
+    def judge(self, result: FrameResult) -> None:
+        """The result's check into the rolling agreement; the figure (and an alarm where it crossed) onto the result."""
+        if result.check is not None:
+            result.alarm = self.agreement.add(result.check)
+        if self.agreement.seen:
+            result.agreement = self.agreement.value

@@ -6,6 +6,7 @@ import os
 import sys
 from contextlib import ExitStack
 
+from ..agreement import WINDOW, Agreement
 from ..cascade import Cascade
 from ..errors import EdgeCamError
 from ..model import Model
@@ -40,6 +41,12 @@ def add_parser(sub) -> None:
     out.add_argument("--serve-token", metavar="TOKEN",
                      help="require this token (?token= or Authorization: Bearer) on every preview request")
     opt.add_student_options(p)
+    check = p.add_argument_group("the student checked where the teacher runs")
+    check.add_argument("--agreement-window", type=int, default=WINDOW, metavar="N",
+                       help=f"the rolling agreement covers the latest N confident teacher frames (default {WINDOW})")
+    check.add_argument("--alarm", type=float, metavar="BELOW",
+                       help="a warning (log line, and an event with an \"alarm\" field) when the rolling agreement "
+                       "drops below BELOW (0-1), and again when it is back")
     opt.add_cascade_options(p)
     opt.add_teacher_options(p)
     p.set_defaults(main=main)
@@ -70,6 +77,10 @@ def _outputs(args: argparse.Namespace) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     opt.check(args, "--max-frames", 0)
     opt.check(args, "--fps", 0, above=True)
+    opt.check(args, "--agreement-window", 1)
+    opt.check(args, "--alarm", 0, above=True, high=1)
+    if args.alarm is not None and not args.student:
+        raise EdgeCamError("--alarm watches the student's agreement with the teacher; give a --student.")
     outputs = _outputs(args)
     if args.serve_token and args.serve is None:
         raise EdgeCamError("--serve-token needs --serve [HOST:]PORT.")
@@ -102,7 +113,8 @@ def main(args: argparse.Namespace) -> int:
             sinks.insert(0, preview)
             opened.callback(preview.close)
         opened.pop_all()  # opened them all: from here run() closes them, however it ends
-    stats = StreamStats()  # ours, so that the summary survives a Ctrl-C or SIGTERM
+    # Ours, so that the summary survives a Ctrl-C or SIGTERM.
+    stats = StreamStats(agreement=Agreement(args.agreement_window, args.alarm))
     try:
         run(cascade, sources, sinks, max_frames=args.max_frames, status=None if args.quiet else sys.stderr,
             stats=stats)

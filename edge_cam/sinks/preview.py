@@ -223,7 +223,17 @@ class PreviewServer(PlainSink):
             "uptime_s": round(time.time() - self._started, 1),
             "sources": [{"name": s.name, "live": s.live, "dropped": s.stats.dropped} for s in self._sources],
             "latency_ms": {k: {q: round(v, 3) for q, v in d.items()} for k, d in latency.items()},
-        }
+        } | self._agreement(stats)
+
+    @staticmethod
+    def _agreement(stats) -> dict:
+        """The student against the teacher (only where a student is checked): the rolling figure,
+        the confident checks it rests on, and whether the alarm is raised."""
+        a = stats.agreement if stats is not None else None
+        if a is None or not a.seen:
+            return {}
+        return {"student_agreement": None if a.value is None else round(a.value, 4), "student_checks": a.checks,
+                "student_alarm": a.raised}
 
     def metrics(self) -> str:
         s = self.status()
@@ -238,6 +248,13 @@ class PreviewServer(PlainSink):
             ("preview_watchers", "gauge", "Open MJPEG connections of the preview.", s["watchers"]),
             ("preview_refused_total", "counter", "Preview connections refused: too many at once.", s["refused"]),
         ]
+        if s.get("student_agreement") is not None:
+            rows += [("student_agreement", "gauge", "Share of the latest confident teacher frames where the student "
+                      "gave the teacher's answer.", s["student_agreement"]),
+                     ("student_checks_total", "counter", "Confident teacher frames the student was checked on.",
+                      s["student_checks"]),
+                     ("student_alarm", "gauge", "1 while the student agreement is below --alarm.",
+                      int(s["student_alarm"]))]
         lines = []
         for name, kind, help_, value in rows:
             lines += [f"# HELP edge_cam_{name} {help_}", f"# TYPE edge_cam_{name} {kind}", f"edge_cam_{name} {value}"]

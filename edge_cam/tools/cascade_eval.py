@@ -6,8 +6,10 @@ Without a watch list its answer for a frame is its top-1 class mapped into the s
 space (a distilled student's metadata says which teacher classes make each of its labels;
 otherwise a teacher label that the student also has stays itself), and anything else is "other".
 The cascade's answer is its first ROI's student label ("none" when it has no ROI). A frame is
-confident when the top-1 probability is ≥ `confident` (0.5 by default, the level at which the
-shared MobileNetV2 agrees with its int8 original on 93% of real photos).
+confident when the teacher's probability of its answer is ≥ `confident` (0.5 by default, the level
+at which the shared MobileNetV2 agrees with its int8 original on 93% of real photos): the sum over
+the label's classes, for "other" one minus the sum over all the student's (agreement.Referee, the
+same question `run` asks where the teacher runs).
 
 With a watch list (as `run --classes ... --min-score S`) the question is the cascade's: is a
 watched target here, and which? The reference is the most probable target if its probability
@@ -39,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
+from ..agreement import CONFIDENT, NONE, Referee, confident, target_map, watch_answer
 from ..cascade import Cascade
 from ..crop import CropSpec
 from ..localize import BoxRule
-from ..metadata import ModelInfo
 from ..model import Model
 from ..source import open_source
 from ..spec import DEFAULT_MAX_ROIS, OTHER, CascadeSpec, watch_from_targets
@@ -55,41 +57,7 @@ __all__ = ["Report", "Score", "evaluate", "model_macs", "onnx_macs", "plot", "to
 
 log = logging.getLogger("edge_cam")
 
-CONFIDENT = 0.5  # teacher top-1 probability from which a frame counts as "confident" (no watch list)
-NONE = "none"  # the cascade's answer on a frame without ROI (no watch list)
-
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-def confident(score: np.ndarray, min_score: float | None = None, top1: float = CONFIDENT) -> np.ndarray:
-    """Which frames the teacher is sure about (see the module's doc): without a watch list
-    (min_score None) `score` is the top-1 probability, ≥ top1; with one it is the best target's
-    P, ≥ 2·min_score or < min_score/2."""
-    s = np.asarray(score, np.float64)
-    if min_score is None:
-        return s >= top1
-    return (s >= 2 * min_score) | (s < min_score / 2)
-
-
-def watch_answer(watch: WatchList, logits: np.ndarray, min_score: float, other: str = OTHER) -> tuple[str, float]:
-    """The teacher's answer to a watch list on one frame: the most probable target's name if it
-    reaches min_score, else `other`; and that target's probability."""
-    p = watch.scores(logits)
-    best = int(np.argmax(p))
-    return (watch.names[best] if p[best] >= min_score else other), float(p[best])
-
-
-def target_map(teacher: ModelInfo, student: ModelInfo, spec: CascadeSpec | None = None) -> Callable[[int], str]:
-    """Teacher class id → the student's label for it, or "other": by the distilled student's
-    targets (`spec`, default: its metadata's), else by name."""
-    spec = spec if spec is not None else CascadeSpec.from_metadata(student)
-    if spec is not None:
-        lookup = {int(c): label for label, ids in spec.targets.items() for c in ids}
-    else:
-        names = set(student.labels)
-        lookup = {i: lab for i, lab in enumerate(teacher.labels) if lab in names}
-    other = spec.other if spec is not None else OTHER
-    return lambda class_id: lookup.get(int(class_id), other)
 
 
 def answer_label(answer) -> str:
@@ -143,20 +111,20 @@ def _frames(video: str, start: int, stop: int | None):
 class Reference:
     """The teacher on every frame."""
     labels: list[str]  # mapped into the student's label space, or the watch list's answer
-    scores: np.ndarray  # top-1 probability, or the best target's
+    scores: np.ndarray  # the probability of that answer, or the best target's
     ms: float  # wall-clock per frame (preprocess + model)
 
 
-def reference(teacher: Model, video: str, mapping: Callable[[int], str], start: int = 0, stop: int | None = None,
-              progress: Progress | None = None, total: int = 0, watch: WatchList | None = None,
-              min_score: float = 0.0, other: str = OTHER) -> Reference:
+def reference(teacher: Model, video: str, referee: Referee, start: int = 0, stop: int | None = None,
+              progress: Progress | None = None, total: int = 0) -> Reference:
+    """The teacher on every frame, answering the student's question as `referee` asks it."""
     labels, scores, spent = [], [], 0.0
-    classes = None if watch is None else watch.class_ids
+    classes = None if referee.watch is None else referee.watch.class_ids
     for image in _frames(video, start, stop):
         t0 = time.perf_counter()
         p = teacher.predict(image, classes=classes)
         spent += time.perf_counter() - t0
-        label, score = (mapping(p.class_id), p.score) if watch is None else watch_answer(watch, p.logits, min_score, other)
+        label, score = referee.answer(p.logits, p.class_id)
         labels.append(label)
         scores.append(score)
         if progress:
@@ -223,8 +191,8 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
         start = int(round(start * count))
     start = int(start)
     total = max(0, (stop or count) - start)
-    mapping = target_map(teacher.info, student.info, spec)
-    ref = reference(teacher, video, mapping, start, stop, progress, total, watch, score, other)
+    referee = Referee.between(teacher.info, student.info, watch, score, spec)
+    ref = reference(teacher, video, referee, start, stop, progress, total)
     ok = confident(ref.scores, score if watch else None, confident_top1)
     t_macs = model_macs(teacher, teacher.input_size if teacher.dynamic_size else None)
     s_macs = model_macs(student)

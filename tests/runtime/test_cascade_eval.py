@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from edge_cam.agreement import Referee
 from edge_cam.localize import BoxRule
 from edge_cam.metadata import InputSpec, ModelInfo, rewrite_metadata
 from edge_cam.model import Model
@@ -142,14 +143,21 @@ def test_reference_with_a_fake_teacher(monkeypatch):
 
     monkeypatch.setattr(cascade_eval, "_frames", lambda video, start, stop: iter(frames))
     watch = watch_from_targets({"car": [0, 1]}, LABELS, 4)
-    ref = reference(Teacher(), "v.mp4", lambda c: "unused", watch=watch, min_score=0.015)
+    ref = reference(Teacher(), "v.mp4", Referee({"car": [0, 1]}, LABELS, 4, watch=watch, min_score=0.015))
     assert asked == [[0, 1]] * 4  # the teacher is asked for the watched classes' maps
     assert ref.labels == ["car", "other", "car", "car"]
     np.testing.assert_allclose(ref.scores, [0.2, 0.006, 0.02, 0.9], atol=1e-6)
     assert confident(ref.scores, 0.015).tolist() == [True, True, False, True]
     asked.clear()
-    top1 = reference(Teacher(), "v.mp4", lambda c: LABELS[c])  # no watch list: the mapped top-1
+    # No watch list: the mapped top-1, with the probability of the student's label (its classes'
+    # sum; for "other", all but the student's classes).
+    top1 = reference(Teacher(), "v.mp4", Referee({"geyser": [2], "cab": [0]}, LABELS, 4))
     assert top1.labels == ["geyser", "geyser", "geyser", "cab"] and asked == [None] * 4
+    np.testing.assert_allclose(top1.scores, [0.8, 0.99, 0.97, 0.6], atol=1e-6)
+    asked.clear()
+    other = reference(Teacher(), "v.mp4", Referee({"cab": [0]}, LABELS, 4))  # the geyser is not the student's
+    assert other.labels == ["other", "other", "other", "cab"]
+    np.testing.assert_allclose(other.scores, [0.9, 0.995, 0.99, 0.6], atol=1e-6)
 
 
 def test_the_box_rule_stored_and_overridden(teacher_path):
