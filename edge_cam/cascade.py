@@ -92,7 +92,7 @@ class FrameResult:
     run: str = ""
 
     def to_event(self) -> dict:
-        """The JSON event of interfaces.md."""
+        """The JSON event of docs/interfaces.md (schema: edge_cam/data/event.schema.json)."""
         teacher: dict = {"ran": self.teacher_ran, "topk": self.teacher.topk() if self.teacher else []}
         if self.teacher_ran:
             teacher["reason"] = self.reason
