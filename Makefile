@@ -29,7 +29,8 @@ lint: $(FULL_VENV)/.installed
 	$(FULL_VENV)/bin/lint-imports --no-cache
 
 # The board's environment: numpy + onnxruntime + OpenCV from a regular (wheel) install, no torch.
-# Its pass over tests/runtime proves edge_cam never needs torch.
+# Its pass over tests/runtime proves edge_cam never needs torch. The tests (not the runtime) need
+# jsonschema: every event they make is held to the shipped schema (tests/runtime/event_check.py).
 test-runtime: $(RUNTIME_VENV)/.installed
 	cd tests && EDGE_CAM_TORCH_FREE=1 ../$(RUNTIME_VENV)/bin/python -m pytest runtime -q -p no:cacheprovider --durations=15
 
@@ -46,7 +47,7 @@ $(RUNTIME_VENV)/.installed: $(SOURCES)
 	@echo "installing the runtime into $(RUNTIME_VENV) (log: $(RUNTIME_VENV)/install.log)"
 	@{ $(RUNTIME_VENV)/bin/python -m pip install -q --upgrade pip && \
 	   $(RUNTIME_VENV)/bin/python -m pip install -q --force-reinstall --no-deps . && \
-	   $(RUNTIME_VENV)/bin/python -m pip install -q '.[mqtt,tflite,onnx]' pytest; \
+	   $(RUNTIME_VENV)/bin/python -m pip install -q '.[mqtt,tflite,onnx]' pytest jsonschema; \
 	 } > $(RUNTIME_VENV)/install.log 2>&1 || { cat $(RUNTIME_VENV)/install.log; exit 1; }
 	@touch $@
 

@@ -96,7 +96,7 @@ class FrameResult:
     alarm: Alarm | None = None  # set by stream() on the frame where the agreement crossed --alarm
 
     def to_event(self) -> dict:
-        """The JSON event of interfaces.md."""
+        """The JSON event of docs/interfaces.md (schema: edge_cam/data/event.schema.json)."""
         teacher: dict = {"ran": self.teacher_ran, "topk": self.teacher.topk() if self.teacher else []}
         if self.teacher_ran:
             teacher["reason"] = self.reason

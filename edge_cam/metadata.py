@@ -1,6 +1,6 @@
 """The `edge_cam.*` metadata that makes an exported model self-describing.
 
-Values are JSON strings in ONNX `metadata_props` (see interfaces.md). The export side writes
+Values are JSON strings in ONNX `metadata_props` (see docs/interfaces.md). The export side writes
 them through `to_props`; the runtime reads them back through `ModelInfo.from_props`.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`edge-cam localize`: one JSON line per image (interfaces.md), error lines for unreadable ones."""
+"""`edge-cam localize`: one JSON line per image (docs/interfaces.md), error lines for unreadable ones."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""Localisation in still photos: one JSON-ready line per image (interfaces.md), heat-map overlays.
+"""Localisation in still photos: one JSON-ready line per image (docs/interfaces.md), heat-map overlays.
 
 >>> for line in localize_photos(model, BoxRule.for_model(model.info.cam), ["photos/"]):
 ...     print(line["image"], line.get("boxes") or line["error"])
