@@ -129,7 +129,9 @@ def test_the_run_shows_every_optional_field(a_run):
     assert len({e["run"] for e in events}) == 1 and all("sink" in e["timing_ms"] for e in events)
     # The same keys as the schema's, no more: a field the code adds must be added to the schema (and the doc).
     schema = json.loads(resources.files("edge_cam.data").joinpath("event.schema.json").read_text())
-    assert set().union(*events) == set(schema["properties"])
+    # An alarm needs a student that stops agreeing: test_agreement.py's run raises one (checked there
+    # against this schema by the suite's event check).
+    assert set().union(*events) == set(schema["properties"]) - {"alarm"}
     assert set().union(*(e["teacher"] for e in events)) == set(schema["$defs"]["teacher"]["properties"])
     assert set().union(*rois) == set(schema["$defs"]["roi"]["properties"])
     assert set().union(*(e["timing_ms"] for e in events)) == set(schema["$defs"]["timing_ms"]["properties"])

@@ -164,7 +164,8 @@ def test_metrics_status_and_token(served):
                      "edge_cam_teacher_runs_total": "counter", "edge_cam_dropped_frames_total": "counter",
                      "edge_cam_skipped_frames_total": "counter", "edge_cam_mqtt_queue": "gauge",
                      "edge_cam_preview_watchers": "gauge", "edge_cam_preview_refused_total": "counter",
-                     "edge_cam_stage_latency_median_seconds": "gauge"}
+                     "edge_cam_stage_latency_median_seconds": "gauge", "edge_cam_student_agreement": "gauge",
+                     "edge_cam_student_checks_total": "counter", "edge_cam_student_alarm": "gauge"}
     value = {name: samples[0][1] for name, (_, samples) in second.items() if len(samples) == 1}
     assert value["edge_cam_frames_total"] > first["edge_cam_frames_total"][1][0][1] > 0
     assert value["edge_cam_fps"] > 0 and value["edge_cam_teacher_runs_total"] >= 1
