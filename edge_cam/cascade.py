@@ -265,6 +265,12 @@ class Cascade:
         """The teacher's answer → ROIs (boxes with their maps), at most max_rois, best first."""
         return find_rois(pred, self.rule, self.watch, self.min_score)[:self.max_rois]
 
+    def cut(self, image: np.ndarray, box: Box, heat: HeatMap | None, size: tuple[int, int],
+            order: str = "BGR") -> Crop:
+        """The crop the student is handed for `box` on an 8-bit frame: padded, squared, masked by
+        `heat` and filled as this cascade cuts every crop (distill cuts its training crops here too)."""
+        return crop(image, box, size, self.crop_spec, heat, self._fill, order)
+
     def _run_student(self, images: list[tuple[np.ndarray, str]], results: list[FrameResult]) -> None:
         rois = [(image, r, roi) for image, r in zip(images, results) for roi in r.rois]
         if self.student is None or not rois:
@@ -272,8 +278,8 @@ class Cascade:
                 r.timing_ms.update(crop=0.0, student=0.0)
             return
         t0 = time.perf_counter()
-        crops = [crop(image, roi.box, self.student.input_size, self.crop_spec, roi.heat, self._fill, order)
-                 for (image, order), r, roi in rois]
+        size = self.student.input_size
+        crops = [self.cut(image, roi.box, roi.heat, size, order) for (image, order), r, roi in rois]
         t1 = time.perf_counter()
         identity = Resize(self.student.input_size, self.student.input_size, 1.0, 1.0)
         answers = self.student.predict_batch([], prepared=[(c.image, identity) for c in crops])

@@ -1,8 +1,8 @@
 """The student's training set: the crops `run` would hand it, cut from the user's own footage.
 
-For every frame the teacher runs, and its box and map give crops made by the runtime's own crop
-code (edge_cam.crop: same pad, square, mask, fill colour), so training and running see the same
-pixels. Four kinds per frame, all labelled with what the teacher says about *this* frame:
+For every frame the teacher runs, and its box and map give crops cut by the runtime's own Cascade
+(its box rule, ROIs and `Cascade.cut`: same pad, square, mask, fill colour), so training and
+running see the same pixels. Four kinds per frame, all labelled with what the teacher says about *this* frame:
 
   exact       the crop around this frame's box, as the cascade cuts it when the teacher ran;
   jitter      that box grown, shrunk and shifted (boxes move a little from run to run);
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_cam.cascade import find_rois, thumbnail
-from edge_cam.crop import CropSpec, crop
+from edge_cam.cascade import Cascade, find_rois, thumbnail
+from edge_cam.crop import CropSpec
 from edge_cam.localize import Box, BoxRule, HeatMap
 from edge_cam.model import Model
 from edge_cam.preprocess import to_8bit
@@ -133,19 +133,19 @@ def collect(teacher: Model, sources: Sequence[str], size: int, spec: CropSpec, f
             progress: Callable[[str, int, int], None] | None = None) -> Footage:
     """Run the teacher over every frame of every source and cut the crops (see the module's doc).
     watch, min_score, rule, max_rois: as the Cascade will be given them."""
-    rule = rule or BoxRule.for_model(teacher.info.cam)
-    spec = CropSpec(spec.pad, spec.square, spec.mask, rule.threshold)  # as Cascade sets it
+    # The cascade the student will run in: its box rule, ROIs and crops are the training set's.
+    cascade = Cascade(teacher, every=every, change=change, rule=rule, crop_spec=spec, max_rois=max_rois,
+                      watch=watch, min_score=min_score, fill=fill)
+    rule = cascade.rule
     shape = (size, size)
     classes = None if watch is None else watch.class_ids
-    if classes is not None:
-        teacher.require_maps(classes)
     names = {} if watch is None else {n: i for i, n in enumerate(watch.names)}
     per_frame: dict[str, list] = {"source": [], "index": [], "class_id": [], "score": [], "target": [],
                                   "target_score": []}
     crops, frame_of, kinds, labels = [], [], [], []
 
     def cut(image, box, heat, kind, row, label=-1):
-        crops.append(crop(image, box, shape, spec, heat, fill, "BGR").image)
+        crops.append(cascade.cut(image, box, heat, shape).image)
         frame_of.append(row)
         kinds.append(kind)
         labels.append(label)
@@ -154,11 +154,12 @@ def collect(teacher: Model, sources: Sequence[str], size: int, spec: CropSpec, f
         """The first target (best first) whose map reaches the box threshold inside `box`, or -1."""
         return next((t for t, hm in hot if hm.region(box.x1, box.y1, box.x2, box.y2, (8, 8)).max() >= rule.threshold), -1)
 
-    def frame_crops(image, pred, row, recent) -> None:
-        found = find_rois(pred, rule, watch, min_score)
-        rois, frame_size = found[:max_rois], image.shape[:2]
+    def frame_crops(frame, pred, row, recent) -> None:
+        image = to_8bit(frame, "BGR")[0]  # once, as the cascade converts each frame
+        found = find_rois(pred, rule, watch, min_score)  # all of them: a stale box is judged by every hot map
+        rois, frame_size = cascade.localize(pred), image.shape[:2]
         hot = list({names[r.watch]: r.heat for r in found if r.heat is not None}.items()) if watch else []
-        thumb = thumbnail(to_8bit(image, "BGR")[0]) if change is not None else None
+        thumb = thumbnail(image) if change is not None else None
         if watch is None and not rois:  # no ROI: the cascade answers "none" and the student is not asked
             return
         for r in rois:

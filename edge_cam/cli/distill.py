@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Callable
 
+from ..capture import list_images
 from ..errors import EdgeCamError
 from . import options as opt
 from .terminal import progress_bar
@@ -16,6 +17,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("distill", help="train a small student on the teacher's answers on your own footage")
     p.add_argument("--teacher", required=True, help="a CAM teacher (.onnx) from `edge-cam export`")
     opt.add_sources(p, "footage: a camera needs --max-frames; repeat for several")
+    p.add_argument("--add", action="append", default=[], metavar="DIR",
+                   help="frames `run --collect DIR` kept where a student disagreed with its teacher: trained on "
+                   "beside the footage (repeat for several folders)")
     p.add_argument("-o", "--output", required=True, help="the student (.onnx, or .tflite)")
     what = p.add_argument_group("what the student tells apart")
     what.add_argument("--classes", nargs="+", metavar="CLASS",
@@ -59,10 +63,16 @@ def main(args: argparse.Namespace) -> int:
         if total > 0:
             bars.setdefault(stage, progress_bar(stage))(done, total)
 
+    for folder in args.add:
+        if not os.path.isdir(folder):
+            raise EdgeCamError(f"--add takes a folder of collected frames (run --collect DIR); {folder} is not one.")
+        if not list_images([folder]):
+            raise EdgeCamError(f"--add {folder}: the folder holds no images; `run --collect` puts the frames "
+                               "where the student disagreed there.")
     cascade = opt.cascade_options(args, every=10)  # checked as for run
     cut = cascade["crop_spec"]
     teacher_options = opt.teacher_overrides(args)
-    r = distill(args.teacher, args.source, args.output, classes=args.classes, name=args.name,
+    r = distill(args.teacher, [*args.source, *args.add], args.output, classes=args.classes, name=args.name,
                 groups_file=args.groups, min_score=args.min_score, teacher_options=teacher_options,
                 rule=opt.rule_options(args), max_rois=args.max_rois or 4, every=cascade["every"], change=cascade["change"],
                 pad=cut.pad, square=cut.square, mask=cut.mask, size=args.size, width=args.width, epochs=args.epochs,

@@ -11,6 +11,7 @@ from ..cascade import Cascade
 from ..errors import EdgeCamError
 from ..model import Model
 from ..sinks import FOURCC, check_writable, open_sink
+from ..sinks.collect import CollectSink
 from ..sinks.preview import PreviewServer, parse_serve
 from ..source import Source, open_source
 from ..stream import StreamStats, run
@@ -47,6 +48,10 @@ def add_parser(sub) -> None:
     check.add_argument("--alarm", type=float, metavar="BELOW",
                        help="a warning (log line, and an event with an \"alarm\" field) when the rolling agreement "
                        "drops below BELOW (0-1), and again when it is back")
+    check.add_argument("--collect", metavar="DIR", help="keep the frames where the student disagreed with a "
+                       "confident teacher in DIR (JPEG, and collected.jsonl with both answers), for `distill --add DIR`")
+    check.add_argument("--collect-budget", type=float, default=500.0, metavar="MB",
+                       help="at most this many MB of frames in DIR, earlier runs' included (default 500)")
     opt.add_cascade_options(p)
     opt.add_teacher_options(p)
     p.set_defaults(main=main)
@@ -79,8 +84,12 @@ def main(args: argparse.Namespace) -> int:
     opt.check(args, "--fps", 0, above=True)
     opt.check(args, "--agreement-window", 1)
     opt.check(args, "--alarm", 0, above=True, high=1)
-    if args.alarm is not None and not args.student:
-        raise EdgeCamError("--alarm watches the student's agreement with the teacher; give a --student.")
+    opt.check(args, "--collect-budget", 0, above=True, unit=" MB")
+    for flag in ("--alarm", "--collect"):
+        if getattr(args, flag[2:]) is not None and not args.student:
+            raise EdgeCamError(f"{flag} watches the student's agreement with the teacher; give a --student.")
+    if args.collect:
+        check_writable(args.collect, "collected frames", folder=True)
     outputs = _outputs(args)
     if args.serve_token and args.serve is None:
         raise EdgeCamError("--serve-token needs --serve [HOST:]PORT.")
@@ -108,6 +117,8 @@ def main(args: argparse.Namespace) -> int:
             sinks.append(open_sink(uri, streams=len(sources), fps=args.fps, device=args.device,
                                    spill_dir=args.mqtt_spill, retry_auth=args.mqtt_retry_auth))
             opened.callback(sinks[-1].close)
+        if args.collect:
+            sinks.insert(0, CollectSink(args.collect, args.collect_budget))
         if serve is not None:  # first: the events' "sink" time then covers it too
             preview = PreviewServer(*serve, token=args.serve_token)  # it says where, once, token masked
             sinks.insert(0, preview)
@@ -122,6 +133,11 @@ def main(args: argparse.Namespace) -> int:
         pass  # a signal ends a run like the end of its sources: sinks closed by run(), summary, exit 0
     finally:  # also after an error: say how far the run got (the error's sentence comes after)
         print(stats.summary() + "; " + ", ".join(_source_summary(s) for s in sources), file=sys.stderr)
+        for sink in sinks:
+            if isinstance(sink, CollectSink):
+                over = f", {sink.over_budget} more left out (budget full)" if sink.over_budget else ""
+                print(f"collected {sink.saved} frames where the student disagreed into {sink.folder}{over}",
+                      file=sys.stderr)
     if stats.skipped and not stats.frames:
         raise EdgeCamError(f"none of the {stats.skipped} frames could be read (see the lines above).")
     lost = sum(getattr(sink, "lost", 0) for sink in sinks)

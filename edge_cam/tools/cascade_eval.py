@@ -113,23 +113,31 @@ class Reference:
     labels: list[str]  # mapped into the student's label space, or the watch list's answer
     scores: np.ndarray  # the probability of that answer, or the best target's
     ms: float  # wall-clock per frame (preprocess + model)
+    decode_ms: float = 0.0  # reading and decoding a frame
 
 
 def reference(teacher: Model, video: str, referee: Referee, start: int = 0, stop: int | None = None,
               progress: Progress | None = None, total: int = 0) -> Reference:
     """The teacher on every frame, answering the student's question as `referee` asks it."""
-    labels, scores, spent = [], [], 0.0
+    labels, scores, spent, decoding = [], [], 0.0, 0.0
     classes = None if referee.watch is None else referee.watch.class_ids
-    for image in _frames(video, start, stop):
+    frames = _frames(video, start, stop)
+    while True:
         t0 = time.perf_counter()
+        image = next(frames, None)
+        t1 = time.perf_counter()
+        if image is None:
+            break
         p = teacher.predict(image, classes=classes)
-        spent += time.perf_counter() - t0
+        spent += time.perf_counter() - t1
+        decoding += t1 - t0
         label, score = referee.answer(p.logits, p.class_id)
         labels.append(label)
         scores.append(score)
         if progress:
             progress("teacher on every frame", len(labels), total)
-    return Reference(labels, np.asarray(scores, np.float32), spent * 1e3 / max(1, len(labels)))
+    n = max(1, len(labels))
+    return Reference(labels, np.asarray(scores, np.float32), spent * 1e3 / n, decoding * 1e3 / n)
 
 
 def run_cascade(cascade: Cascade, video: str, start: int = 0, stop: int | None = None,
@@ -207,7 +215,8 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
                     1e3 / ref.ms if ref.ms else 0.0, counts, float(np.mean(labels == common)) if len(labels) else 0.0,
                     float(np.mean(labels[ok] == common)) if ok.any() else None,
                     watch=None if watch is None else watch.names, min_score=score if watch else None,
-                    teacher_input=list(teacher.input_size), teacher_resize=teacher.info.input.resize)
+                    teacher_input=list(teacher.input_size), teacher_resize=teacher.info.input.resize,
+                    decode_ms=ref.decode_ms)
     cuts = crop_spec or (spec.crop if spec else CropSpec())
     box_rule = make_rule(teacher, spec.rule if spec else None, rule)
     cap = int(max_rois if max_rois is not None else spec.max_rois if spec else DEFAULT_MAX_ROIS)
@@ -227,7 +236,8 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
         report.scores.append(Score(
             every, change, len(same), float(same.mean()) if len(same) else 0.0, int(ok.sum()),
             float(same[ok].mean()) if ok.any() else None, t_runs, s_runs, macs,
-            t_macs / macs if macs and t_macs else None, 1e3 / ms if ms else 0.0, ms, confusion))
+            t_macs / macs if macs and t_macs else None, 1e3 / ms if ms else 0.0, ms, confusion,
+            ref.ms / ms if ms else None))
         log.info("every %d change %s: agreement %.3f, confident %s, teacher runs %d, speed-up %s", every,
                  change, report.scores[-1].agreement, report.scores[-1].agreement_confident, t_runs,
                  report.scores[-1].speedup)

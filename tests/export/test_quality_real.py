@@ -89,3 +89,35 @@ def test_run_tells_when_the_student_no_longer_agrees(mobilenet_v2_path, bottle_s
     raised = [e["alarm"] for e in ev if "alarm" in e and e["alarm"]["state"] == "raised"]
     assert bool(raised) == alarm
     assert share < 0.8 if alarm else share >= 0.95  # office: 0.671 of 140 (measured), bottles: 0.991 of 114
+
+
+def test_collect_and_distill_again_teach_the_student_a_new_scene(mobilenet_v2_path, bottle_student, shared_data,
+                                                                 tmp_path, capsys):
+    """The loop a user runs when the alarm goes off: `run --collect` on the first 60% of the office
+    video keeps the frames where the bottle student disagreed with its teacher, `distill --add`
+    trains again on the bottles plus those frames, and on the office video's last 40%, never seen,
+    the new student agrees with the teacher where the old one did not; on the bottles it still does."""
+    import json
+
+    from edge_cam.cli import main
+    from edge_cam.tools.cascade_eval import evaluate
+    office, bottles = (str(shared_data / "videos" / v) for v in ("one-by-one-person-detection.mp4",
+                                                                  "bottle-detection.mp4"))
+    kept, again = tmp_path / "kept", str(tmp_path / "again.onnx")
+    assert main(["run", "--teacher", mobilenet_v2_path, "--student", bottle_student, "--source", office,
+                 "--max-frames", "836", "--quiet", "--collect", str(kept)]) == 0  # 836: the first 60%
+    lines = [json.loads(x) for x in (kept / "collected.jsonl").read_text().splitlines()]
+    assert len(lines) >= 10 and all(e["teacher"] != e["student"] and e["frame"] < 836 for e in lines)
+    assert main(["distill", "--teacher", mobilenet_v2_path, "--source", bottles, "--add", str(tmp_path / "none"),
+                 "-o", again]) == 2
+    assert "--add takes a folder of collected frames" in capsys.readouterr().err
+    assert main(["distill", "--teacher", mobilenet_v2_path, "--source", bottles, "--add", str(kept), "--holdout",
+                 "0.4", "--epochs", "8", "--threads", "1", "-o", again]) == 0
+    before, after = (evaluate(office, mobilenet_v2_path, s, [(10, None)], start=0.6).scores[0]
+                     for s in (bottle_student, again))
+    still = evaluate(bottles, mobilenet_v2_path, again, [(10, None)], start=0.6).scores[0]
+    print(f"office, last 40%: {before.agreement_confident:.3f} -> {after.agreement_confident:.3f} of "
+          f"{after.confident_frames} confident frames ({len(lines)} frames collected); bottles still "
+          f"{still.agreement_confident:.3f}")
+    assert after.agreement_confident >= 0.9 and after.agreement_confident >= before.agreement_confident + 0.1
+    assert still.agreement_confident >= 0.98

@@ -7,12 +7,15 @@ import subprocess
 import sys
 import urllib.request
 
+import cv2
 import numpy as np
 import pytest
 
 from edge_cam.agreement import MIN_CHECKS, Agreement, Check, Referee
-from edge_cam.cascade import Cascade
+from edge_cam.cascade import Cascade, FrameResult
+from edge_cam.errors import EdgeCamError
 from edge_cam.model import Model
+from edge_cam.sinks.collect import CollectSink
 from edge_cam.sinks.preview import PreviewServer
 from edge_cam.source import open_source
 from edge_cam.stream import StreamStats, stream
@@ -133,3 +136,59 @@ def test_the_preview_serves_the_agreement_as_a_metric(teacher_path, student_path
     assert float(lines["edge_cam_student_agreement"]) == pytest.approx(stats.agreement.value, abs=1e-4)
     assert int(lines["edge_cam_student_checks_total"]) == stats.agreement.checks > 0
     assert int(lines["edge_cam_student_alarm"]) == int(stats.agreement.raised)
+
+
+def _result(frame: int, check: Check | None, image: np.ndarray | None = None) -> FrameResult:
+    image = np.full((120, 160, 3), frame % 256, np.uint8) if image is None else image
+    return FrameResult(frame, 1.0 + frame, "file:clip.mp4", check is not None, None, None, image=image, check=check,
+                       run="0123456789abcdef", stream=1)
+
+
+def test_collect_keeps_the_confident_disagreements_in_order(tmp_path):
+    sink = CollectSink(str(tmp_path / "kept"))
+    sink.write(_result(0, Check("car", "other", True)))
+    sink.write(_result(1, None))  # the teacher did not run: nothing to compare
+    sink.write(_result(2, Check("car", "car", True)))  # agreed
+    sink.write(_result(3, Check("car", "other", False)))  # the teacher unsure: not a lesson
+    sink.write(_result(12, Check("other", "car", True)))
+    sink.close()
+    files = sorted(p.name for p in (tmp_path / "kept").iterdir())
+    assert files == ["01234567-1-00000000.jpg", "01234567-1-00000012.jpg", "collected.jsonl"]
+    lines = [json.loads(x) for x in (tmp_path / "kept" / "collected.jsonl").read_text().splitlines()]
+    assert [(e["file"], e["frame"], e["teacher"], e["student"]) for e in lines] == [
+        ("01234567-1-00000000.jpg", 0, "car", "other"), ("01234567-1-00000012.jpg", 12, "other", "car")]
+    assert sink.saved == 2 and sink.over_budget == 0
+    back = cv2.imread(str(tmp_path / "kept" / files[1]))
+    assert back.shape == (120, 160, 3) and abs(int(back.mean()) - 12) <= 1
+
+
+def test_collect_stays_within_its_budget_counting_earlier_runs(tmp_path, caplog):
+    folder = tmp_path / "kept"
+    folder.mkdir()
+    (folder / "earlier.jpg").write_bytes(b"x" * 80_000)
+    noise = np.random.default_rng(0).integers(0, 256, (120, 160, 3), np.uint8)
+    size = len(cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 95])[1])  # 23.5 kB
+    sink = CollectSink(str(folder), budget_mb=(80_000 + size - 1) / 1e6)
+    for i in range(5):
+        sink.write(_result(i, Check("car", "other", True), noise))
+    assert sink.saved == 0 and sink.over_budget == 5  # 80 kB there already: the next frame does not fit
+    assert sum("no more frames are kept" in r.message for r in caplog.records) == 1
+    roomy = CollectSink(str(folder), budget_mb=(80_000 + 2 * size) / 1e6)
+    for i in range(5):
+        roomy.write(_result(i, Check("car", "other", True), noise))
+    assert (roomy.saved, roomy.over_budget, roomy.used) == (2, 3, 80_000 + 2 * size)
+    with pytest.raises(EdgeCamError, match="budget must be above 0 MB"):
+        CollectSink(str(folder), budget_mb=0)
+
+
+def test_run_collects_what_its_events_say_the_student_got_wrong(teacher_path, student_path, demo_data, tmp_path):
+    events, kept = tmp_path / "events.jsonl", tmp_path / "kept"
+    proc = run_cli("run", "--teacher", teacher_path, "--student", student_path, "--source",
+                   demo_data("demo_clip.mp4"), "--every", "5", "--quiet", "--events", events, "--collect", kept)
+    assert proc.returncode == 0, proc.stderr
+    wrong = [e["frame"] for e in map(json.loads, events.read_text().splitlines())
+             if "check" in e and e["check"]["confident"] and not e["check"]["agree"]]
+    assert wrong  # the bundled student errs on a few of its own clip's frames
+    lines = [json.loads(x) for x in (kept / "collected.jsonl").read_text().splitlines()]
+    assert [e["frame"] for e in lines] == wrong and len(list(kept.glob("*.jpg"))) == len(wrong)
+    assert f"collected {len(wrong)} frames where the student disagreed into {kept}" in proc.stderr
