@@ -60,8 +60,9 @@ STD = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1) * 255
 def network(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     model = build_model(f"torchvision:{name}", None)
-    if NETWORKS[name]:
-        load_weights(model, NETWORKS[name], f"torchvision:{name}")
+    weights = NETWORKS[name]
+    if weights:
+        load_weights(model, weights, f"torchvision:{name}")
     return model.eval()
 
 

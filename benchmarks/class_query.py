@@ -39,7 +39,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
     cases = [(name, q) for name in models for q in ((None, [1, 2, 3, 4, 5]) if models[name].class_query else (None,))]
-    times: dict[tuple[str, object], list[float]] = {(n, str(q)): [] for n, q in cases}
+    times: dict[tuple[str, str], list[float]] = {(n, str(q)): [] for n, q in cases}
     for _ in range(20):  # warm-up
         for name, q in cases:
             models[name].run(batch, q)
@@ -50,9 +50,9 @@ def main() -> None:
             times[(name, str(q))].append((time.perf_counter() - t0) * 1e3)
     base = float(np.median(times[(next(iter(models)), "None")]))
     rows = ["| graph | Q | median ms | × plain |", "|---|---|---|---|"]
-    for (name, q), t in times.items():
+    for (name, query), t in times.items():
         m = float(np.median(t))
-        rows.append(f"| {name} | {0 if q == 'None' else 5} | {m:.2f} | {m / base:.3f} |")
+        rows.append(f"| {name} | {0 if query == 'None' else 5} | {m:.2f} | {m / base:.3f} |")
     text = (header("Class queries: latency against the plain top-K graph") +
             f"\nReal MobileNetV2, 224x224, batch 1, 1 intra-op thread, ONNX Runtime CPU, {runs} runs of each "
             "case interleaved round-robin in one process (medians).\n\n" + "\n".join(rows))

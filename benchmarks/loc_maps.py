@@ -55,12 +55,15 @@ class MultiScale:
         ids = np.concatenate([first.class_ids, asked])
         preds = [first] + [m.predict(image, classes=ids) for m in self.models[1:]]
         last = preds[-1]
-        grid = (last.query_cams if last.query_cams is not None else last.cams).shape[-2:]
+        finest = last.query_cams if last.query_cams is not None else last.cams
+        assert finest is not None and first.cams is not None
+        grid = finest.shape[-2:]
         total = np.zeros((len(ids), *grid), np.float32)
         for p in preds:
             maps = p.cams if p is first else p.query_cams
             if p is first and first.query_cams is not None:
                 maps = np.concatenate([first.cams, first.query_cams])
+            assert maps is not None  # the later models were asked for the first one's classes
             total += _normalised(maps, grid)
         total /= len(preds)
         k = len(first.class_ids)
@@ -82,6 +85,7 @@ def dilated_export(weights: str, out: str, resize: str) -> None:
     convs[last].stride = (1, 1)
     for m in convs[last + 1:]:
         if m.kernel_size != (1, 1):
+            assert not isinstance(m.padding, str)  # torchvision gives its convolutions' padding in pixels
             m.dilation = (2 * m.dilation[0], 2 * m.dilation[1])
             m.padding = (2 * m.padding[0], 2 * m.padding[1])
     export_module(model.eval(), out, labels=imagenet_labels(), resize=resize, quiet=True,

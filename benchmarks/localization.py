@@ -19,6 +19,7 @@ import pathlib
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from common import header, parser, write
@@ -26,7 +27,8 @@ from loc_maps import Flipped, MultiScale, TwoPass, dilated_export
 from loc_sets import bottle_frames, gt_known_photos, mosaics, raccoon_halves
 
 from edge_cam.localize import BoxRule
-from edge_cam.model import Model
+from edge_cam.metadata import ModelInfo
+from edge_cam.model import Model, Prediction
 from edge_cam.refine import refine_boxes
 from edge_cam.source import read_image
 from edge_cam.tools.evaluate import IOU_LEVELS, Evaluation, calibrate, evaluate
@@ -37,10 +39,17 @@ DATA = pathlib.Path(os.environ.get("EDGE_CAM_SHARED_DATA", pathlib.Path(__file__
 GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
 
 
+class Predictor(Protocol):
+    """A Model, or a stand-in from loc_maps (Flipped, MultiScale, TwoPass)."""
+    info: ModelInfo
+
+    def predict(self, image: np.ndarray, /, *, classes: Any = None) -> Prediction: ...
+
+
 @dataclass
 class Config:
     name: str
-    model: object  # a Model, or a stand-in from loc_maps
+    model: Predictor
     fuse_top: int = 1
     refine: str = "none"
     threshold: float | None = None  # None: chosen on half A (choose_threshold)
@@ -76,13 +85,16 @@ def score(evals: list[Evaluation]) -> Score:
     best = np.concatenate([e.best_iou for e in evals])
     hits = np.concatenate([e.hits for e in evals])
     acc = {d: (best >= d).mean(axis=0) for d in IOU_LEVELS}
-    known = [e for e in evals if e.top1 is not None]
-    k = np.array([e.images for e in known])
+    objects = [e.objects for e in evals if e.objects is not None]
+    assert len(objects) == len(evals)  # evaluate() counts them on every set
+    # (photos, top-1, top-1 localisation) of the sets with a class given
+    known = [(e.images, e.top1, e.top1_loc) for e in evals if e.top1 is not None and e.top1_loc is not None]
+    k = np.array([n for n, _, _ in known])
     return Score(len(hits), float(hits.mean()), float(np.mean([a.max() for a in acc.values()])), acc[0.5],
-                 sum(e.objects.found for e in evals), sum(e.objects.predicted for e in evals),
-                 sum(e.objects.truths for e in evals), hits, best,
-                 float(np.dot(k, [e.top1 for e in known]) / k.sum()) if known else None,
-                 float(np.dot(k, [e.top1_loc for e in known]) / k.sum()) if known else None)
+                 sum(o.found for o in objects), sum(o.predicted for o in objects),
+                 sum(o.truths for o in objects), hits, best,
+                 float(np.dot(k, [t for _, t, _ in known]) / k.sum()) if known else None,
+                 float(np.dot(k, [t for _, _, t in known]) / k.sum()) if known else None)
 
 
 def run(cfg: Config, threshold: float, anns=None, groups=None) -> Score:

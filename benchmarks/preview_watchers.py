@@ -44,7 +44,7 @@ def status(port: int) -> dict:
 def watch(port: int, n: int, stop: threading.Event, ready: threading.Event, received: list[int]) -> None:
     """n connections on one selector; `ready` once each has had bytes of a frame."""
     sel, buf = selectors.DefaultSelector(), bytearray(1 << 16)
-    counts = {}
+    counts: dict[socket.socket, int] = {}
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port), timeout=60)
         s.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")
@@ -53,11 +53,13 @@ def watch(port: int, n: int, stop: threading.Event, ready: threading.Event, rece
         counts[s] = 0
     while not stop.is_set():
         for key, _ in sel.select(0.5):
-            got = key.fileobj.recv_into(buf)  # type: ignore[union-attr]
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)  # only sockets are registered
+            got = sock.recv_into(buf)
             if not got:
-                sel.unregister(key.fileobj)
+                sel.unregister(sock)
                 continue
-            counts[key.fileobj] += got
+            counts[sock] += got
         if not ready.is_set() and all(c > 1000 for c in counts.values()):
             ready.set()
     received.extend(counts.values())
@@ -82,7 +84,8 @@ def one_run(watchers: int, source: str, seconds: float) -> tuple[float, float, f
             break
     assert port is not None, "".join(lines)
     threading.Thread(target=lambda: lines.extend(proc.stderr or ()), daemon=True).start()
-    stop, ready, received = threading.Event(), threading.Event(), []
+    stop, ready = threading.Event(), threading.Event()
+    received: list[int] = []
     watcher = threading.Thread(target=watch, args=(port, watchers, stop, ready, received), daemon=True)
     while status(port)["frames"] == 0:
         time.sleep(0.2)

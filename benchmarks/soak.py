@@ -40,7 +40,8 @@ class RssProbe(PlainSink):
     """A sink that notes the RSS every `every` frames (it holds nothing else)."""
 
     def __init__(self, every: int):
-        self.every, self.frames, self.samples = every, 0, {}
+        self.every, self.frames = every, 0
+        self.samples: dict[int, int] = {}  # frames → RSS in KiB
         self.t0 = time.perf_counter()
 
     def write(self, result) -> None:

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 from common import DATA, WEIGHTS, header, parser, teacher, write
@@ -58,12 +59,13 @@ def main() -> None:
     fp32_path = teacher(args, tmp)
     gate = dict(calibration=raccoons, holdout=photos)
     # ONNX variants are made from the one fp32 export, as `export --quantize/--precision` makes them
-    onnx_variants = {"int8 ONNX (default: blocks that flip answers kept float)": ("int8.onnx", dict(gate)),
-                     "int8 ONNX (whole backbone, --min-agreement 0)": ("int8_all.onnx", {**gate, "min_agreement": 0.0}),
-                     "fp16 ONNX": ("fp16.onnx", None)}
+    onnx_variants: dict[str, tuple[str, dict[str, Any] | None]] = {
+        "int8 ONNX (default: blocks that flip answers kept float)": ("int8.onnx", dict(gate)),
+        "int8 ONNX (whole backbone, --min-agreement 0)": ("int8_all.onnx", {**gate, "min_agreement": 0.0}),
+        "fp16 ONNX": ("fp16.onnx", None)}
     if args.quick:
         del onnx_variants["int8 ONNX (default: blocks that flip answers kept float)"]  # its search takes minutes
-    tflite = {}
+    tflite: dict[str, tuple[str, dict[str, Any]]] = {}
     if importlib.util.find_spec("litert_torch") and not args.quick:
         tflite = {"fp32 TFLite": ("fp32.tflite", dict(format="tflite")),
                   "int8 TFLite (whole, --min-agreement 0)": ("int8.tflite", dict(format="tflite", quantize="int8", **gate,
@@ -75,10 +77,10 @@ def main() -> None:
         path = os.path.join(tmp, file)
         t0 = time.perf_counter()
         try:
-            if name in tflite:
-                d = export("torchvision:mobilenet_v2", path, weights=str(WEIGHTS), quiet=True, **options).drift
-            elif options is None:
+            if options is None:
                 d = convert_fp16(fp32_path, path)
+            elif name in tflite:
+                d = export("torchvision:mobilenet_v2", path, weights=str(WEIGHTS), quiet=True, **options).drift
             else:
                 d = quantize_int8(fp32_path, path, quiet=True, **options)
         except EdgeCamError as e:
@@ -103,12 +105,12 @@ def main() -> None:
     d = {}
     for name, (m, seconds) in models.items():
         d = drift(fp32, m, batches)
-        e = evaluate(m, held_labelled)
+        ev = evaluate(m, held_labelled)
         ms = float(np.median(times[name]))
         clear = f"{d['top1_agreement_clear']:.1%}" if d["top1_agreement_clear"] is not None else "–"
         rows.append(f"| {name} | {os.path.getsize(m.path) / 1e6:.1f} | {ms:.2f}, {np.percentile(times[name], 95):.2f} | "
                     f"{base / ms:.2f}× | {d['top1_agreement']:.1%} / {clear} | {d['top1_in_top5']:.0%} | "
-                    f"{d['cam_correlation_median']:.4f} | {d['box_iou_median']:.3f} | {e.corloc:.3f} | {seconds:.0f} |")
+                    f"{d['cam_correlation_median']:.4f} | {d['box_iou_median']:.3f} | {ev.corloc:.3f} | {seconds:.0f} |")
         print(rows[-1], flush=True)
     for name, (units, share) in kept.items():
         notes.append(f"{name}: {share:.0%} of the backbone's multiply-adds in int8; float: {', '.join(units)}.")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -14,10 +15,10 @@ FPS = 15
 def render_clip(path: str, rng: np.random.Generator, cycles: int, segment_frames: int) -> dict:
     """Segments of one glyph drifting, turning and growing slowly on a static background; every
     class appears once per cycle, in a shuffled order. Returns the ground truth written beside it."""
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), FPS, (FRAME_W, FRAME_H))
+    writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*"mp4v"), FPS, (FRAME_W, FRAME_H))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write mp4v video to {path}")
-    truth = []
+    truth: list[dict[str, Any]] = []
     classes = [int(c) for _ in range(cycles) for c in rng.permutation(len(CLASS_NAMES))]
     for class_id in classes:
         background = render_background(rng)

@@ -56,6 +56,11 @@ def _fixed(v) -> np.ndarray:
     return np.round(np.asarray(v, np.float64) * (1 << _SHIFT)).astype(np.int32)
 
 
+def _point(xy: tuple[float, float]) -> tuple[int, int]:
+    x, y = _fixed(xy)
+    return int(x), int(y)
+
+
 def glyph_mask(class_id: int, diameter: float, angle: float, centre: tuple[float, float],
                shape: tuple[int, int]) -> np.ndarray:
     """The glyph's anti-aliased coverage (uint8, 0..255) on an image of `shape` (H, W)."""
@@ -67,12 +72,12 @@ def glyph_mask(class_id: int, diameter: float, angle: float, centre: tuple[float
         pts = _POLYGONS[name] @ np.array([[c, s], [-s, c]]) * r + centre
         cv2.fillPoly(mask, [_fixed(pts)], 255, cv2.LINE_AA, _SHIFT)
         return mask
-    cv2.circle(mask, _fixed(centre), int(_fixed(r)), 255, -1, cv2.LINE_AA, _SHIFT)
+    cv2.circle(mask, _point(centre), int(_fixed(r)), 255, -1, cv2.LINE_AA, _SHIFT)
     if name == "ring":
-        cv2.circle(mask, _fixed(centre), int(_fixed(0.58 * r)), 0, -1, cv2.LINE_AA, _SHIFT)
+        cv2.circle(mask, _point(centre), int(_fixed(0.58 * r)), 0, -1, cv2.LINE_AA, _SHIFT)
     elif name == "crescent":
         bite = (centre[0] + 0.45 * r * math.cos(angle), centre[1] + 0.45 * r * math.sin(angle))
-        cv2.circle(mask, _fixed(bite), int(_fixed(0.85 * r)), 0, -1, cv2.LINE_AA, _SHIFT)
+        cv2.circle(mask, _point(bite), int(_fixed(0.85 * r)), 0, -1, cv2.LINE_AA, _SHIFT)
     return mask
 
 

@@ -13,6 +13,7 @@ from edge_cam.preprocess import to_rgb8
 
 def cam_box(teacher: Model, pred, frame_size: tuple[int, int]) -> Box:
     """The runtime's box for the teacher's top-1 CAM (the whole frame when the map is flat)."""
+    assert teacher.info.cam is not None, "the demo's teacher is exported with its CAM"
     found = boxes_from_heat(HeatMap.from_cam(pred.cams[0], pred.resize), teacher.info.cam.threshold)
     return found[0] if found else Box(0, 0, frame_size[1], frame_size[0])
 
@@ -32,8 +33,8 @@ def score(teacher_path: str, student_path: str, frames: list[np.ndarray], labels
     teacher = Model(teacher_path, providers=["CPUExecutionProvider"])
     student = Model(student_path, providers=["CPUExecutionProvider"])
     size = student.input_size
-    hits = {"teacher": [], "whole": [], "gt": [], "cam": []}
-    ious = []
+    hits: dict[str, list[int]] = {"teacher": [], "whole": [], "gt": [], "cam": []}
+    ious: list[float] = []
     for start in range(0, len(frames), 50):
         chunk, chunk_boxes = frames[start:start + 50], boxes[start:start + 50]
         preds = teacher.predict_batch(chunk)
@@ -49,6 +50,6 @@ def score(teacher_path: str, student_path: str, frames: list[np.ndarray], labels
         hits["gt"] += list(student.run(np.stack(gt_crops))["class_ids"][:, 0])
         hits["cam"] += list(student.run(np.stack(at_cam))["class_ids"][:, 0])
     top1 = {k: float(np.mean(np.array(v) == labels)) for k, v in hits.items()}
-    ious = np.array(ious)
-    return Scores(top1["teacher"], top1["whole"], top1["gt"], top1["cam"], float(ious.mean()),
-                  float(np.mean(ious >= 0.5)))
+    iou = np.array(ious)
+    return Scores(top1["teacher"], top1["whole"], top1["gt"], top1["cam"], float(iou.mean()),
+                  float(np.mean(iou >= 0.5)))

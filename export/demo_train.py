@@ -39,7 +39,7 @@ def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_siz
     return float(np.mean(predicted == labels))
 
 
-def fit(model: nn.Module, name: str, rng: np.random.Generator, count: int, passes: int, lr: float,
+def fit(model: Teacher | Student, name: str, rng: np.random.Generator, count: int, passes: int, lr: float,
         loss_fn: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
         validate: Callable[[], str] = lambda: "", nonnegative_head: bool = False) -> None:
     """`passes` shuffled passes over `count` examples; loss_fn(indices) → (loss, logits, targets)."""

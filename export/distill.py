@@ -180,8 +180,8 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
                                                     groups_file)
     score = (0.0 if watch else TOP1_SCORE) if min_score is None else min_score
     rule = make_rule(teacher, None, rule)
-    spec = CropSpec(pad, square, mask)
-    footage = collect(teacher, sources, size, spec, pad_colour(MEAN), every=every, change=change, rng=rng,
+    crop_spec = CropSpec(pad, square, mask)
+    footage = collect(teacher, sources, size, crop_spec, pad_colour(MEAN), every=every, change=change, rng=rng,
                       watch=watch, min_score=score, rule=rule, max_rois=max_rois, max_frames=max_frames,
                       progress=progress)
     if not len(footage.crops):
@@ -280,7 +280,11 @@ def _holdout_report(model, footage: Footage, y: np.ndarray, rows: np.ndarray, mi
         return {"crops": 0}
     right = predict(model, footage.crops[rows]) == y[rows]
     kind = footage.kind[rows]
-    per_frame = footage.score if min_score is None else footage.target_score
+    if min_score is None:
+        per_frame = footage.score
+    else:
+        assert footage.target_score is not None  # min_score comes with a watch list, which collects it
+        per_frame = footage.target_score
     sure = confident(per_frame, min_score)[footage.frame[rows]]
     rate = lambda m: float(right[m].mean()) if m.any() else None  # noqa: E731
     return {"crops": int(rows.sum()), "fresh": rate(kind == EXACT), "stale": rate(kind == STALE),

@@ -169,12 +169,13 @@ def collect(teacher: Model, sources: Sequence[str], size: int, spec: CropSpec, f
                 cut(image, jittered(rng, r.box, frame_size), r.heat, JITTER, row, label)
         # With change detection on, the cascade keeps a box only while the scene stays within
         # `change` grey levels of the frame the teacher saw: older boxes on a changed scene never occur.
-        usable = [rs for rs, t in recent if rs and (thumb is None or float(np.abs(thumb - t).mean()) < change)]
+        usable = [rs for rs, t in recent
+                  if rs and (change is None or thumb is None or float(np.abs(thumb - t).mean()) < change)]
         for _ in range(stale if usable else 0):
             old = usable[int(rng.integers(len(usable)))]
             old_box, old_heat = old[int(rng.integers(len(old)))]
-            b = jittered(rng, old_box, frame_size, 0.05)
-            cut(image, b, old_heat, STALE, row, hot_target(hot, b) if watch else -1)
+            moved = jittered(rng, old_box, frame_size, 0.05)
+            cut(image, moved, old_heat, STALE, row, hot_target(hot, moved) if watch else -1)
         for _ in range(background):
             if rois:
                 b = away(rng, [r.box for r in rois], [r.heat for r in rois if r.heat is not None], rule.threshold)

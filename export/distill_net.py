@@ -65,7 +65,7 @@ def predict(model: nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarra
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
-def train(model: nn.Module, crops: np.ndarray, labels: np.ndarray, *, epochs: int, rng: np.random.Generator,
+def train(model: Student, crops: np.ndarray, labels: np.ndarray, *, epochs: int, rng: np.random.Generator,
           lr: float = 3e-3, batch: int = 64, balance: float = 0.5,
           progress: Callable[[str, int, int], None] | None = None) -> list[dict]:
     """AdamW with a one-cycle schedule; classes weighted by frequency^-balance (0.5: a rare answer of

@@ -86,6 +86,7 @@ def drift(fp32: Model, reduced: Model, batches: Sequence[np.ndarray]) -> dict:
             continue
         same = np.flatnonzero(b.class_ids == a.class_id)  # the same class's map, where the copy has it
         if same.size:
+            assert a.cams is not None and b.cams is not None  # a model with a box rule returns maps
             corr.append(float(np.corrcoef(a.cams[0].ravel(), b.cams[same[0]].ravel())[0, 1]))
         box_a, box_b = rule.localize(a)[1], rule.localize(b)[1]
         iou.append(box_a[0].iou(box_b[0]) if box_a and box_b else 0.0)

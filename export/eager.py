@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from .gradcam import target_name
 from .heads import CamLayers
 from .verify import Report, logits_error, maps_error, top1_agrees
 
@@ -34,10 +35,11 @@ def _replay(model: nn.Module, post_ops: list[fx.Node], feat: torch.Tensor) -> to
     for node in post_ops:
         args = [feat if a is node.all_input_nodes[0] else a for a in node.args]
         if node.op == "call_module":
-            feat = model.get_submodule(node.target)(*args, **node.kwargs)
+            feat = model.get_submodule(target_name(node))(*args, **node.kwargs)
         elif node.op == "call_method":
-            feat = getattr(args[0], node.target)(*args[1:], **node.kwargs)
+            feat = getattr(args[0], target_name(node))(*args[1:], **node.kwargs)
         else:
+            assert callable(node.target), f"{node.op} node {node.name} with a target that is not a function"
             feat = node.target(*args, **node.kwargs)
     return feat
 
@@ -55,6 +57,7 @@ def reference(model: torch.nn.Module, layers: CamLayers | None, images: np.ndarr
     logits, feat = eager_features(model, layers, x)
     cams = None
     if class_ids is not None:
+        assert layers.weight is not None  # a CAM model's layers hold W (only Grad-CAM's have none)
         w = layers.weight[torch.from_numpy(class_ids)]  # (B, K, C)
         cams = torch.einsum("bkc,bchw->bkhw", w, feat).numpy()
     return logits.numpy(), cams

@@ -9,14 +9,16 @@ For an affine head it is exactly W[c]: CAM.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 # d/dz of each supported activation, as a function of its input z.
-_DERIVATIVES = {
+_DERIVATIVES: dict[type[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = {
     nn.ReLU: lambda z: (z > 0).to(z.dtype),
     nn.ReLU6: lambda z: ((z > 0) & (z < 6)).to(z.dtype),
     nn.Hardswish: lambda z: torch.where(z < -3, torch.zeros_like(z), torch.where(z > 3, torch.ones_like(z), (2 * z + 3) / 6)),
@@ -28,11 +30,12 @@ _DERIVATIVES = {
 }
 # The same activations out of place: the replay must not overwrite the inputs it differentiates at
 # (torchvision and timm build them with inplace=True).
-_OUT_OF_PLACE = {nn.ReLU: F.relu, nn.ReLU6: F.relu6, nn.Hardswish: F.hardswish, nn.Hardsigmoid: F.hardsigmoid,
-                 nn.SiLU: F.silu, nn.Sigmoid: torch.sigmoid, nn.Tanh: torch.tanh, nn.GELU: F.gelu}
-_FUNCTIONS = {F.relu: nn.ReLU, torch.relu: nn.ReLU, F.relu6: nn.ReLU6, F.hardswish: nn.Hardswish,
-              F.hardsigmoid: nn.Hardsigmoid, F.silu: nn.SiLU, torch.sigmoid: nn.Sigmoid, torch.tanh: nn.Tanh,
-              F.gelu: nn.GELU}
+_OUT_OF_PLACE: dict[type[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = {
+    nn.ReLU: F.relu, nn.ReLU6: F.relu6, nn.Hardswish: F.hardswish, nn.Hardsigmoid: F.hardsigmoid,
+    nn.SiLU: F.silu, nn.Sigmoid: torch.sigmoid, nn.Tanh: torch.tanh, nn.GELU: F.gelu}
+_FUNCTIONS: dict[Callable[..., Any], type[nn.Module]] = {
+    F.relu: nn.ReLU, torch.relu: nn.ReLU, F.relu6: nn.ReLU6, F.hardswish: nn.Hardswish,
+    F.hardsigmoid: nn.Hardsigmoid, F.silu: nn.SiLU, torch.sigmoid: nn.Sigmoid, torch.tanh: nn.Tanh, F.gelu: nn.GELU}
 _SHAPE_FUNCS = {torch.flatten, torch.reshape, torch.squeeze}
 _SHAPE_METHODS = {"flatten", "view", "reshape", "squeeze"}
 _IDENTITY_METHODS = {"contiguous"}
@@ -40,10 +43,17 @@ _IDENTITY_METHODS = {"contiguous"}
 _KEEP_SPATIAL = {"identity", "activation", "batchnorm", "conv1x1"}
 
 
+def target_name(node: fx.Node) -> str:
+    """The target of a call_module, call_method or get_attr node: fx gives these a qualified name
+    (only a call_function node's target is the function itself)."""
+    assert isinstance(node.target, str), f"{node.op} node {node.name} without a name target"
+    return node.target
+
+
 def _activation(gm: fx.GraphModule, node: fx.Node) -> type[nn.Module] | None:
     """The activation a head node computes. Exact types only: a subclass may override forward."""
     if node.op == "call_module":
-        m = gm.get_submodule(node.target)
+        m = gm.get_submodule(target_name(node))
         if type(m) in _DERIVATIVES and getattr(m, "approximate", "none") == "none":
             return type(m)
         return None
@@ -62,19 +72,21 @@ def _batchnorm_args(gm: fx.GraphModule, node: fx.Node) -> tuple[str, str | None,
     """Attribute paths of (running_var, weight) and eps of a BatchNorm that uses its running
     statistics (eval mode), else None."""
     if node.op == "call_module":
-        m = gm.get_submodule(node.target)
-        if type(m) not in (nn.BatchNorm1d, nn.BatchNorm2d) or m.running_var is None:
+        m = gm.get_submodule(target_name(node))
+        if not (type(m) is nn.BatchNorm1d or type(m) is nn.BatchNorm2d) or m.running_var is None:
             return None
         return f"{node.target}.running_var", f"{node.target}.weight" if m.weight is not None else None, m.eps
     if node.op == "call_function" and node.target is F.batch_norm:
         names = ["input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"]
         a = {**dict(zip(names, node.args)), **node.kwargs}
-        var, weight = a.get("running_var"), a.get("weight")
+        var, weight, eps = a.get("running_var"), a.get("weight"), a.get("eps", 1e-5)
         if a.get("training", False) or not isinstance(var, fx.Node) or var.op != "get_attr":
             return None
         if weight is not None and not (isinstance(weight, fx.Node) and weight.op == "get_attr"):
             return None
-        return var.target, weight.target if weight is not None else None, a.get("eps", 1e-5)
+        if not isinstance(eps, (int, float)):  # computed in the graph: the replay needs a constant
+            return None
+        return target_name(var), target_name(weight) if weight is not None else None, eps
     return None
 
 
@@ -85,7 +97,7 @@ def _kind(gm: fx.GraphModule, node: fx.Node) -> str | None:
     if _batchnorm_args(gm, node) is not None:
         return "batchnorm"
     if node.op == "call_module":
-        m = gm.get_submodule(node.target)
+        m = gm.get_submodule(target_name(node))
         if isinstance(m, nn.Linear):
             return "linear"
         if _is_conv1x1(m):
@@ -126,7 +138,8 @@ def _keeps_dims(gap: fx.Node) -> bool:
 def _walk(gm: fx.GraphModule, gap: fx.Node, logits: fx.Node) -> tuple[list[fx.Node], fx.Node | None]:
     """The head nodes from the pooling's output towards the logits, and the first one without a
     closed form here (one that branches, takes a second data input or is unsupported), if any."""
-    chain, node = [], gap
+    chain: list[fx.Node] = []
+    node = gap
     spatial = _keeps_dims(gap)  # still the pooled (B, C, 1, 1) map
     while node is not logits:
         users = [u for u in node.users if u.op != "output"]
@@ -159,7 +172,7 @@ class _Step:
     """One head node, classified once, eagerly: tracers (torch.export's among them) may wrap
     submodules in proxy subclasses while they run the forward, where type lookups would fail."""
     node: fx.Node
-    kind: str
+    kind: str | None
     activation: type[nn.Module] | None
     batchnorm: tuple[str, str | None, float] | None
 
@@ -175,20 +188,21 @@ class GradHead(nn.Module):
         if unknown:
             raise ValueError(f"head nodes without a closed-form derivative: {unknown}")
 
-    def _attr(self, path: str):
-        obj = self.gm
+    def _attr(self, path: str) -> torch.Tensor:
+        """The parameter or buffer at `path` (a get_attr node's target)."""
+        obj: Any = self.gm
         for part in path.split("."):
             obj = getattr(obj, part)
         return obj
 
-    def _value(self, a, env):
+    def _value(self, a: Any, env: dict[fx.Node, Any]) -> Any:
         if isinstance(a, fx.Node):
-            return self._attr(a.target) if a.op == "get_attr" else env[a]
+            return self._attr(target_name(a)) if a.op == "get_attr" else env[a]
         if isinstance(a, (list, tuple)):
             return type(a)(self._value(x, env) for x in a)
         return a
 
-    def _run(self, node: fx.Node, env, step: _Step | None = None):
+    def _run(self, node: fx.Node, env: dict[fx.Node, Any], step: _Step | None = None) -> Any:
         args = [self._value(a, env) for a in node.args]
         kwargs = {k: self._value(v, env) for k, v in node.kwargs.items()}
         if step is not None and step.kind == "identity":  # eval mode: Dropout, Identity (some in place)
@@ -196,16 +210,17 @@ class GradHead(nn.Module):
         if step is not None and step.activation is not None:
             return _OUT_OF_PLACE[step.activation](args[0])
         if node.op == "call_module":
-            return self.gm.get_submodule(node.target)(*args, **kwargs)
+            return self.gm.get_submodule(target_name(node))(*args, **kwargs)
         if node.op == "call_method":
-            return getattr(args[0], node.target)(*args[1:], **kwargs)
+            return getattr(args[0], target_name(node))(*args[1:], **kwargs)
+        assert callable(node.target), f"{node.op} node {node.name} with a target that is not a function"
         return node.target(*args, **kwargs)
 
     def forward(self, feat: torch.Tensor, top_k: int, class_query: torch.Tensor | None = None):
         """F → (logits, top-K class ids, α of shape (B, K, C)), and with a `class_query` a fourth
         item, the α of those classes (B, Q, C). The queried rows are pulled back with the top-K's
         in one pass: the backward is the same for a one-hot row of any class."""
-        env = {self.feature: feat}
+        env: dict[fx.Node, Any] = {self.feature: feat}
         env[self.gap] = self._run(self.gap, env)
         inputs = []
         for step in self.steps:
@@ -225,17 +240,19 @@ class GradHead(nn.Module):
             return logits, class_ids, alpha
         return logits, class_ids, alpha[:, :top_k], alpha[:, top_k:]
 
-    def _back(self, step: _Step, v: torch.Tensor, x: torch.Tensor, env) -> torch.Tensor:
+    def _back(self, step: _Step, v: torch.Tensor, x: torch.Tensor, env: dict[fx.Node, Any]) -> torch.Tensor:
         node, kind = step.node, step.kind
         if kind == "linear":
-            w = self.gm.get_submodule(node.target).weight if node.op == "call_module" else self._value(node.args[1], env)
+            w = self._attr(f"{target_name(node)}.weight") if node.op == "call_module" else self._value(node.args[1], env)
             return torch.matmul(v, w)
         if kind == "conv1x1":  # on a 1×1 map: a Linear over the channels
-            w = self.gm.get_submodule(node.target).weight
+            w = self._attr(f"{target_name(node)}.weight")
             return torch.matmul(v.flatten(2), w.flatten(1)).reshape(v.shape[0], v.shape[1], *x.shape[1:])
         if kind == "activation":
+            assert step.activation is not None  # _kind says "activation" exactly when there is one
             return v * _DERIVATIVES[step.activation](x).unsqueeze(1)
         if kind == "batchnorm":  # running statistics: a per-channel scale γ/√(σ²+ε)
+            assert step.batchnorm is not None  # _kind says "batchnorm" exactly when there are its arguments
             var, gamma, eps = step.batchnorm
             scale = torch.rsqrt(self._attr(var) + eps)
             scale = scale * self._attr(gamma) if gamma is not None else scale
@@ -244,22 +261,27 @@ class GradHead(nn.Module):
             return v
         if kind == "permute":
             dims = node.args[1:] if len(node.args) > 2 else node.args[1]
+            assert isinstance(dims, (list, tuple)), f"permute node {node.name} with dims {dims!r}"
             inverse = [list(dims).index(i) for i in range(len(dims))]
             return v.permute(0, 1, *[d + 1 for d in inverse[1:]])
         if kind == "layernorm":
             return self._back_layernorm(node, v, x, env)
         return v.reshape(v.shape[0], v.shape[1], *x.shape[1:])  # "shape": undo the reshape
 
-    def _back_layernorm(self, node: fx.Node, v: torch.Tensor, x: torch.Tensor, env) -> torch.Tensor:
+    def _back_layernorm(self, node: fx.Node, v: torch.Tensor, x: torch.Tensor, env: dict[fx.Node, Any]) -> torch.Tensor:
+        gamma: torch.Tensor | None
         if node.op == "call_module":
-            m = self.gm.get_submodule(node.target)
-            shape, gamma, eps = m.normalized_shape, m.weight, m.eps
+            # cast, not isinstance: the tracer running this forward may have wrapped the module (see _Step)
+            m = cast(nn.LayerNorm, self.gm.get_submodule(target_name(node)))
+            ndim, gamma, eps = len(m.normalized_shape), m.weight, m.eps
         else:
             shape = node.args[1]
-            gamma = self._value(node.args[2], env) if len(node.args) > 2 else node.kwargs.get("weight")
-            gamma = self._value(gamma, env) if isinstance(gamma, fx.Node) else gamma
-            eps = node.args[4] if len(node.args) > 4 else node.kwargs.get("eps", 1e-5)
-        dims = tuple(range(-len(shape), 0))
+            gamma = self._value(node.args[2] if len(node.args) > 2 else node.kwargs.get("weight"), env)
+            eps_arg = node.args[4] if len(node.args) > 4 else node.kwargs.get("eps", 1e-5)
+            # Constants: a computed shape or eps would be a second data input, which _walk refuses.
+            assert isinstance(shape, (list, tuple)) and isinstance(eps_arg, (int, float)), node.name
+            ndim, eps = len(shape), eps_arg
+        dims = tuple(range(-ndim, 0))
         xe = x.unsqueeze(1)
         mu = xe.mean(dims, keepdim=True)
         sigma = torch.sqrt(((xe - mu) ** 2).mean(dims, keepdim=True) + eps)

@@ -57,6 +57,10 @@ class CamGraph(nn.Module):
     OpenVINO reads them with a constant query too. W is the classifier's own parameter where the
     body holds it as such (a Linear), so the file stores it once.
     """
+    # Buffers (register_buffer), declared for the type checker: nn.Module's attribute lookup types them loosely.
+    mean: torch.Tensor
+    std: torch.Tensor
+    weight: torch.Tensor  # with `weight` only
 
     def __init__(self, body: nn.Module, mean, std, top_k: int, weight: torch.Tensor | None = None,
                  grad_head: nn.Module | None = None):

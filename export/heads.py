@@ -23,7 +23,7 @@ from torchvision.models.feature_extraction import NodePathTracer
 
 from edge_cam.errors import EdgeCamError, first_line
 
-from .gradcam import first_unsupported, head_chain
+from .gradcam import first_unsupported, head_chain, target_name
 
 _PASS_MODULES = (nn.Flatten, nn.Dropout, nn.Identity)
 _PASS_FUNCS = {torch.flatten, F.dropout, torch.squeeze, torch.reshape}
@@ -40,7 +40,7 @@ class CamLayers:
     feature_node: fx.Node  # the 4-D map F whose channels the CAM weighs
     logits_node: fx.Node  # the model's output
     classifier: str  # dotted name of the Linear / 1×1 Conv holding W
-    weight: torch.Tensor  # W, (num_classes, channels)
+    weight: torch.Tensor | None  # W, (num_classes, channels); None for Grad-CAM
     hook_module: str  # outermost module whose output is F, or the one before `post_ops`
     post_ops: list[fx.Node] = field(default_factory=list)  # elementwise ops from hook_module to F
     gap: fx.Node | None = None  # Grad-CAM only: the pooling node, and the head after it
@@ -81,7 +81,7 @@ def _describe(node: fx.Node) -> str:
 
 
 def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
-    return gm.get_submodule(node.target) if node.op == "call_module" else None
+    return gm.get_submodule(target_name(node)) if node.op == "call_module" else None
 
 
 def _is(gm, node, modules, funcs, methods) -> bool:
@@ -154,7 +154,7 @@ def _owner(gm: fx.GraphModule, names: dict[fx.Node, str], node: fx.Node) -> str 
     parts = qual.split(".")
     candidates = [".".join(parts[:i]) for i in range(1, len(parts))]
     if node.op == "call_module":
-        candidates.append(node.target)
+        candidates.append(target_name(node))
     nodes = list(gm.graph.nodes)
     for prefix in candidates:
         inside = {n for n in nodes if _name(names, n).startswith(prefix + ".") or
@@ -186,7 +186,8 @@ def find_cam_layers(model: nn.Module, feature_layer: str | None = None,
     """Locate F and W in `model`, or say plainly why this model has no exact CAM."""
     gm, names = trace(model)
     logits = _output_value(gm)
-    by_name = {}
+    weight: torch.Tensor | None
+    by_name: dict[str, fx.Node] = {}
     for n in gm.graph.nodes:
         by_name.setdefault(_name(names, n), n)
         by_name.setdefault(n.name, n)
@@ -222,7 +223,10 @@ def _affine_weight(gm: fx.GraphModule, name: str) -> torch.Tensor:
                        "1x1 Conv2d.")
 
 
-def _auto(model, gm, names, logits, classifier_override, gradcam):
+def _auto(model: nn.Module, gm: fx.GraphModule, names: dict[fx.Node, str], logits: fx.Node,
+          classifier_override: str | None, gradcam: bool
+          ) -> tuple[fx.Node, torch.Tensor | None, str, fx.Node | None, list[fx.Node] | None]:
+    """(F, W, W's module name, None, None) for CAM, or (F, None, "", the pooling, the head) for Grad-CAM."""
     pools = [n for n in gm.graph.nodes if _pool_kind(gm, n)]
     gaps = [n for n in pools if _pool_kind(gm, n) == "global"]
     if not gaps:
@@ -235,16 +239,18 @@ def _auto(model, gm, names, logits, classifier_override, gradcam):
     gap = gaps[-1]
 
     # Downstream of GAP, every layer up to the logits must be pass-through, except one Linear.
-    chain, node = [], gap
-    while node is not logits and node is not None:
-        node = _single_user(node)
+    chain: list[fx.Node] = []
+    node = gap
+    while node is not logits:
+        user = _single_user(node)
+        if user is None:
+            raise EdgeCamError(f"the pooled features at {_name(names, gap)!r} feed several layers, so "
+                               "the head is not one affine map and plain CAM is not exact for it.")
+        node = user
         chain.append(node)
-    if node is None:
-        raise EdgeCamError(f"the pooled features at {_name(names, gap)!r} feed several layers, so "
-                           "the head is not one affine map and plain CAM is not exact for it.")
     layers = [n for n in chain if not _is_pass(gm, n)]
     if len(layers) == 1 and isinstance(_module(gm, layers[0]), nn.Linear):
-        name = classifier_override or layers[0].target
+        name = classifier_override or target_name(layers[0])
         return gap.all_input_nodes[0], _affine_weight(gm, name), name, None, None
     if not layers:
         # SqueezeNet: pooling gives the logits; the classifier is a 1x1 conv before it.
@@ -256,7 +262,7 @@ def _auto(model, gm, names, logits, classifier_override, gradcam):
             feature = conv.all_input_nodes[0]
             while _is_pass(gm, feature):
                 feature = feature.all_input_nodes[0]
-            name = classifier_override or conv.target
+            name = classifier_override or target_name(conv)
             return feature, _affine_weight(gm, name), name, None, None
         raise EdgeCamError("this model's global average pooling gives the logits directly, with no "
                            "1x1 Conv classifier before it, so there are no class weights for a CAM.")

@@ -20,6 +20,7 @@ moves by a photo or two with luck, and the held-out photos would pay for it.
 from __future__ import annotations
 
 import ast
+import builtins
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
+
+from edge_cam.model import Model
 
 from .drift import logits
 
@@ -42,8 +45,9 @@ class Plan:
     multiply-add, the share of the backbone's multiply-adds they hold, and what it measured."""
     quantised: list[str]
     float: list[str]
-    mac_share: float
-    noise: dict[str, float]  # unit → mean square of lead_change when quantised alone
+    # builtins.float: in the class body `float` is the field above
+    mac_share: builtins.float
+    noise: dict[str, builtins.float]  # unit → mean square of lead_change when quantised alone
 
 
 def _scope(node) -> str | None:
@@ -63,10 +67,11 @@ def units(source: onnx.ModelProto, candidates: set[str]) -> dict[str, list[str]]
     """Unit name → node names, for the nodes in `candidates` (those int8 may take). A node without a
     module of its own (a residual Add) goes with the unit of the node that feeds it."""
     scopes = {n.name: _scope(n) for n in source.graph.node if n.name in candidates}
-    compute = {n.name for n in source.graph.node if n.name in candidates and n.op_type in QUANTISED and scopes[n.name]}
+    compute = {n.name: s for n in source.graph.node  # name → scope, of the nodes int8 saves time on
+               if n.name in candidates and n.op_type in QUANTISED and (s := scopes[n.name])}
     best_depth, best_count = 1, 0
     for depth in range(1, 8):
-        count = len({".".join(scopes[n].split(".")[:depth]) for n in compute})  # type: ignore[union-attr]
+        count = len({".".join(s.split(".")[:depth]) for s in compute.values()})
         if best_count < count <= MAX_UNITS:
             best_depth, best_count = depth, count
     unit_of = {n: ".".join(s.split(".")[:best_depth]) for n, s in scopes.items() if s}
@@ -141,7 +146,7 @@ def expected_agreement(fp32: np.ndarray, int8: np.ndarray) -> float:
 
 
 Build = Callable[[set[str], str], None]  # (nodes to quantise, output path)
-Load = Callable[[str], object]  # path → a Model
+Load = Callable[[str], Model]
 
 
 def search(groups: dict[str, list[str]], unit_macs: dict[str, int], build: Build, load: Load, fp32,

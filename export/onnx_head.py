@@ -60,9 +60,13 @@ class _Graph:
 
     def data_input(self, node) -> tuple[str, np.ndarray] | None:
         """(the non-constant input, the constant) of a binary node with exactly one constant input."""
-        consts = [self.const(i) for i in node.input[:2]]
-        if len(node.input) == 2 and (consts[0] is None) != (consts[1] is None):
-            return (node.input[0], consts[1]) if consts[1] is not None else (node.input[1], consts[0])
+        if len(node.input) != 2:
+            return None
+        first, second = (self.const(i) for i in node.input)
+        if first is None and second is not None:
+            return node.input[0], second
+        if second is None and first is not None:
+            return node.input[1], first
         return None
 
 
@@ -139,8 +143,8 @@ def find_head(model) -> Head:
         op = node.op_type
         if op in _PASS:
             t = node.input[0]
-        elif op == "Add" and affine is None and not biased and g.data_input(node) is not None:
-            t, biased = g.data_input(node)[0], True
+        elif op == "Add" and affine is None and not biased and (data := g.data_input(node)) is not None:
+            t, biased = data[0], True
         elif op in ("Gemm", "MatMul", "Conv") and affine is None:
             t, weight, kind = _affine(g, node)
             affine = (node, weight, kind)
@@ -163,8 +167,8 @@ def find_head(model) -> Head:
     # CAM is that conv's class channel without its bias, as the torch export computes it.
     t = _strip(g, pool.input[0], _ELEMENTWISE)
     conv = g.producer.get(t)
-    if conv is not None and conv.op_type == "Add" and g.data_input(conv) is not None:
-        conv = g.producer.get(_strip(g, g.data_input(conv)[0], _ELEMENTWISE))
+    if conv is not None and conv.op_type == "Add" and (data := g.data_input(conv)) is not None:
+        conv = g.producer.get(_strip(g, data[0], _ELEMENTWISE))
     if conv is None or conv.op_type != "Conv" or layout != "NCHW":
         found = _what(conv) if conv is not None else "the graph input"
         raise EdgeCamError(f"{_EXPECTED}: the global pooling {_what(pool)} gives the logits directly "

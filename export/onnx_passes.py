@@ -107,7 +107,9 @@ def fold_scale(model: onnx.ModelProto) -> bool:
 def _shape(tensor: str, start: int, end: int | None, out: str, opset: int) -> list:
     """Nodes giving Shape(tensor)[start:end]: Shape's own start/end from opset 15, a Slice before."""
     if opset >= 15:
-        return [helper.make_node("Shape", [tensor], [out], start=start, **({} if end is None else {"end": end}))]
+        if end is None:
+            return [helper.make_node("Shape", [tensor], [out], start=start)]
+        return [helper.make_node("Shape", [tensor], [out], start=start, end=end)]
     bounds = [const_node(f"{out}/start", np.array([start], np.int64)),
               const_node(f"{out}/end", np.array([end if end is not None else 2 ** 62], np.int64))]
     return bounds + [helper.make_node("Shape", [tensor], [out + "/all"]),
@@ -147,8 +149,12 @@ def lean_maps(model: onnx.ModelProto) -> bool:
     found = []
     for out in MAPS:
         reshape = producers.get(out)
-        matmul = producers.get(reshape.input[0]) if reshape is not None and reshape.op_type == "Reshape" else None
-        flatten = producers.get(matmul.input[1]) if matmul is not None and matmul.op_type == "MatMul" else None
+        if reshape is None or reshape.op_type != "Reshape":
+            continue
+        matmul = producers.get(reshape.input[0])
+        if matmul is None or matmul.op_type != "MatMul":
+            continue
+        flatten = producers.get(matmul.input[1])
         if flatten is None or flatten.op_type != "Reshape":
             continue
         found.append((out, reshape, matmul, flatten))

@@ -35,7 +35,7 @@ class SourceInput:
         # The metadata's convention is RGB with scale 1/255: (x/255 - m')/s' == (x*scale - m)/s
         # with m' = m/(255*scale); that keeps the letterbox pad colour at the model's zero.
         k = 255.0 * self.scale
-        order = slice(None, None, -1) if self.color == "BGR" else slice(None)
+        mean, std = (self.mean[::-1], self.std[::-1]) if self.color == "BGR" else (self.mean, self.std)
         return InputSpec(size=size, color="RGB", resize=resize_mode,
-                         mean=tuple(float(m / k) for m in self.mean[order]),
-                         std=tuple(float(s / k) for s in self.std[order]))
+                         mean=(float(mean[0] / k), float(mean[1] / k), float(mean[2] / k)),
+                         std=(float(std[0] / k), float(std[1] / k), float(std[2] / k)))

@@ -19,6 +19,7 @@ import io
 import os
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -171,24 +172,26 @@ def quantize_int8(src: str, dst: str, calibration: str | Sequence[np.ndarray], l
         if whole < target:
             overrides = activation_ranges(onnx.load(full))
             groups = units(source, candidates)
-            plan, best = search(
+            plan, searched = search(
                 groups, macs(model, groups),
                 lambda nodes, path: _quantise(pre, path, nodes, photos.calibration[:1], fp32, overrides),
                 load, fp32, photos.calibration, target, tmp, lambda text: progress(f"      {text}", quiet))
-            if best is None:
+            if searched is None:
                 if not force:
                     raise EdgeCamError(f"no block of this network can be int8 with top-1 agreement at "
                                        f"{target:.0%} on the calibration photos (the whole backbone gives "
                                        f"{whole:.1%}); nothing written (lower --min-agreement, or --force "
                                        "to write the whole backbone in int8).")
-                best, plan = full, None
+                plan = None
+            else:
+                best = searched
         int8 = load(best)
-        result = {"calibration": drift(fp32, int8, photos.calibration),
-                  "held_out": drift(fp32, int8, photos.held_out),
-                  "kept_float": plan.float if plan else [],
-                  "int8_units": plan.quantised if plan else None,
-                  "int8_mac_share": plan.mac_share if plan else 1.0,
-                  "whole_backbone_agreement": whole}
+        result: dict[str, Any] = {"calibration": drift(fp32, int8, photos.calibration),
+                                  "held_out": drift(fp32, int8, photos.held_out),
+                                  "kept_float": plan.float if plan else [],
+                                  "int8_units": plan.quantised if plan else None,
+                                  "int8_mac_share": plan.mac_share if plan else 1.0,
+                                  "whole_backbone_agreement": whole}
         if plan is not None:
             progress(f"      int8 blocks: {len(plan.quantised)} of {len(plan.quantised) + len(plan.float)} "
                      f"({plan.mac_share:.0%} of the backbone's multiply-adds); float: {', '.join(plan.float)}", quiet)
@@ -200,7 +203,7 @@ def quantize_int8(src: str, dst: str, calibration: str | Sequence[np.ndarray], l
             raise EdgeCamError(f"{refusal}; nothing written (calibrate on more photos like those it will see, "
                                "or --force to write it anyway).")
         # the fp32 session already holds the metadata: no second parse of the whole model
-        rewrite_metadata(best, dst, dict(fp32.session.get_modelmeta().custom_metadata_map))
+        rewrite_metadata(best, dst, dict(fp32.session.props))
     return result
 
 
@@ -221,7 +224,7 @@ def _quantise(pre: str, out: str, nodes: set[str], batches: Sequence[np.ndarray]
             return None if x is None else {fp32.input_name: x, **query}
 
     exclude = [n.name for n in onnx.load(pre).graph.node if n.name not in nodes]
-    extra = {"CalibPercentile": 99.99}
+    extra: dict[str, Any] = {"CalibPercentile": 99.99}
     if overrides:
         extra["TensorQuantOverrides"] = overrides
     # ORT prints its calibration's settings, and warns at each session of the optional class_query

@@ -30,10 +30,11 @@ try:  # an optional extra: the board runtime imports this module without it
 
     from .onnx_build import build, graph_input, input_geometry
     from .onnx_head import Head, find_head
+    _HAVE_ONNX = True
 except ModuleNotFoundError as e:  # pragma: no cover - depends on the environment
     if e.name is None or e.name.split(".")[0] != "onnx":
         raise
-    onnx = None
+    _HAVE_ONNX = False
 
 MIN_OPSET = 11  # TopK with largest/sorted, GatherElements, Slice with inputs
 
@@ -49,7 +50,7 @@ class SurgeryResult:
 
 
 def _need_onnx() -> None:
-    if onnx is None:
+    if not _HAVE_ONNX:
         raise EdgeCamError("CAM-ifying an ONNX model needs the onnx package, which is not installed here; "
                            "install it with: pip install 'edge-cam[onnx]'.")
 
@@ -143,13 +144,23 @@ def verify(path: str, head: Head, images: np.ndarray, ref_logits: np.ndarray, fe
 
 # --- the API ----------------------------------------------------------------------------------
 
+_BAD_NORMALISATION = "--scale and --std must be positive, and --mean/--std take three values each."
+
+
+def _three(values: Sequence[float]) -> tuple[float, float, float]:
+    """--mean or --std as SourceInput holds it."""
+    if len(values) != 3:
+        raise EdgeCamError(_BAD_NORMALISATION)
+    return float(values[0]), float(values[1]), float(values[2])
+
+
 def _check_args(pre: SourceInput, top_k: int, resize_mode: str, threshold: float) -> None:
     if pre.color not in ("RGB", "BGR"):
         raise EdgeCamError(f"unknown colour order {pre.color!r}; use RGB or BGR.")
     if pre.layout not in ("NCHW", "NHWC"):
         raise EdgeCamError(f"unknown layout {pre.layout!r}; use NCHW or NHWC.")
-    if not pre.scale > 0 or len(pre.mean) != 3 or len(pre.std) != 3 or min(pre.std) <= 0:
-        raise EdgeCamError("--scale and --std must be positive, and --mean/--std take three values each.")
+    if not pre.scale > 0 or min(pre.std) <= 0:
+        raise EdgeCamError(_BAD_NORMALISATION)
     if top_k < 1:
         raise EdgeCamError("--top-k must be at least 1.")
     if resize_mode not in RESIZE_MODES:
@@ -170,7 +181,7 @@ def cam_from_onnx(src: str, dst: str, *, input_size: Sequence[int] | None = None
     with mean/std in its channel order. The result takes uint8 RGB NHWC at `input_size` (default:
     the model's static size). `dst` is only written once verification passes.
     """
-    pre = SourceInput(color.upper(), layout.upper(), float(scale), tuple(map(float, mean)), tuple(map(float, std)))
+    pre = SourceInput(color.upper(), layout.upper(), float(scale), _three(mean), _three(std))
     _check_args(pre, top_k, resize_mode, threshold)
     model = load(src)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)

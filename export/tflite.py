@@ -53,6 +53,7 @@ class NamedOutputs(nn.Module):
 
     `baked`: class ids whose maps and scores every run returns (query_cams, query_scores): a
     TFLite graph has one fixed signature, so a watch list is a constant of the graph, not an input."""
+    baked: torch.Tensor  # a buffer, declared for the type checker
 
     def __init__(self, graph: CamGraph, baked: Sequence[int] = ()):
         super().__init__()

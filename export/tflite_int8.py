@@ -58,7 +58,8 @@ def head_scopes(path: str) -> list[str]:
     if len(maps) != 1:
         raise EdgeCamError(f"{path} has an unexpected CAM head; quantise the ONNX export instead.")
     feature = maps[0]
-    keep, stack = [], [feature]
+    keep: list = []
+    stack = [feature]
     while stack:
         for c in consumers.get(stack.pop(), []):
             if not any(c is k for k in keep):

@@ -101,9 +101,10 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
             if layers.method == "gradcam":
                 body = features_only(model, layers)
             if feat.dim() != 4 or (layers.weight is not None and feat.shape[1] != layers.weight.shape[1]):
+                expected = "a 4-D map" if layers.weight is None else f"{layers.weight.shape[1]} channels in a 4-D map"
                 raise EdgeCamError(
                     f"the feature layer gives shape {tuple(feat.shape)}, but the classifier expects "
-                    f"{layers.weight.shape[1]} channels in a 4-D map; check --feature-layer.")
+                    f"{expected}; check --feature-layer.")
         else:
             body, _ = trace(model)
             logits = body(probe)
@@ -116,8 +117,10 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
         raise EdgeCamError(f"{len(labels)} labels were given for a model with {num_classes} classes.")
     baked = WatchList.parse(list(classes), labels, groups_file, num_classes).class_ids if classes else None
     k = max(1, min(top_k, num_classes))
-    grad_head = GradHead(layers.graph, layers.feature_node, layers.gap, layers.head) \
-        if layers is not None and layers.method == "gradcam" else None
+    grad_head = None
+    if layers is not None and layers.method == "gradcam":
+        assert layers.gap is not None and layers.head is not None  # what makes their method Grad-CAM
+        grad_head = GradHead(layers.graph, layers.feature_node, layers.gap, layers.head)
     graph = CamGraph(body, mean, std, k, layers.weight if layers is not None else None, grad_head).eval()
 
     cam_spec = None
@@ -130,7 +133,7 @@ def export_module(model: nn.Module, out: str, *, input_size: tuple[int, int] = (
                            fuse_top=max(1, min(fuse_top, k)), class_query=class_query)
     src = {"torch": torch.__version__, "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            **(source or {})}
-    info = ModelInfo(InputSpec(tuple(input_size), "RGB", resize, tuple(mean), tuple(std)), labels, cam_spec, src)
+    info = ModelInfo(InputSpec((input_size[0], input_size[1]), "RGB", resize, tuple(mean), tuple(std)), labels, cam_spec, src)
 
     _progress(2, steps, f"exporting to ONNX ({exporter}, opset {opset}, top-{k}"
               f"{', ' + layers.method + ' of ' + layers.feature_layer if layers else ', no CAM'})", quiet)
@@ -243,6 +246,7 @@ def _reduced(spec: str, out: str, quantize: str | None, precision: str, calibrat
     from .quantize import convert_fp16, quantize_int8
     try:
         if quantize:
+            assert calibration  # checked above: int8 needs it
             progress(("[7/7] int8: static quantisation with ai-edge-quantizer" if tflite
                       else "[5/5] int8: static QDQ quantisation") + " (the CAM head stays float)", quiet)
             result.drift = quantize_int8(fp32, out, calibration, keep_float=list(keep_float), quiet=quiet, **int8)

@@ -137,8 +137,9 @@ def _export_onnx(args: argparse.Namespace) -> int:
         layout=args.layout, scale=args.scale, mean=args.mean, std=args.std,
         labels=read_labels(args.labels) if args.labels else None, top_k=args.top_k, resize_mode=args.resize or "stretch",
         threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, verify_images=args.verify_images)
-    h = result.head
-    print(f"found {h.kind} head: feature map {h.feature!r} {list(result.info.cam.feature_size)}, classifier "
+    h, cam = result.head, result.info.cam
+    assert cam is not None and cam.feature_size is not None  # surgery always writes a CAM with its map's size
+    print(f"found {h.kind} head: feature map {h.feature!r} {list(cam.feature_size)}, classifier "
           f"{h.classifier!r} ({h.num_classes} classes), pooled by {h.pool!r}", file=sys.stderr)
     print(f"verified on {result.verification}", file=sys.stderr)
     print(f"wrote {result.path} ({os.path.getsize(result.path) / 1e6:.1f} MB)")
