@@ -34,11 +34,12 @@ lint: $(FULL_VENV)/.installed
 test-runtime: $(RUNTIME_VENV)/.installed
 	cd tests && EDGE_CAM_TORCH_FREE=1 ../$(RUNTIME_VENV)/bin/python -m pytest runtime -q -p no:cacheprovider --durations=15
 
-# The workstation's environment: editable install with the export and dev extras. tests/runtime ran
+# The workstation's environment: editable install with the export and dev extras; the export tests
+# run on every core (pytest-xdist: each worker exports its own real teacher once). tests/runtime ran
 # in the board's environment above; of those, only the ones that need a dev extra run here (marked
 # workstation: OpenVINO, jsonschema).
 test-full: $(FULL_VENV)/.installed
-	$(FULL_VENV)/bin/python -m pytest tests/export -q -p no:cacheprovider --durations=25
+	$(FULL_VENV)/bin/python -m pytest tests/export -q -p no:cacheprovider --durations=25 -n auto
 	$(FULL_VENV)/bin/python -m pytest tests/runtime -m workstation -q -p no:cacheprovider
 
 # pip's own chatter goes to install.log (shown whole if the install fails): a first run prints our lines only.
