@@ -219,26 +219,29 @@ def test_torch_only_flags_are_refused_for_an_onnx_model_by_name(capsys):
     assert "edge-cam: --list-layers applies to torch models only" in capsys.readouterr().err
 
 
+RUN = ["run", "--teacher", "t.onnx", "--source", "x.mp4"]  # none of these exist: refused before
+
+
 @pytest.mark.parametrize("argv,sentence", [
-    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--every", "0"], "--every must be 1 or more, not 0."),
-    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--change", "0"],
+    ([*RUN, "--every", "0"], "--every must be 1 or more, not 0."),
+    ([*RUN, "--change", "0"],
      "--change must be above 0 grey levels, not 0."),
-    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--pad", "-1"], "--pad must be "),
-    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--student-spec", "{}"],
+    ([*RUN, "--pad", "-1"], "--pad must be "),
+    ([*RUN, "--student-spec", "{}"],
      "--student-spec describes the --student model; give --student too."),
-    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--video-out", "v.jsonl"],
+    ([*RUN, "--video-out", "v.jsonl"],
      "--video-out takes a video file (.avi, .m4v, .mkv, .mov, .mp4), not v.jsonl."),
-    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--events", "mqtt://broker"],
+    ([*RUN, "--events", "mqtt://broker"],
      "--events takes - or a JSON lines file, not mqtt://broker."),
-    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--alarm", "0.8"],
+    ([*RUN, "--alarm", "0.8"],
      "--alarm watches the student's agreement with the teacher; give a --student."),
-    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--student", "s.onnx", "--alarm", "1.5"],
+    ([*RUN, "--student", "s.onnx", "--alarm", "1.5"],
      "--alarm must be above 0 and at most 1, not 1.5."),
-    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--collect", "kept"],
+    ([*RUN, "--collect", "kept"],
      "--collect watches the student's agreement with the teacher; give a --student."),
-    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--collect-budget", "0"],
+    ([*RUN, "--collect-budget", "0"],
      "--collect-budget must be above 0 MB, not 0."),
-    (["run", "--teacher", "t.onnx", "--source", "x.mp4", "--agreement-window", "0"],
+    ([*RUN, "--agreement-window", "0"],
      "--agreement-window must be 1 or more, not 0."),
     (["bench", "--frames", "0"], "--frames must be 1 or more, not 0."),
     (["bench", "--every", "0"], "--every must be 1 or more, not 0."),
