@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 
 from edge_cam.localize import Box
+from edge_cam.measure.evaluate import Annotation, read_labelled
 from edge_cam.preprocess import to_rgb8
 from edge_cam.source import read_image
-from edge_cam.tools.evaluate import Annotation, read_labelled
 
 HERE = pathlib.Path(__file__).resolve().parent
 TILE = (240, 320)  # (H, W) of each mosaic tile

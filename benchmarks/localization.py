@@ -27,11 +27,11 @@ from loc_maps import Flipped, MultiScale, TwoPass, dilated_export
 from loc_sets import bottle_frames, gt_known_photos, mosaics, raccoon_halves
 
 from edge_cam.localize import BoxRule
+from edge_cam.measure.evaluate import IOU_LEVELS, Evaluation, calibrate, evaluate
 from edge_cam.metadata import ModelInfo
 from edge_cam.model import Model, Prediction
 from edge_cam.refine import refine_boxes
 from edge_cam.source import read_image
-from edge_cam.tools.evaluate import IOU_LEVELS, Evaluation, calibrate, evaluate
 from edge_cam.watch import WatchList
 from edge_cam_export import export
 

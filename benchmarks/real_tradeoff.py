@@ -16,7 +16,7 @@ import time
 
 from common import DATA, RESULTS, header, parser, teacher, write
 
-from edge_cam.tools.cascade_eval import Report, Score, evaluate, plot, to_markdown
+from edge_cam.measure.cascade_eval import Report, Score, evaluate, plot, to_markdown
 
 SETTINGS = [(1, None), (3, None), (5, None), (10, None), (20, None), (30, None), (60, None),
             (10, 6.0), (30, 6.0), (30, 12.0), (60, 3.0)]

@@ -10,8 +10,8 @@ import os
 from common import RESULTS, header, parser, write
 
 from edge_cam.cascade import Cascade
+from edge_cam.measure import energy
 from edge_cam.model import Model
-from edge_cam.tools import energy
 from edge_cam.tools.demo import data_path, load_truth, score_alone, score_cascade
 from edge_cam.tools.plot import line_chart
 

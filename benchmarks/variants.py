@@ -19,9 +19,9 @@ import numpy as np
 from common import DATA, WEIGHTS, header, parser, teacher, write
 
 from edge_cam.errors import EdgeCamError
+from edge_cam.measure.evaluate import evaluate, read_labelled
 from edge_cam.model import Model
 from edge_cam.source import list_images, read_image
-from edge_cam.tools.evaluate import evaluate, read_labelled
 from edge_cam_export import export
 from edge_cam_export.drift import HOLDOUT_EVERY, drift
 from edge_cam_export.quantize import convert_fp16, quantize_int8

@@ -26,12 +26,12 @@ import torch
 from edge_cam.crop import CropSpec
 from edge_cam.errors import EdgeCamError
 from edge_cam.localize import BoxRule
+from edge_cam.measure.cascade_eval import confident, make_rule, model_macs
 from edge_cam.metadata import rewrite_metadata
 from edge_cam.model import Model
 from edge_cam.preprocess import pad_colour
 from edge_cam.sinks import check_not_an_input, check_writable
 from edge_cam.spec import OTHER, CascadeSpec, watch_from_targets
-from edge_cam.tools.cascade_eval import confident, make_rule, model_macs
 from edge_cam.watch import WatchList
 
 from .distill_data import BACKGROUND, EXACT, STALE, Footage, collect

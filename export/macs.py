@@ -1,4 +1,4 @@
-"""Multiply-adds of a torch network, counted the way edge_cam.tools.macs counts an ONNX graph
+"""Multiply-adds of a torch network, counted the way edge_cam.measure.macs counts an ONNX graph
 (convolutions and linear layers), for the students a script trains."""
 from __future__ import annotations
 

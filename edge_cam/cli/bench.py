@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..measure.bench import BenchConfig, markdown, run_bench, write_report
 from ..sinks import check_writable
-from ..tools.bench import BenchConfig, markdown, run_bench, write_report
 from ..tools.demo import data_path
 from . import options as opt
 from .terminal import progress_bar

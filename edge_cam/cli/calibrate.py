@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..measure.evaluate import calibrate, write_calibrated
 from ..sinks import check_writable
-from ..tools.evaluate import calibrate, write_calibrated
 from . import options as opt
 from .terminal import progress_bar
 

@@ -8,10 +8,10 @@ import os
 from collections.abc import Callable
 
 from ..errors import EdgeCamError
+from ..measure import cascade_eval
+from ..measure.evaluate import MAX_OBJECTS, evaluate
 from ..model import Model
 from ..sinks import check_writable
-from ..tools import cascade_eval
-from ..tools.evaluate import MAX_OBJECTS, evaluate
 from ..tools.plot import line_chart
 from . import options as opt
 from .terminal import progress_bar

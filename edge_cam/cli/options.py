@@ -17,14 +17,14 @@ from ..cascade import require_cam
 from ..crop import MASKS, CropSpec
 from ..errors import EdgeCamError
 from ..localize import BOX_MODES, BoxRule
+from ..measure.cascade_eval import make_rule
+from ..measure.labelled import Labelled, load_labelled
 from ..metadata import MAX_INPUT_SIDE, RESIZE_MODES
 from ..model import Model
 from ..refine import REFINES
 from ..sizing import MIN_SIDE
 from ..spec import CascadeSpec
 from ..stream import printable
-from ..tools.cascade_eval import make_rule
-from ..tools.labelled import Labelled, load_labelled
 from ..watch import WatchList
 
 EXPORT_EXTRA = ("torch", "torchvision", "onnx", "onnxscript")  # what the torch exporters need

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from edge_cam.localize import BoxRule, HeatMap, boxes_from_heat
+from edge_cam.measure.evaluate import hit, read_voc_dir
 from edge_cam.model import Model
 from edge_cam.source import read_image
-from edge_cam.tools.evaluate import hit, read_voc_dir
 from edge_cam.tools.photos import localize_photos
 from edge_cam_export.eager import eager_features
 from edge_cam_export.heads import find_cam_layers

@@ -10,11 +10,11 @@ from edge_cam.cascade import Cascade
 from edge_cam.crop import CropSpec
 from edge_cam.errors import EdgeCamError
 from edge_cam.localize import BoxRule
+from edge_cam.measure.cascade_eval import crop_spec_for, evaluate, target_map, watch_from_targets
 from edge_cam.model import Model
 from edge_cam.preprocess import pad_colour
 from edge_cam.source import open_source
 from edge_cam.spec import CascadeSpec
-from edge_cam.tools.cascade_eval import crop_spec_for, evaluate, target_map, watch_from_targets
 from edge_cam.watch import WatchList
 from edge_cam_export.distill import choose_targets, distill
 from edge_cam_export.distill_data import EXACT, collect

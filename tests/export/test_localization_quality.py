@@ -5,8 +5,8 @@ localisation) for `edge-cam export torchvision:mobilenet_v2` with its defaults, 
 """
 import numpy as np
 
+from edge_cam.measure.evaluate import evaluate, read_voc_dir
 from edge_cam.model import Model
-from edge_cam.tools.evaluate import evaluate, read_voc_dir
 
 MARGIN = 0.02
 # Measured on the 200 raccoon photos, GT-unknown (the top-1 class's map), export's defaults.

@@ -57,7 +57,7 @@ def test_a_distilled_cascade_agrees_with_its_teacher_on_real_footage(mobilenet_v
     """The cascade with the teacher every 10 frames on the last 40% of the bottle video, against the
     teacher on every frame. It agrees on the frames where the teacher is confident above the floor
     of always giving the commonest answer, at a fraction of the teacher's multiply-adds."""
-    from edge_cam.tools.cascade_eval import evaluate
+    from edge_cam.measure.cascade_eval import evaluate
     video = str(shared_data / "videos" / "bottle-detection.mp4")
     report = evaluate(video, mobilenet_v2_path, bottle_student, [(10, None)], start=0.6)
     s = report.scores[0]
@@ -100,7 +100,7 @@ def test_collect_and_distill_again_teach_the_student_a_new_scene(mobilenet_v2_pa
     import json
 
     from edge_cam.cli import main
-    from edge_cam.tools.cascade_eval import evaluate
+    from edge_cam.measure.cascade_eval import evaluate
     office, bottles = (str(shared_data / "videos" / v) for v in ("one-by-one-person-detection.mp4",
                                                                   "bottle-detection.mp4"))
     kept, again = tmp_path / "kept", str(tmp_path / "again.onnx")

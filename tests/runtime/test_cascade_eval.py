@@ -10,10 +10,8 @@ import pytest
 
 from edge_cam.agreement import Referee
 from edge_cam.localize import BoxRule
-from edge_cam.metadata import InputSpec, ModelInfo, rewrite_metadata
-from edge_cam.model import Model
-from edge_cam.tools import cascade_eval
-from edge_cam.tools.cascade_eval import (
+from edge_cam.measure import cascade_eval
+from edge_cam.measure.cascade_eval import (
     answer_label,
     confident,
     evaluate,
@@ -27,6 +25,8 @@ from edge_cam.tools.cascade_eval import (
     watch_answer,
     watch_from_targets,
 )
+from edge_cam.metadata import InputSpec, ModelInfo, rewrite_metadata
+from edge_cam.model import Model
 from edge_cam.watch import WatchList
 
 onnx = pytest.importorskip("onnx", reason="MACs are counted with the onnx package (the onnx extra)")

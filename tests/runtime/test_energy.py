@@ -1,4 +1,4 @@
-"""edge_cam.tools.energy: parsers on sample outputs, backends on fake sysfs trees and fake tools on PATH,
+"""edge_cam.measure.energy: parsers on sample outputs, backends on fake sysfs trees and fake tools on PATH,
 and the sampling/integration against meters whose power is known."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import time
 import pytest
 
 from edge_cam.errors import EdgeCamError
-from edge_cam.tools import energy
-from edge_cam.tools import power_readings as readings
-from edge_cam.tools.energy import Meter, Sample, describe_unavailable, detect, measure
+from edge_cam.measure import energy
+from edge_cam.measure import power_readings as readings
+from edge_cam.measure.energy import Meter, Sample, describe_unavailable, detect, measure
 
 TEGRASTATS_ORIN = ("12-01-2024 10:00:00 RAM 2448/7772MB (lfb 2x4MB) SWAP 0/3886MB (cached 0MB) "
                    "CPU [2%@729,1%@729,off,off,0%@729,0%@729] EMC_FREQ 0% GR3D_FREQ 0% cpu@46.5C "

@@ -13,11 +13,11 @@ import pytest
 
 from edge_cam.errors import EdgeCamError
 from edge_cam.localize import Box
+from edge_cam.measure.evaluate import IOU_LEVELS, Annotation, evaluate, hit, matches
+from edge_cam.measure.labelled import load_labelled, read_labelled, read_voc, read_yolo_dir
 from edge_cam.metadata import ModelInfo, rewrite_metadata
 from edge_cam.model import Model
 from edge_cam.preprocess import resize
-from edge_cam.tools.evaluate import IOU_LEVELS, Annotation, evaluate, hit, matches
-from edge_cam.tools.labelled import load_labelled, read_labelled, read_voc, read_yolo_dir
 
 
 def test_hit_uses_the_best_ground_truth_box():

@@ -201,7 +201,7 @@ def test_a_student_with_a_bad_spec_exits_2(command, student_path, teacher_path, 
 
 
 def test_eval_takes_the_students_schedule(student_path, teacher_path, demo_data, tmp_path):
-    from edge_cam.tools.cascade_eval import evaluate
+    from edge_cam.measure.cascade_eval import evaluate
     student = student_with(student_path, tmp_path, demo_spec(every=4, change=12.0).to_props())
     clip = demo_data("demo_clip.mp4")
     (score,) = evaluate(clip, teacher_path, student, start=0, stop=12).scores  # no settings: the spec's

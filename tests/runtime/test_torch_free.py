@@ -7,7 +7,8 @@ import edge_cam
 
 def test_no_runtime_module_imports_torch():
     names = [m.name for m in pkgutil.walk_packages(edge_cam.__path__, "edge_cam.") if not m.name.endswith("__main__")]
-    assert {"edge_cam.model", "edge_cam.cascade", "edge_cam.cli", "edge_cam.tools.demo"} <= set(names)
+    assert {"edge_cam.model", "edge_cam.cascade", "edge_cam.cli", "edge_cam.tools.demo",
+            "edge_cam.measure.bench"} <= set(names)
     code = (f"import sys, importlib\nfor n in {names!r}: importlib.import_module(n)\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'edge_cam_export'))\n"
             "assert not bad, bad")

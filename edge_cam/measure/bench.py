@@ -19,9 +19,9 @@ from ..localize import BoxRule
 from ..model import Model
 from ..source import open_source
 from ..stream import StreamStats, stream
+from ..tools.plot import line_chart
 from ..watch import WatchList
 from . import energy
-from .plot import line_chart
 
 
 @dataclass

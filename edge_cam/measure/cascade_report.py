@@ -84,7 +84,7 @@ def to_markdown(report: Report) -> str:
 def plot(reports: dict[str, Report], path: str) -> None:
     """Agreement against speed-up, two lines per report (e.g. per video): on all frames, and on
     confident frames when there are any; points in speed-up order."""
-    from .plot import line_chart
+    from ..tools.plot import line_chart
     series = {}
     for name, rep in reports.items():
         for suffix, pick in (("all", lambda s: s.agreement), ("confident", lambda s: s.agreement_confident)):
