@@ -10,7 +10,8 @@ and distil again.
 The teacher's answer, in the student's terms: without a watch list its top-1 class mapped into the
 student's labels (a distilled student's CascadeSpec says which teacher classes make each label;
 otherwise a teacher label the student also has stays itself), anything else "other"; the frame is
-confident when that top-1 probability is ≥ CONFIDENT. With a watch list it is the most probable
+confident when the teacher's probability of that answer is ≥ CONFIDENT (summed over the label's
+classes; for "other", over every class that is not the student's). With a watch list it is the most probable
 target if P(target) ≥ min score, else "other", confident when far from that threshold (≥ 2·S or
 < S/2): near S the teacher's own answer flips between frames of a still scene. The student's
 answer is its label on the first ROI; a frame without ROI answers "other" with a watch list (the
@@ -121,14 +122,15 @@ class Referee:
         p = self._labels.scores(logits)
         return label, float(p[self._labels.names.index(label)] if label != self.other else max(0.0, 1 - p.sum()))
 
-    def confident(self, score: float, top1: float = CONFIDENT) -> bool:
-        return bool(confident(score, self.min_score if self.watch is not None else None, top1))
+    def confident(self, score: np.ndarray | float, top1: float = CONFIDENT) -> np.ndarray:
+        """Which of these answers' probabilities (`answer`'s second value) the teacher is sure of."""
+        return confident(score, self.min_score if self.watch is not None else None, top1)
 
     def check(self, pred: Prediction, student_label: str | None) -> Check:
         """`student_label`: the student's answer on the first ROI, None when the frame has none."""
         answer, p = self.answer(pred.logits, pred.class_id)
         empty = NONE if self.watch is None else self.other
-        return Check(answer, student_label or empty, self.confident(p))
+        return Check(answer, student_label or empty, bool(self.confident(p)))
 
 
 @dataclass(frozen=True)

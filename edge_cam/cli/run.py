@@ -117,8 +117,9 @@ def main(args: argparse.Namespace) -> int:
             sinks.append(open_sink(uri, streams=len(sources), fps=args.fps, device=args.device,
                                    spill_dir=args.mqtt_spill, retry_auth=args.mqtt_retry_auth))
             opened.callback(sinks[-1].close)
-        if args.collect:
-            sinks.insert(0, CollectSink(args.collect, args.collect_budget))
+        collect = CollectSink(args.collect, args.collect_budget) if args.collect else None
+        if collect is not None:
+            sinks.insert(0, collect)
         if serve is not None:  # first: the events' "sink" time then covers it too
             preview = PreviewServer(*serve, token=args.serve_token)  # it says where, once, token masked
             sinks.insert(0, preview)
@@ -133,11 +134,10 @@ def main(args: argparse.Namespace) -> int:
         pass  # a signal ends a run like the end of its sources: sinks closed by run(), summary, exit 0
     finally:  # also after an error: say how far the run got (the error's sentence comes after)
         print(stats.summary() + "; " + ", ".join(_source_summary(s) for s in sources), file=sys.stderr)
-        for sink in sinks:
-            if isinstance(sink, CollectSink):
-                over = f", {sink.over_budget} more left out (budget full)" if sink.over_budget else ""
-                print(f"collected {sink.saved} frames where the student disagreed into {sink.folder}{over}",
-                      file=sys.stderr)
+        if collect is not None:
+            over = f", {collect.over_budget} more left out (budget full)" if collect.over_budget else ""
+            print(f"collected {collect.saved} frames where the student disagreed into {collect.folder}{over}",
+                  file=sys.stderr)
     if stats.skipped and not stats.frames:
         raise EdgeCamError(f"none of the {stats.skipped} frames could be read (see the lines above).")
     lost = sum(getattr(sink, "lost", 0) for sink in sinks)

@@ -201,7 +201,7 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
     total = max(0, (stop or count) - start)
     referee = Referee.between(teacher.info, student.info, watch, score, spec)
     ref = reference(teacher, video, referee, start, stop, progress, total)
-    ok = confident(ref.scores, score if watch else None, confident_top1)
+    ok = referee.confident(ref.scores, confident_top1)
     t_macs = model_macs(teacher, teacher.input_size if teacher.dynamic_size else None)
     s_macs = model_macs(student)
     labels, counts = np.asarray(ref.labels), dict[str, int]()
