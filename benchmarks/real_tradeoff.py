@@ -29,7 +29,9 @@ BOTTLE_MIN = 0.3
 # `run --classes ... --resize stretch --input-size 288x512 --box-mode objects` does.
 WHOLE_FRAME = {"teacher_options": {"resize": "stretch", "input_size": (288, 512)}, "rule": {"mode": "objects"}}
 RUNS = [  # name, video, distill options (the evaluation reads them back from the student's metadata)
-    ("bottle (teacher's classes)", "bottle-detection.mp4", {}),
+    ("bottle (teacher's classes)", "bottle-detection.mp4", {"fine": True}),
+    # distill's default question: the coarse groups the teacher is sure of (docs/question.md).
+    ("office (coarse groups, the default)", "one-by-one-person-detection.mp4", {}),
     # The shipped ImageNet groups (edge_cam/data/imagenet_groups.json), as `run --classes car` reads them.
     # car: P(car) ≤ 0.005 on the empty lane, 0.02-0.29 with cars in it (measured), so 0.015.
     ("car (watch group)", "car-detection.mp4", {"classes": ["car"], "min_score": 0.015, **WHOLE_FRAME}),
@@ -125,11 +127,13 @@ def main() -> None:
     os.makedirs(RESULTS, exist_ok=True)
     plot({d["name"]: load_report(d["test"]) for d in done}, png)
     recipe = ("Recipe (defaults of `edge_cam_export.distill.distill`): teacher on every frame of the first 60%. "
-              "Without a watch list (the teacher's classes): the teacher as exported (ImageNet protocol: shorter side "
-              "256, centre crop 224), per frame the crop at its top-1 box as `run` cuts it (pad 1.3, square, no mask), "
+              "Without a watch list: the teacher as exported (letterboxed 224×224), per frame the crop at its top-1 "
+              "box as `run` cuts it (pad 1.3, square, no mask), "
               "2 jittered boxes, 2 boxes of frames up to every-1 earlier (the cascade reuses them), 1 cold box away "
-              "from the CAM labelled \"other\"; labels: the teacher's classes that are top-1 with p ≥ 0.5 on ≥ 2% of "
-              "the confident training frames, and \"other\". With a watch group: the teacher on the whole frame "
+              "from the CAM labelled \"other\"; labels: the coarse groups (default) or with `fine` the teacher's "
+              "classes that are its answer with p ≥ 0.5 on ≥ 2% of the confident training frames, and \"other\"; "
+              "each frame labelled with the teacher's answer (its top-1's group or class). With a watch group: "
+              "the teacher on the whole frame "
               "stretched to 288×512, asked for the group's classes, the cascade's own ROIs (`find_rois`: each target "
               "at min score or above, box mode objects, one ROI per object) labelled with the group's name, each "
               "with 2 jittered boxes; boxes of frames up to every-1 earlier labelled with the group if its map is hot "
@@ -137,7 +141,8 @@ def main() -> None:
               "and those stale boxes). Student: 6 conv-BN-ReLU layers, 64×64 input, width 16, "
               f"{args.epochs} epochs, AdamW one-cycle, classes unweighted, label smoothing 0.05, mirror and "
               "gain/offset augmentation, seed 0. Agreement: the cascade's first-ROI student label against the "
-              "teacher's answer: its top-1 mapped to the student's labels (confident: top-1 ≥ 0.5), or with a watch "
+              "teacher's answer: its top-1 mapped to the student's labels (confident: that label's probability, summed "
+              "over its classes, ≥ 0.5), or with a watch "
               "group the group if P(group) ≥ min score, else \"other\", a frame without ROI answering \"other\" "
               "(confident: P ≥ 2·min score or < min score/2, i.e. far from the threshold the answer is). The "
               "evaluation reads the watch list, min score, the teacher's resize and size and the box rule from the "

@@ -10,8 +10,11 @@ and distil again.
 The teacher's answer, in the student's terms: without a watch list its top-1 class mapped into the
 student's labels (a distilled student's CascadeSpec says which teacher classes make each label;
 otherwise a teacher label the student also has stays itself), anything else "other"; the frame is
-confident when the teacher's probability of that answer is ≥ CONFIDENT (summed over the label's
-classes; for "other", over every class that is not the student's). With a watch list it is the most probable
+confident when the teacher's probability of that answer is ≥ CONFIDENT, summed over the label's
+classes (for "other", over every class that is not the student's). Summed, because a coarse label
+("person", "dog") is many fine classes the teacher spreads its belief over: it may be sure of "dog"
+and of no breed. (Not simply the most probable label: with two labels that is always ≥ 0.5, and
+every frame would count.) With a watch list it is the most probable
 target if P(target) ≥ min score, else "other", confident when far from that threshold (≥ 2·S or
 < S/2): near S the teacher's own answer flips between frames of a still scene. The student's
 answer is its label on the first ROI; a frame without ROI answers "other" with a watch list (the
@@ -83,7 +86,8 @@ class Referee:
     them is `other`. Without a watch list the teacher's answer is its top-1 class's label, and its
     certainty the probability of that label (the sum over its classes, or for `other` one minus the
     sum over every target): on footage the student never saw, the teacher is sure that it is
-    "other" even when its own top-1 is a coin toss between two unrelated classes.
+    "other" even when its own top-1 is a coin toss between two unrelated classes. distill labels
+    its training frames with this same answer.
     """
 
     def __init__(self, targets: Mapping[str, Sequence[int]], teacher_labels: Sequence[str], num_classes: int,
@@ -112,13 +116,13 @@ class Referee:
     def label_of(self, class_id: int) -> str:
         return self._lookup.get(int(class_id), self.other)
 
-    def answer(self, logits: np.ndarray, class_id: int) -> tuple[str, float]:
-        """The teacher's answer on one frame and its probability."""
+    def answer(self, logits: np.ndarray) -> tuple[str, float]:
+        """The teacher's answer on one frame (its logits) and its probability."""
         if self.watch is not None:
             return watch_answer(self.watch, logits, self.min_score, self.other)
-        label = self.label_of(class_id)
         if self._labels is None:
-            return label, 1.0  # the student shares no class with the teacher: every answer is "other"
+            return self.other, 1.0  # the student shares no class with the teacher: every answer is "other"
+        label = self.label_of(int(np.argmax(logits)))
         p = self._labels.scores(logits)
         return label, float(p[self._labels.names.index(label)] if label != self.other else max(0.0, 1 - p.sum()))
 
@@ -128,7 +132,7 @@ class Referee:
 
     def check(self, pred: Prediction, student_label: str | None) -> Check:
         """`student_label`: the student's answer on the first ROI, None when the frame has none."""
-        answer, p = self.answer(pred.logits, pred.class_id)
+        answer, p = self.answer(pred.logits)
         empty = NONE if self.watch is None else self.other
         return Check(answer, student_label or empty, bool(self.confident(p)))
 

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 IMAGENET_CLASSES = 1000
 BUILTIN_GROUPS = "imagenet_groups.json"
+BUILTIN_COARSE = "imagenet_coarse.json"
 
 
 def _norm(name: str) -> str:
@@ -63,6 +64,16 @@ class Watched:
     @property
     def name(self) -> str:
         return self.target.name
+
+
+def coarse_groups(num_classes: int) -> dict[str, list[int]] | None:
+    """The coarse question a distilled student answers by default (person, dog, cat, bird, animal,
+    vehicle, ...; disjoint, made from WordNet by scripts/imagenet_groups.py) for a 1000-class
+    ImageNet model; None for any other model."""
+    if num_classes != IMAGENET_CLASSES:
+        return None
+    return {str(k): [int(i) for i in v] for k, v in
+            json.loads(resources.files("edge_cam.data").joinpath(BUILTIN_COARSE).read_text()).items()}
 
 
 def load_groups(path: str | None = None) -> dict[str, list]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from edge_cam.agreement import Referee
 from edge_cam.crop import CropSpec
 from edge_cam.errors import EdgeCamError
 from edge_cam.localize import BoxRule
@@ -32,7 +33,7 @@ from edge_cam.model import Model
 from edge_cam.preprocess import pad_colour
 from edge_cam.sinks import check_not_an_input, check_writable
 from edge_cam.spec import OTHER, CascadeSpec, watch_from_targets
-from edge_cam.watch import WatchList
+from edge_cam.watch import WatchList, coarse_groups
 
 from .distill_data import BACKGROUND, EXACT, STALE, Footage, collect
 from .distill_net import MEAN, STD, Student, predict, train
@@ -40,7 +41,7 @@ from .macs import count_macs
 
 log = logging.getLogger("edge_cam")
 
-TOP1_SCORE = 0.5  # without a watch list: the top-1 probability that makes a frame's class count
+TOP1_SCORE = 0.5  # without a watch list: the teacher's answer counts from this probability
 MIN_SHARE = 0.02  # a teacher class needs this share of the confident training frames to be a label
 MAX_LABELS = 8  # at most this many of them (plus "other")
 MIN_RATIO = 20  # the default student has at least this many times fewer multiply-adds than the teacher
@@ -68,28 +69,33 @@ class DistillResult:
 def resolve(entries: Sequence[int | str], labels: list[str]) -> list[tuple[str, list[int]]]:
     """Watch-list entries (labels, ids, group names) → (name, teacher class ids) per target, as
     `run --classes` reads them (edge_cam.watch; the shipped ImageNet groups for 1000 classes)."""
-    from edge_cam.watch import WatchList
     return [(t.name, list(t.class_ids)) for t in WatchList.parse(list(entries), labels).targets]
 
 
-def choose_targets(classes, name: str | None, labels: list[str], top1: np.ndarray, score: np.ndarray,
-                   min_score: float) -> dict[str, list[int]]:
+def choose_targets(classes, name: str | None, labels: list[str], logits: np.ndarray, min_score: float,
+                   fine: bool = False) -> dict[str, list[int]]:
     """The student's labels and the teacher classes behind each.
 
-    classes None: every teacher class that is top-1 with probability ≥ min_score on at least
-    MIN_SHARE of those frames (at most MAX_LABELS). A watch list (labels, ids, group names such as
-    "car"): one label per entry, or one label `name` for the union of all of them. A dict: name →
-    entries, one label per key for the union of its entries.
+    classes None: the coarse groups (edge_cam.watch.coarse_groups: person, dog, vehicle, ...) or,
+    with `fine` or a teacher that is not a 1000-class ImageNet model, the teacher's own classes,
+    that are the teacher's answer (Referee.answer) with probability ≥ min_score on at least
+    MIN_SHARE of those frames of `logits` (at most MAX_LABELS). A watch list (labels, ids, group
+    names such as "car"): one label per entry, or one label `name` for the union of all of them. A
+    dict: name → entries, one label per key for the union of its entries.
     """
     if classes is None:
-        sure = top1[score >= min_score]
-        if not len(sure):
-            raise EdgeCamError(f"the teacher's top-1 reaches {min_score:g} on no training frame; lower "
+        groups = None if fine else coarse_groups(len(labels))
+        candidates = groups or {label: [i] for i, label in enumerate(labels)}
+        referee = Referee(candidates, labels, len(labels))
+        answers = [referee.answer(z) for z in logits]
+        sure = [a for a, p in answers if p >= min_score]
+        if not sure:
+            raise EdgeCamError(f"the teacher's answer reaches {min_score:g} on no training frame; lower "
                                "--min-score or name the classes to watch with --classes.")
-        ids, counts = np.unique(sure, return_counts=True)
-        keep = [int(i) for i, c in sorted(zip(ids, counts), key=lambda ic: -ic[1])
-                if c >= max(3, MIN_SHARE * len(sure))][:MAX_LABELS]
-        return {labels[i]: [i] for i in keep}
+        names, counts = np.unique([a for a in sure if a != OTHER] or [OTHER], return_counts=True)
+        keep = [str(n) for n, c in sorted(zip(names, counts), key=lambda nc: -nc[1])
+                if n != OTHER and c >= max(3, MIN_SHARE * len(sure))][:MAX_LABELS]
+        return {n: list(candidates[n]) for n in keep}
     if isinstance(classes, dict):
         return {str(k): sorted({c for _, ids in resolve(v, labels) for c in ids}) for k, v in classes.items()}
     targets = resolve([classes] if isinstance(classes, (str, int)) else list(classes), labels)
@@ -122,14 +128,17 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
             pad: float = 1.3, square: bool = True, mask: str = "none", size: int = 64, width: int = 16,
             epochs: int = 15, seed: int = 0, holdout: float = 0.2, max_frames: int | None = None,
             balance: float = 0.0, format: str = "onnx", quantize: str | None = None, threads: int | None = None,
-            progress: Progress | None = None) -> DistillResult:
+            fine: bool = False, progress: Progress | None = None) -> DistillResult:
     """Teacher over the footage → crops as `run` cuts them → a small student → a self-describing file.
 
     classes (name, groups_file): a watch list, as `run --classes ... --min-score min_score` takes
     it: the teacher is asked for the watched maps, the crops are the cascade's ROIs (find_rois),
-    labelled with their target's name, and "other" (distill_data). min_score: with classes the
-    watch threshold (default 0, as run's); without, a teacher class becomes a label when it is
-    top-1 with this probability on MIN_SHARE of such frames (default 0.5). teacher_options: Model
+    labelled with their target's name, and "other" (distill_data). Without classes the student
+    answers the coarse groups (person, dog, vehicle, ...: the teacher holds them steady on a real
+    camera, where its fine classes flicker), or with `fine` the teacher's own classes; each frame is
+    labelled with the teacher's answer to that question (agreement.Referee). min_score: with classes the
+    watch threshold (default 0, as run's); without, a group (class) becomes a label when it is the
+    teacher's answer with this probability on MIN_SHARE of such frames (default 0.5). teacher_options: Model
     keywords for the teacher (resize, input_size), e.g. {"resize": "stretch", "input_size": (288, 512)}
     to see whole frames. rule, max_rois: the cascade's box rule (a BoxRule, or overrides of the
     teacher's, e.g. {"mode": "objects"}) and ROI cap. All of these go into the student's metadata,
@@ -178,6 +187,9 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
         raise EdgeCamError(f"{teacher_path} has no labels; re-export it with --labels.")
     watch = None if classes is None else watch_list(classes, name, teacher.info.labels, teacher.num_classes,
                                                     groups_file)
+    question = "watch" if watch else "fine" if fine or coarse_groups(teacher.num_classes) is None else "coarse"
+    if question == "fine" and not fine:
+        log.info("no coarse groups for a %d-class teacher: the student learns its classes", teacher.num_classes)
     score = (0.0 if watch else TOP1_SCORE) if min_score is None else min_score
     rule = make_rule(teacher, None, rule)
     crop_spec = CropSpec(pad, square, mask)
@@ -187,14 +199,23 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
     if not len(footage.crops):
         raise EdgeCamError("the sources gave no frames with a CAM box; check them with `edge-cam run`.")
     held = footage.holdout(holdout)
+    sure_p = footage.target_score
     if watch is not None:
         assert footage.crop_target is not None
         targets = {t.name: list(t.class_ids) for t in watch.targets}
         y = np.where(footage.crop_target < 0, len(targets), footage.crop_target)
-    else:
-        targets = choose_targets(None, None, teacher.info.labels, footage.class_id[~held], footage.score[~held], score)
-        lookup = {c: i for i, ids in enumerate(targets.values()) for c in ids}
-        frame_label = np.array([lookup.get(int(c), len(targets)) for c in footage.class_id], np.int64)
+    else:  # every frame labelled with the teacher's answer to the student's question, as run checks it
+        targets = choose_targets(None, None, teacher.info.labels, footage.logits[~held], score, question == "fine")
+        if not targets:
+            raise EdgeCamError(f"on the training footage the teacher's answer is none of "
+                               f"{'its classes' if question == 'fine' else 'the coarse groups'} often enough to "
+                               "teach (each under 2% of its confident frames); name the classes to watch with "
+                               "--classes" + ("." if question == "fine" else " or try --fine."))
+        referee = Referee(targets, teacher.info.labels, teacher.num_classes)
+        order = {label: i for i, label in enumerate([*targets, OTHER])}
+        answers = [referee.answer(z) for z in footage.logits]
+        frame_label = np.array([order[a] for a, _ in answers], np.int64)
+        sure_p = np.array([p for _, p in answers], np.float32)
         y = np.where(footage.kind == BACKGROUND, len(targets), frame_label[footage.frame])
     labels = list(targets) + [OTHER]
     train_rows = ~held[footage.frame]
@@ -212,13 +233,15 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
     log.info("%d training crops of %d frames, labels %s", int(train_rows.sum()), int((~held).sum()), labels)
     history = train(model, footage.crops[train_rows], y[train_rows], epochs=epochs, rng=rng, balance=balance,
                     progress=progress)
-    report = _holdout_report(model, footage, y, held[footage.frame], score if watch else None)
+    assert sure_p is not None
+    report = _holdout_report(model, footage, y, held[footage.frame], sure_p, score if watch else None)
     spec = CascadeSpec(tuple(labels), {k: tuple(v) for k, v in targets.items()}, watch is not None, OTHER, score,
                        (size, size), MEAN, STD, CropSpec(pad, square, mask), pad_colour(MEAN), "stretch", every, change,
                        teacher.info.input.resize, _size_option(options.get("input_size")), rule, max_rois)
     # Provenance only: what the cascade must reproduce is the spec (edge_cam.cascade_spec).
     meta = {"teacher": os.path.basename(teacher_path), "teacher_macs": t_macs, "macs": macs,
-            "watch": _entries(classes), "name": name, "teacher_input": list(teacher.input_size), "width": width,
+            "watch": _entries(classes), "name": name,
+            "question": question, "teacher_input": list(teacher.input_size), "width": width,
             "seed": seed, "holdout": holdout, "sources": [os.path.basename(s) for s in sources],
             "frames": {"train": int((~held).sum()), "holdout": int(held.sum())}, "holdout_agreement": report}
     if progress:
@@ -273,19 +296,16 @@ def _entries(classes) -> list | dict | None:
     return [c if isinstance(c, int) else str(c) for c in items]
 
 
-def _holdout_report(model, footage: Footage, y: np.ndarray, rows: np.ndarray, min_score: float | None) -> dict:
-    """The student against the teacher's (mapped) answer on held-out crops: fresh boxes, reused
-    (stale) boxes, and fresh boxes on frames where the teacher is confident (cascade_eval.confident)."""
+def _holdout_report(model, footage: Footage, y: np.ndarray, rows: np.ndarray, answer_p: np.ndarray,
+                    min_score: float | None) -> dict:
+    """The student against the teacher's answer on held-out crops: fresh boxes, reused (stale)
+    boxes, and fresh boxes on frames where the teacher is confident of its answer (`answer_p`, per
+    frame: agreement.confident)."""
     if not rows.any():
         return {"crops": 0}
     right = predict(model, footage.crops[rows]) == y[rows]
     kind = footage.kind[rows]
-    if min_score is None:
-        per_frame = footage.score
-    else:
-        assert footage.target_score is not None  # min_score comes with a watch list, which collects it
-        per_frame = footage.target_score
-    sure = confident(per_frame, min_score)[footage.frame[rows]]
+    sure = confident(answer_p, min_score)[footage.frame[rows]]
     rate = lambda m: float(right[m].mean()) if m.any() else None  # noqa: E731
     return {"crops": int(rows.sum()), "fresh": rate(kind == EXACT), "stale": rate(kind == STALE),
             "fresh_confident": rate((kind == EXACT) & sure), "all": rate(np.ones_like(right))}

@@ -1,8 +1,15 @@
-"""Generate edge_cam/data/imagenet_groups.json: ImageNet class groups taken from WordNet.
+"""Generate edge_cam/data/imagenet_groups.json and imagenet_coarse.json: ImageNet class groups
+taken from WordNet.
 
 Each group is every ImageNet-1k class (torchvision's class order) whose WordNet synset lies under
 one or more chosen synsets, following hypernym ('@') and instance-hypernym ('@i') pointers. The
 groups are WordNet's judgement, quirks included (e.g. "minivan" is both a car and a truck).
+
+The coarse groups (imagenet_coarse.json) are the question a distilled student answers by default:
+disjoint, each class in the first group of COARSE that holds it, the classes in none left out
+(the student's "other"). Why coarse: on a real camera the teacher cannot keep its fine classes
+apart from frame to frame (one dog is four breeds in a second; a person is "suit", "cardigan",
+"miniskirt"), but it holds the group steady; benchmarks/question.py measures it.
 
 Rerun (from the repository root, Debian/Ubuntu, with the full venv that has timm):
 
@@ -62,7 +69,26 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "telephone": ("n04401088",),
     # ImageNet has no "person" class; these three (ballplayer, groom, scuba diver) are all it has.
     "person": ("n00007846",),
+    # What a camera's top-1 says when it sees a person: "suit", "jersey", "lab coat", "kimono", ...
+    "clothing": ("n03051540",),  # clothing, article of clothing, vesture, wear
 }
+
+# The coarse question, first group first: a class under several goes to the first (a dog is not
+# counted again as an animal). "person" is a person or what people wear.
+COARSE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("person", ("person", "clothing")),
+    ("dog", ("dog",)),
+    ("cat", ("cat",)),
+    ("bird", ("bird",)),
+    ("animal", ("animal",)),
+    ("vehicle", ("vehicle", "bicycle")),
+    ("boat", ("boat",)),
+    ("aircraft", ("aircraft",)),
+    ("bottle", ("bottle",)),
+    ("food", ("food", "fruit", "vegetable")),
+    ("furniture", ("furniture",)),
+)
+COARSE_OUT = OUT.with_name("imagenet_coarse.json")
 
 
 def read_wordnet(path: pathlib.Path) -> dict[str, list[str]]:
@@ -117,6 +143,17 @@ def build(parents: dict[str, list[str]], wnids: list[str]) -> dict[str, list[int
     return groups
 
 
+def coarse(groups: dict[str, list[int]]) -> dict[str, list[int]]:
+    """The disjoint coarse groups, in COARSE's order (see the module's doc)."""
+    taken: set[int] = set()
+    out = {}
+    for name, members in COARSE:
+        ids = sorted({i for g in members for i in groups[g]} - taken)
+        taken.update(ids)
+        out[name] = ids
+    return out
+
+
 def render(groups: dict[str, list[int]]) -> str:
     lines = [f"  {json.dumps(name)}: {json.dumps(ids)}" for name, ids in groups.items()]
     return "{\n" + ",\n".join(lines) + "\n}\n"
@@ -131,13 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not args.wordnet.is_file():
         raise SystemExit(f"{args.wordnet} is missing; apt-get install -y wordnet-base")
-    text = render(build(read_wordnet(args.wordnet), imagenet_wnids()))
+    groups = build(read_wordnet(args.wordnet), imagenet_wnids())
+    outputs = {args.output: render(groups), args.output.with_name(COARSE_OUT.name): render(coarse(groups))}
     if args.check:
-        same = args.output.is_file() and args.output.read_text() == text
-        log.info("%s is %s", args.output, "up to date" if same else "out of date: rerun without --check")
-        return 0 if same else 1
-    args.output.write_text(text)
-    log.info("wrote %d groups to %s", len(GROUPS), args.output)
+        stale = [p for p, text in outputs.items() if not (p.is_file() and p.read_text() == text)]
+        for p in outputs:
+            log.info("%s is %s", p, "out of date: rerun without --check" if p in stale else "up to date")
+        return 1 if stale else 0
+    for p, text in outputs.items():
+        p.write_text(text)
+    log.info("wrote %d groups to %s and %d coarse groups to %s", len(GROUPS), args.output, len(COARSE),
+             args.output.with_name(COARSE_OUT.name))
     return 0
 
 

@@ -24,13 +24,17 @@ def add_parser(sub) -> None:
     what = p.add_argument_group("what the student tells apart")
     what.add_argument("--classes", nargs="+", metavar="CLASS",
                       help="watch list: labels, ids or groups (e.g. car); one student label each, and \"other\" "
-                           "(default: the teacher's classes that are confident on the footage)")
+                           "(default: the coarse groups - person, dog, cat, bird, animal, vehicle, bottle, ... - that "
+                           "the teacher is sure of on the footage)")
+    what.add_argument("--fine", action="store_true",
+                      help="without --classes: the teacher's own classes instead of the coarse groups (they flicker "
+                           "from frame to frame on a real camera: see docs/question.md)")
     what.add_argument("--groups", metavar="JSON", help='your own groups for --classes: {"pets": ["tabby", 207]}')
     what.add_argument("--name", help="one student label for the union of --classes")
     what.add_argument("--min-score", type=float, default=None,
                       help="with --classes: a watched class or group below this probability makes no ROI, as in "
-                           "run (default 0); without: a teacher class becomes a label when it is top-1 with this "
-                           "probability on at least 2%% of such frames (default 0.5)")
+                           "run (default 0); without: a group (--fine: class) becomes a label when it is the teacher's "
+                           "answer with this probability on at least 2%% of such frames (default 0.5)")
     # The cascade the student will run in, as run sets it up: the crops it learns are the ones it will see.
     opt.add_cascade_options(p, every=10)
     opt.add_size_options(p)
@@ -56,6 +60,8 @@ def main(args: argparse.Namespace) -> int:
         raise EdgeCamError("--width and --epochs must be at least 1, --size at least 8.")
     if args.name and not args.classes:
         raise EdgeCamError("--name labels the union of --classes; give --classes too.")
+    if args.fine and args.classes:
+        raise EdgeCamError("--fine chooses the teacher's own classes when no --classes are given; give one of them.")
     fmt = args.format or ("tflite" if args.output.lower().endswith(".tflite") else "onnx")
     bars: dict[str, Callable[[int, int], None]] = {}
 
@@ -77,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
                 rule=opt.rule_options(args), max_rois=args.max_rois or 4, every=cascade["every"], change=cascade["change"],
                 pad=cut.pad, square=cut.square, mask=cut.mask, size=args.size, width=args.width, epochs=args.epochs,
                 seed=args.seed, holdout=args.holdout, max_frames=args.max_frames, format=fmt,
-                quantize=args.quantize, threads=args.threads, progress=progress)
+                quantize=args.quantize, threads=args.threads, fine=args.fine, progress=progress)
     ratio = f", {r.teacher_macs / r.macs:.0f}x fewer than the teacher" if r.teacher_macs else ""
     print(f"labels {', '.join(r.labels)}; {r.macs / 1e6:.1f} M multiply-adds{ratio}; trained on "
           f"{r.train_frames} frames ({json.dumps(r.train_crops)} crops) in {r.seconds:.0f} s")

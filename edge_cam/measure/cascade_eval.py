@@ -131,7 +131,7 @@ def reference(teacher: Model, video: str, referee: Referee, start: int = 0, stop
         p = teacher.predict(image, classes=classes)
         spent += time.perf_counter() - t1
         decoding += t1 - t0
-        label, score = referee.answer(p.logits, p.class_id)
+        label, score = referee.answer(p.logits)
         labels.append(label)
         scores.append(score)
         if progress:

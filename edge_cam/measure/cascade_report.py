@@ -50,7 +50,7 @@ class Report:
 
     def confident_rule(self) -> str:
         if self.watch is None or self.min_score is None:
-            return f"teacher top-1 ≥ {self.confident:g}"
+            return f"the teacher's answer at p ≥ {self.confident:g}"
         return (f"P(best of {', '.join(self.watch)}) ≥ {2 * self.min_score:g} or < {self.min_score / 2:g} "
                 f"(min score {self.min_score:g})")
 

@@ -15,12 +15,13 @@ from edge_cam.model import Model
 from edge_cam.preprocess import pad_colour
 from edge_cam.source import open_source
 from edge_cam.spec import CascadeSpec
-from edge_cam.watch import WatchList
+from edge_cam.watch import WatchList, coarse_groups
 from edge_cam_export.distill import choose_targets, distill
 from edge_cam_export.distill_data import EXACT, collect
 from edge_cam_export.distill_net import MEAN
 
 FRAMES = 150
+BOTTLES = [440, 720, 737, 898, 899, 901, 907]  # the coarse bottle group: beer, pill, pop, water, ...
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,9 @@ def distilled(mobilenet_v2_path, bottle, tmp_path_factory):
 
 def test_distilled_student_is_self_describing(distilled, mobilenet_v2_path):
     result, seen = distilled
-    assert result.labels == ["water bottle", "other"]  # the teacher's only confident class here
-    assert result.targets == {"water bottle": [898]}
+    # The default question is the coarse groups: the bottle group is the teacher's only confident one here.
+    assert result.labels == ["bottle", "other"]
+    assert result.targets == {"bottle": BOTTLES}
     assert result.train_frames == 120 and result.holdout_frames == 30  # the last 20% held out
     assert result.train_crops["other"] > 0  # cold background boxes
     assert result.macs * 20 <= result.teacher_macs
@@ -56,12 +58,13 @@ def test_distilled_student_is_self_describing(distilled, mobilenet_v2_path):
     assert student.info.source["role"] == "student"
     spec = CascadeSpec.from_metadata(student.info, student.path)  # edge_cam.cascade_spec, checked
     assert spec is not None and spec.crop == CropSpec(1.3, True, "mean") and spec.every == 10 and spec.change is None
-    assert spec.targets == {"water bottle": (898,)} and spec.labels == tuple(result.labels) and not spec.watch
+    assert spec.targets == {"bottle": tuple(BOTTLES)} and spec.labels == tuple(result.labels) and not spec.watch
     assert spec.input_size == (32, 32) and spec.fill == pad_colour(MEAN) and spec.max_rois == 4
     assert meta["macs"] == result.macs and "targets" not in meta  # provenance only; the contract is the spec
+    assert meta["question"] == "coarse"
     assert crop_spec_for(student) == CropSpec(1.3, True, "mean")
     to_student = target_map(Model(mobilenet_v2_path).info, student.info)
-    assert to_student(898) == "water bottle" and to_student(0) == "other"
+    assert to_student(898) == to_student(440) == "bottle" and to_student(0) == "other"
 
 
 def test_training_crops_are_the_cascades(distilled, mobilenet_v2_path, bottle):
@@ -112,23 +115,39 @@ def test_the_same_seed_cuts_the_same_crops(mobilenet_v2_path, bottle):
 
 def test_targets():
     labels = ["cab", "jeep", "geyser", "water bottle"]
-    none = np.array([])
-    assert choose_targets(["Cab", 1, "3"], None, labels, none, none, 0.5) == \
+    none = np.zeros((0, 4))
+    assert choose_targets(["Cab", 1, "3"], None, labels, none, 0.5) == \
         {"cab": [0], "jeep": [1], "water bottle": [3]}  # a watch list: one label per entry
     with pytest.raises(EdgeCamError):
-        choose_targets(["bus"], None, labels, none, none, 0.5)
+        choose_targets(["bus"], None, labels, none, 0.5)
     with pytest.raises(EdgeCamError):
-        choose_targets([7], None, labels, none, none, 0.5)
-    assert choose_targets(["cab", "jeep"], "car", labels, none, none, 0.5) == {"car": [0, 1]}
-    assert choose_targets("water bottle", None, labels, none, none, 0.5) == {"water bottle": [3]}
-    assert choose_targets({"car": ["cab", 1], "bottle": [3]}, None, labels, none, none, 0.5) == \
+        choose_targets([7], None, labels, none, 0.5)
+    assert choose_targets(["cab", "jeep"], "car", labels, none, 0.5) == {"car": [0, 1]}
+    assert choose_targets("water bottle", None, labels, none, 0.5) == {"water bottle": [3]}
+    assert choose_targets({"car": ["cab", 1], "bottle": [3]}, None, labels, none, 0.5) == \
         {"car": [0, 1], "bottle": [3]}
-    top1 = np.array([2] * 50 + [3] * 48 + [0] * 2)
-    score = np.array([0.1] * 50 + [0.9] * 48 + [0.9] * 2)
-    # geyser is never confident; cab is confident on 2 of 50 confident frames, under max(3, 2%)
-    assert choose_targets(None, None, labels, top1, score, 0.5) == {"water bottle": [3]}
+    unsure = np.log([[0.3, 0.3, 0.35, 0.05]] * 50)  # geyser is top-1, never confident
+    bottle = np.log([[0.04, 0.01, 0.05, 0.9]] * 48)
+    cab = np.log([[0.9, 0.01, 0.04, 0.05]] * 2)
+    # cab is confident on 2 of 50 confident frames, under max(3, 2%); no coarse groups for 4 classes
+    assert choose_targets(None, None, labels, np.concatenate([unsure, bottle, cab]), 0.5) == {"water bottle": [3]}
     with pytest.raises(EdgeCamError, match="reaches"):
-        choose_targets(None, None, labels, top1, np.zeros(100), 0.5)
+        choose_targets(None, None, labels, unsure, 0.5)
+
+
+def test_the_coarse_question_is_what_the_teacher_is_sure_of():
+    """Four dog breeds at 0.2 each: sure of no breed, sure of a dog. The default question (the
+    coarse groups) teaches "dog"; --fine finds nothing the teacher is sure of."""
+    labels = [f"class {i}" for i in range(1000)]
+    groups = coarse_groups(1000)
+    assert groups is not None and coarse_groups(10) is None
+    every = [i for ids in groups.values() for i in ids]
+    assert len(every) == len(set(every))  # disjoint: one answer per class
+    p = np.full((30, 1000), 0.2 / 996)
+    p[:, groups["dog"][:4]] = 0.2
+    assert choose_targets(None, None, labels, np.log(p), 0.5) == {"dog": groups["dog"]}
+    with pytest.raises(EdgeCamError, match="reaches"):
+        choose_targets(None, None, labels, np.log(p), 0.5, fine=True)
 
 
 def test_the_imagenet_car_group(mobilenet_v2_path):
@@ -260,7 +279,7 @@ def test_the_command_line_distills_then_runs_and_judges_the_cascade(mobilenet_v2
         return proc
 
     out = cli("distill", "--teacher", mobilenet_v2_path, "--source", bottle, "-o", student, "--max-frames", "60",
-              "--epochs", "1", "--size", "32", "--width", "4", "--threads", "1").stdout
+              "--epochs", "1", "--size", "32", "--width", "4", "--threads", "1", "--fine").stdout
     assert "labels water bottle, other" in out and "fewer than the teacher" in out
     cli("run", "--teacher", mobilenet_v2_path, "--student", student, "--source", bottle, "--max-frames", "20",
         "--every", "10", "--events", events, "--quiet")
