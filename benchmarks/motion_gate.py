@@ -21,17 +21,18 @@ import numpy as np
 from common import DATA, header, parser, teacher, write
 
 from edge_cam.gate import NOISE, THUMB, MotionGate, grey_thumbnail, motion
-from edge_cam.measure.cascade_eval import Report, evaluate, to_markdown
+from edge_cam.measure.cascade_eval import Report, Setting, evaluate, to_markdown
 from edge_cam.source import open_source
 
-FIXED = [(5, None), (10, None), (30, None)]
+FIXED: list[Setting] = [(5, None), (10, None), (30, None)]
 # The gate: a frame moves when 0.5% of the scene moved past the noise level since the previous one
 # (an arriving car moves 1-4% of the lane camera's 64x36 thumbnail, a still lane none; 2% missed the
 # small cars, measured); while it moves the teacher runs at most once in 5 (10, 30) frames.
-GATES = [(30, None, MotionGate(0.005, 5)), (60, None, MotionGate(0.005, 5)), (60, None, MotionGate(0.005, 10)),
-         (60, None, MotionGate(0.005, 30))]
+GATES: list[Setting] = [(30, None, MotionGate(0.005, 5)), (60, None, MotionGate(0.005, 5)), (60, None, MotionGate(0.005, 10)),
+                        (60, None, MotionGate(0.005, 30))]
 WHOLE_FRAME = {"teacher_options": {"resize": "stretch", "input_size": (288, 512)}, "rule": {"mode": "objects"}}
-RUNS = [  # name, video, distill options: real_tradeoff.py's car and bottle runs, and the person video
+# name, video, distill options: real_tradeoff.py's car and bottle runs, and the person video
+RUNS: list[tuple[str, str, dict]] = [
     ("car (watch group)", "car-detection.mp4", {"classes": ["car"], "min_score": 0.015, **WHOLE_FRAME}),
     ("bottle (teacher's classes)", "bottle-detection.mp4", {}),
     # No ImageNet class is a person: the teacher's top-1 on this video is the room (lamp, clock, vacuum,
@@ -101,7 +102,7 @@ def main() -> None:
     for name, video, options in RUNS[:1] if args.quick else RUNS:
         s = student(name, str(DATA / "videos" / video), options, path, work, args)
         t0 = time.perf_counter()
-        settings = [FIXED[0], GATES[0]] if args.quick else [*FIXED, *GATES]
+        settings: list[Setting] = [FIXED[0], GATES[0]] if args.quick else [*FIXED, *GATES]
         report = evaluate(str(DATA / "videos" / video), path, s, settings, start=TRAIN,
                           stop=None if not args.quick else 400)
         verdicts = beaten(report)

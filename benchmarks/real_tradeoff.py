@@ -17,12 +17,13 @@ import time
 from common import DATA, RESULTS, header, parser, teacher, write
 
 from edge_cam.gate import MotionGate
-from edge_cam.measure.cascade_eval import Report, Score, evaluate, plot, to_markdown
+from edge_cam.measure.cascade_eval import Report, Score, Setting, evaluate, plot, to_markdown
 
-SETTINGS = [(1, None), (3, None), (5, None), (10, None), (20, None), (30, None), (60, None),
-            (10, 6.0), (30, 6.0), (30, 12.0), (60, 3.0),
-            # the motion gate (benchmarks/motion_gate.py): the teacher when 0.5% of the scene moves
-            (30, None, MotionGate(0.005, 5)), (60, None, MotionGate(0.005, 10))]
+SETTINGS: list[Setting] = [
+    (1, None), (3, None), (5, None), (10, None), (20, None), (30, None), (60, None),
+    (10, 6.0), (30, 6.0), (30, 12.0), (60, 3.0),
+    # the motion gate (benchmarks/motion_gate.py): the teacher when 0.5% of the scene moves
+    (30, None, MotionGate(0.005, 5)), (60, None, MotionGate(0.005, 10))]
 # P(bottle) on the bottle video at 288x512 (measured): 0.15-0.93 in the first 60% (0.15-0.57 over
 # frames 400-713), 0.45-0.89 in the last 40%; 0.3 makes "other" an answer in training and keeps
 # 2·0.3 below most frames' scores (confident: ≥ 0.6 or < 0.15). The teacher's top-1 there is
@@ -88,7 +89,8 @@ def measure(name: str, video: str, options: dict, teacher: str, work: str, args)
                 **quick, **options)
     t0 = time.perf_counter()
     # No watch or teacher options here: evaluate reads them from the student, as `edge-cam eval` does.
-    settings, stop = ([(1, None), (10, None)], 60) if args.quick else (SETTINGS, None)
+    few: list[Setting] = [(1, None), (10, None)]
+    settings, stop = (few, 60) if args.quick else (SETTINGS, None)
     test = evaluate(path, teacher, student, settings, start=TRAIN, stop=None if stop is None else
                     int(TRAIN * frames(path)) + stop, progress=progress_line)
     whole = evaluate(path, teacher, student, [(1, None), (10, None), (30, None)], stop=stop, progress=progress_line)

@@ -53,7 +53,7 @@ from ..watch import WatchList
 from .cascade_report import Report, Score, describe, plot, to_markdown
 from .macs import model_macs, onnx_macs
 
-__all__ = ["Report", "Score", "evaluate", "model_macs", "onnx_macs", "plot", "to_markdown", "confident",
+__all__ = ["Report", "Score", "Setting", "evaluate", "model_macs", "onnx_macs", "plot", "to_markdown", "confident",
            "watch_answer", "watch_from_targets", "make_rule", "target_map", "crop_spec_for", "answer_label"]
 
 log = logging.getLogger("edge_cam")
