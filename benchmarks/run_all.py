@@ -46,13 +46,14 @@ def steps(results: str) -> list[Step]:
         Step("demo trade-off", [py("tradeoff.py")], ("tradeoff.md",)),
         Step("the camera's question", [py("question.py")], ("question.md",)),
         Step("real footage", [py("real_tradeoff.py")], ("real_tradeoff.md",)),
+        Step("motion gate", [py("motion_gate.py")], ("motion_gate.md",)),
         Step("localisation", [py("localization.py")], ("localization.md",)),
         Step("soak", [py("soak.py")], ("soak.md",)),
     ]
 
 
-TAKES_TEACHER = {"question.py", "class_query.py", "peers.py", "variants.py", "real_tradeoff.py", "localization.py",
-                 "cam_overhead.py"}
+TAKES_TEACHER = {"question.py", "class_query.py", "peers.py", "variants.py", "real_tradeoff.py", "motion_gate.py",
+                 "localization.py", "cam_overhead.py"}
 BENCH_QUICK = ["--frames", "60", "--warmup", "10"]
 
 

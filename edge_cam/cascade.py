@@ -8,8 +8,10 @@ grey levels: of a small thumbnail of the whole frame (a new scene), and of the s
 the first ROI against that crop when the teacher ran (the object moved: a small object hardly
 changes the whole frame's thumbnail, but fills its crop). The crop is made for the student anyway,
 so the second score costs nothing; it is measured after the student and acts on the next frame.
-Frames of several streams go through the teacher as one batch, and all their ROIs through the
-student as another.
+With a motion gate (gate.py) the teacher also runs when the scene moves, and a frame where
+nothing moves is held: the previous frame's ROIs and student answers are its answer, with no crop
+cut and no model run. Frames of several streams go through the teacher as one batch, and all their
+ROIs through the student as another.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import numpy as np
 from .agreement import Alarm, Check, Referee
 from .crop import Crop, CropSpec, crop
 from .errors import EdgeCamError
+from .gate import MotionGate, grey_thumbnail, motion
 from .localize import Box, BoxRule, HeatMap
 from .model import Model, Prediction
 from .preprocess import Resize, pad_colour, to_8bit
@@ -84,8 +87,10 @@ class FrameResult:
     heat: HeatMap | None
     rois: list[Roi] = field(default_factory=list)
     timing_ms: dict[str, float] = field(default_factory=dict)
-    reason: str = ""  # why the teacher ran: first, every, change, resize
+    reason: str = ""  # why the teacher ran: first, every, change, motion, settled, resize
     change: float | None = None  # scene-change score against the teacher's last frame
+    motion: float | None = None  # with a motion gate: the fraction of the scene that moved since the last frame
+    held: bool = False  # nothing moved: the previous frame's ROIs and student answers, nothing run
     stream: int = 0
     image: np.ndarray | None = field(default=None, repr=False)  # the frame itself, for sinks that draw
     # The process run that made it (stream.RUN_ID, set by stream()): frame numbers restart with every
@@ -102,9 +107,13 @@ class FrameResult:
             teacher["reason"] = self.reason
         if self.change is not None:
             teacher["change"] = round(self.change, 3)
+        if self.motion is not None:
+            teacher["motion"] = round(self.motion, 4)
         event = {"frame": self.frame, "ts": round(self.ts, 4), "source": self.source, "stream": self.stream}
         if self.run:
             event["run"] = self.run
+        if self.held:
+            event["held"] = True
         event = {**event, "teacher": teacher, "rois": [r.to_dict() for r in self.rois],
                  "timing_ms": {k: round(v, 3) for k, v in self.timing_ms.items()}}
         if self.check is not None:
@@ -125,12 +134,18 @@ class StreamState:
     thumb: np.ndarray | None = None  # of the frame the teacher last saw
     roi_ref: np.ndarray | None = None  # grey student crop of the first ROI when the teacher last ran
     moved: float | None = None  # that crop's change since, on the latest frame
+    still: np.ndarray | None = None  # the motion gate's thumbnail of the latest frame
+    shown: list[Roi] | None = None  # the latest frame's ROIs with their student answers (what a held frame repeats)
+    unseen: bool = False  # the scene moved on frames where nothing looked (no teacher run, no student)
 
 
 def rerun_reason(state: StreamState, frame_size: tuple[int, int], thumb: np.ndarray | None, every: int,
-                 change: float | None) -> tuple[str, float | None]:
+                 change: float | None, moving: bool = False, motion_every: int = 1,
+                 settled: bool = False) -> tuple[str, float | None]:
     """Why the teacher must run on this frame ("" if the last map still holds), and the scene-change
-    score (None when change detection is off or there is nothing to compare with)."""
+    score (None when change detection is off or there is nothing to compare with). `moving`: the
+    motion gate saw the scene move, which runs the teacher once `motion_every` frames have passed;
+    `settled`: the scene came to rest after moving that nothing looked at."""
     if state.last is None:
         return "first", None
     if state.last[0].resize.frame_size != frame_size:
@@ -142,6 +157,10 @@ def rerun_reason(state: StreamState, frame_size: tuple[int, int], thumb: np.ndar
         return "every", score
     if change is not None and score is not None and score >= change:
         return "change", score
+    if moving and state.since_teacher >= motion_every:
+        return "motion", score
+    if settled:
+        return "settled", score
     return "", score
 
 
@@ -169,7 +188,9 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 
 class Cascade:
     """The teacher every `every` frames (or when the scene changes by `change` grey levels), the
-    student on every frame's ROIs. every=1: the teacher on every frame. `rule`: how maps become
+    student on every frame's ROIs. every=1: the teacher on every frame. `gate`: a motion gate
+    (gate.py) that also runs the teacher when the scene moves and holds the last answer on frames
+    where nothing moves. `rule`: how maps become
     boxes (default: the teacher's metadata). `fill`: the RGB of masked crop pixels (default: the
     student's mean colour). `watch`: the classes or groups that matter; each
     watched target at `min_score` or above gives its own ROIs from its own map, and a frame where
@@ -183,7 +204,7 @@ class Cascade:
     def __init__(self, teacher: Model, student: Model | None = None, *, every: int = 1,
                  change: float | None = None, rule: BoxRule | None = None,
                  crop_spec: CropSpec | None = None, max_rois: int = 4, watch: WatchList | None = None,
-                 min_score: float = 0.0, fill: tuple[int, int, int] | None = None):
+                 min_score: float = 0.0, fill: tuple[int, int, int] | None = None, gate: MotionGate | None = None):
         require_cam(teacher)
         if every < 1:
             raise EdgeCamError(f"every must be 1 or more, not {every}.")
@@ -196,7 +217,7 @@ class Cascade:
         if watch is not None and isinstance(teacher, Model):
             teacher.require_maps(watch.class_ids)  # now, not at the first frame where one ranks low
         self.watch, self.min_score = watch, min_score
-        self.teacher, self.student, self.every, self.change = teacher, student, every, change
+        self.teacher, self.student, self.every, self.change, self.gate = teacher, student, every, change, gate
         self.rule = rule or BoxRule.for_model(teacher.info.cam)
         self.max_rois = max_rois
         base = crop_spec or CropSpec()
@@ -225,8 +246,18 @@ class Cascade:
         images = [to_8bit(_pixels(f), f.color) for f in frames]
         states = [self._streams.setdefault(f.stream, StreamState()) for f in frames]
         thumbs = [thumbnail(im) if self.change is not None else None for im, _ in images]
-        whys = [rerun_reason(st, im.shape[:2], th, self.every, self.change)
-                for st, (im, _), th in zip(states, images, thumbs)]
+        gate = self.gate
+        moved = [self._motion(st, im) for st, (im, _) in zip(states, images)]
+        moving = [gate is not None and m is not None and m >= gate.level for m in moved]
+        # Without a student nothing looks at the frames between the teacher's runs: the scene at rest
+        # after moving, which held frames will repeat, must be the teacher's (with one, the student
+        # looked at the last moving frame's ROIs; a teacher run there too cost 20% more on the
+        # bottle video for no agreement, benchmarks/motion_gate.py).
+        whys = [rerun_reason(st, im.shape[:2], th, self.every, self.change, mv, gate.every if gate else 1,
+                             st.unseen and not mv)
+                for st, (im, _), th, mv in zip(states, images, thumbs, moving)]
+        for st, (why, _), mv in zip(states, whys, moving):
+            st.unseen = self.student is None and mv and not why
         todo = [i for i, (why, _) in enumerate(whys) if why]
         prepared = [self.teacher.prepare(*images[i]) for i in todo]
         t1 = time.perf_counter()
@@ -239,16 +270,26 @@ class Cascade:
             timings[i].update(teacher=pred.timing_ms["model"] / len(todo), localize=(time.perf_counter() - t2) * 1e3)
 
         results = []
-        for f, st, (why, score), timing in zip(frames, states, whys, timings):
+        for f, st, (why, score), timing, m, mv in zip(frames, states, whys, timings, moved, moving):
             assert st.last is not None  # the teacher ran on this stream's first frame
             pred, rois = st.last
             st.since_teacher += 1
             index = st.index if f.index is None else f.index
             st.index = index + 1
-            heat = rois[0].heat if rois else None
+            # Nothing moved and the teacher is not due: the previous frame's answer stands as it was.
+            held = not why and not mv and m is not None and st.shown is not None
+            shown = (st.shown or []) if held else rois
+            heat = shown[0].heat if shown else None
             results.append(FrameResult(index, f.ts, f.source, bool(why), pred, heat,
-                                       [Roi(r.box, r.heat, r.watch) for r in rois], timing, why, score, f.stream, f.image))
-        self._run_student(images, results)
+                                       [Roi(r.box, r.heat, r.watch, r.crop if held else None, r.student if held else None)
+                                        for r in shown], timing, why, score, m, held, f.stream, f.image))
+        fresh = [(image, r) for image, r in zip(images, results) if not r.held]
+        self._run_student([image for image, _ in fresh], [r for _, r in fresh])
+        for r in results:
+            if r.held:
+                r.timing_ms.update(crop=0.0, student=0.0)
+        for st, r in zip(states, results):
+            st.shown = r.rois
         if self.referee is not None:
             for r in results:
                 if r.teacher_ran and r.teacher is not None:
@@ -256,10 +297,20 @@ class Cascade:
                     r.check = self.referee.check(r.teacher, first.label if first is not None else None)
         if self.change is not None:
             for st, r in zip(states, results):
+                if r.held:  # its crop is the previous frame's: nothing new to compare
+                    continue
                 t3 = time.perf_counter()
                 _track_roi(st, r)
                 r.timing_ms["localize"] += (time.perf_counter() - t3) * 1e3
         return results
+
+    def _motion(self, state: StreamState, image: np.ndarray) -> float | None:
+        """With a gate: the fraction of the scene that moved since the stream's previous frame
+        (None on its first frame, or without a gate)."""
+        if self.gate is None:
+            return None
+        still, state.still = state.still, grey_thumbnail(image)
+        return None if still is None else motion(still, state.still)
 
     def localize(self, pred: Prediction) -> list[Roi]:
         """The teacher's answer → ROIs (boxes with their maps), at most max_rois, best first."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from .crop import MASKS, CropSpec
 from .errors import EdgeCamError
+from .gate import MotionGate
 from .localize import BOX_MODES, BoxRule
 from .metadata import MAX_INPUT_SIDE, PREFIX, RESIZE_MODES, ModelInfo, _number, _pair, _three, _whole, preview
 from .preprocess import pad_colour
@@ -64,6 +65,7 @@ class CascadeSpec:
     teacher_input_size: int | tuple[int, int] | None = None
     rule: BoxRule = field(default_factory=BoxRule)
     max_rois: int = DEFAULT_MAX_ROIS
+    motion: MotionGate | None = None  # the motion gate (gate.py); None: off
 
     def crop_spec(self) -> CropSpec:
         """The crop rule as the Cascade takes it (the mask threshold is the box rule's)."""
@@ -95,7 +97,9 @@ class CascadeSpec:
                      "fill": list(self.fill), "resize": self.crop_resize},
             "teacher": {"every": self.every, "change": self.change, "resize": self.teacher_resize,
                         "input_size": list(size) if isinstance(size, tuple) else size,
-                        "max_rois": self.max_rois, "rule": asdict(self.rule)},
+                        "max_rois": self.max_rois, "rule": asdict(self.rule),
+                        # Written only when set: a spec without it stays readable by runtimes before the gate.
+                        **({"motion": self.motion.to_json()} if self.motion is not None else {})},
         }
 
     def to_props(self) -> dict[str, str]:
@@ -115,7 +119,8 @@ class CascadeSpec:
                    fill=(c["fill"][0], c["fill"][1], c["fill"][2]), crop_resize=c["resize"], every=t["every"],
                    change=None if t["change"] is None else float(t["change"]), teacher_resize=t["resize"],
                    teacher_input_size=tuple(size) if isinstance(size, list) else size,
-                   rule=BoxRule(**t["rule"]), max_rois=t["max_rois"])
+                   rule=BoxRule(**t["rule"]), max_rois=t["max_rois"],
+                   motion=None if t.get("motion") is None else MotionGate(float(t["motion"]["level"]), t["motion"]["every"]))
 
     @classmethod
     def from_metadata(cls, info: ModelInfo, where: str = "the student") -> CascadeSpec | None:
@@ -183,6 +188,11 @@ def _texts(v: Any) -> bool:
     return isinstance(v, list) and len(v) >= 1 and all(isinstance(x, str) for x in v)
 
 
+def _motion(v: Any) -> bool:
+    return v is None or (isinstance(v, dict) and set(v) == {"level", "every"} and _number(v["level"])
+                         and 0 < v["level"] <= 1 and _whole(v["every"], 1, MAX_ID))
+
+
 def _targets(v: Any) -> bool:
     return isinstance(v, dict) and all(isinstance(ids, list) and len(ids) >= 1 and all(_whole(c, 0, MAX_ID) for c in ids)
                                        for ids in v.values())
@@ -217,6 +227,8 @@ FIELDS: dict[str, tuple[tuple[str, Check, str], ...]] = {
          f"null, a whole number or [H, W], from 1 to {MAX_INPUT_SIDE}"),
         ("max_rois", lambda v: _whole(v, 1, MAX_ID), "a whole number, 1 or more"),
         ("rule", lambda v: isinstance(v, dict), "an object"),
+        ("motion", _motion, "null or an object of level (a fraction above 0, at most 1) and every (a whole number, "
+                            "1 or more)"),
     ),
     "rule": (
         ("threshold", lambda v: _number(v) and 0 < v <= 1, "a fraction of the map's range, above 0 and at most 1"),
@@ -229,6 +241,7 @@ FIELDS: dict[str, tuple[tuple[str, Check, str], ...]] = {
     ),
 }
 SECTIONS = ("student", "crop", "teacher")
+OPTIONAL = {"teacher.motion"}  # added after version 1 shipped: a spec without it is a spec without the gate
 
 
 def check(d: Any, where: str = "the student") -> None:
@@ -247,6 +260,8 @@ def check(d: Any, where: str = "the student") -> None:
     def walk(value: Any, section: str, fields: Sequence[tuple[str, Check, str]]) -> None:
         for key, ok, want in fields:
             name = f"{section}.{key}" if section else key
+            if key not in value and name in OPTIONAL:
+                continue
             if key not in value:
                 raise EdgeCamError(f"{where} has a {SPEC_KEY} without its field {name} ({want}); {fix}.")
             if not ok(value[key]):

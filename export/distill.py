@@ -26,6 +26,7 @@ import torch
 from edge_cam.agreement import Referee
 from edge_cam.crop import CropSpec
 from edge_cam.errors import EdgeCamError
+from edge_cam.gate import MotionGate
 from edge_cam.localize import BoxRule
 from edge_cam.measure.cascade_eval import confident, make_rule, model_macs
 from edge_cam.metadata import rewrite_metadata
@@ -124,7 +125,7 @@ def watch_list(classes, name: str | None, labels: Sequence[str], num_classes: in
 def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, classes=None,
             name: str | None = None, groups_file: str | None = None, min_score: float | None = None,
             teacher_options: dict | None = None, rule: BoxRule | dict | None = None, max_rois: int = 4,
-            every: int = 10, change: float | None = None,
+            every: int = 10, change: float | None = None, motion: MotionGate | None = None,
             pad: float = 1.3, square: bool = True, mask: str = "none", size: int = 64, width: int = 16,
             epochs: int = 15, seed: int = 0, holdout: float = 0.2, max_frames: int | None = None,
             balance: float = 0.0, format: str = "onnx", quantize: str | None = None, threads: int | None = None,
@@ -144,7 +145,8 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
     teacher's, e.g. {"mode": "objects"}) and ROI cap. All of these go into the student's metadata,
     so that eval and run can reproduce them.
     every/change/pad/square/mask: the cascade settings the student will run under (stale-box crops
-    for up to every-1 frames; with change, only while the scene stays within it). size, width: the
+    for up to every-1 frames; with change, only while the scene stays within it). motion: the motion
+    gate the student will run under (recorded in its spec; the stale crops are the same). size, width: the
     student's input side and channel width. balance: class weights ∝ frequency^-balance; 0 (none)
     because agreement counts frames as they come (measured: on the car video 1/sqrt weighting made
     the student say "car" where the teacher did not, 96.7% against 98.0%; the bottle video alike).
@@ -237,7 +239,7 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
     report = _holdout_report(model, footage, y, held[footage.frame], sure_p, score if watch else None)
     spec = CascadeSpec(tuple(labels), {k: tuple(v) for k, v in targets.items()}, watch is not None, OTHER, score,
                        (size, size), MEAN, STD, CropSpec(pad, square, mask), pad_colour(MEAN), "stretch", every, change,
-                       teacher.info.input.resize, _size_option(options.get("input_size")), rule, max_rois)
+                       teacher.info.input.resize, _size_option(options.get("input_size")), rule, max_rois, motion)
     # Provenance only: what the cascade must reproduce is the spec (edge_cam.cascade_spec).
     meta = {"teacher": os.path.basename(teacher_path), "teacher_macs": t_macs, "macs": macs,
             "watch": _entries(classes), "name": name,

@@ -81,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
     r = distill(args.teacher, [*args.source, *args.add], args.output, classes=args.classes, name=args.name,
                 groups_file=args.groups, min_score=args.min_score, teacher_options=teacher_options,
                 rule=opt.rule_options(args), max_rois=args.max_rois or 4, every=cascade["every"], change=cascade["change"],
+                motion=cascade["gate"],
                 pad=cut.pad, square=cut.square, mask=cut.mask, size=args.size, width=args.width, epochs=args.epochs,
                 seed=args.seed, holdout=args.holdout, max_frames=args.max_frames, format=fmt,
                 quantize=args.quantize, threads=args.threads, fine=args.fine, progress=progress)

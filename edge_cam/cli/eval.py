@@ -33,6 +33,11 @@ def add_parser(sub) -> None:
                    help="teacher cadences to try (default: a distilled student's own, else 10)")
     v.add_argument("--change", type=float, help="scene-change threshold in grey levels, as for run (default: with "
                    "neither --every nor --change, a distilled student's own, else none)")
+    v.add_argument("--motion", type=float, default=None, metavar="FRACTION",
+                   help="with each --every: the motion gate, as for run (default: with no schedule flag, "
+                        "a distilled student's own, else none)")
+    v.add_argument("--motion-every", type=int, default=None, metavar="K",
+                   help="with --motion: while the scene moves, the teacher at most once in K frames, as for run")
     v.add_argument("--start", type=float, default=0.0,
                    help="first frame judged: an index, or a fraction of the video under 1 (0.6: the last 40%%)")
     opt.add_teacher_options(p)
@@ -106,8 +111,9 @@ def _video(args: argparse.Namespace) -> int:
             bars.setdefault(stage, progress_bar(stage))(done, total)
 
     w = opt.watch_options(args)
-    given = args.every is not None or args.change is not None  # else the student's own schedule (its spec)
-    settings = [(e, args.change) for e in args.every or [10]] if given else None
+    gate = opt.motion_gate(args)
+    given = args.every is not None or args.change is not None or gate is not None  # else the student's own (its spec)
+    settings = [(e, args.change, gate) for e in args.every or [10]] if given else None
     report = cascade_eval.evaluate(args.video, opt.model_file(args.teacher), student,
                                    settings, start=start, classes=w["entries"],
                                    groups_file=w["groups_file"], min_score=w["min_score"],

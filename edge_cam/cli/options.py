@@ -16,6 +16,7 @@ import sys
 from ..cascade import require_cam
 from ..crop import MASKS, CropSpec
 from ..errors import EdgeCamError
+from ..gate import DEFAULT_EVERY, NOISE, MotionGate
 from ..localize import BOX_MODES, BoxRule
 from ..measure.cascade_eval import make_rule
 from ..measure.labelled import Labelled, load_labelled
@@ -116,6 +117,12 @@ def add_cascade_options(p: argparse.ArgumentParser, every: int = 1) -> None:
     g.add_argument("--change", type=float, default=None,
                    help="also run it when the scene changes by this many grey levels (mean absolute "
                         "difference of 32x24 thumbnails; 4-10 suits most cameras)")
+    g.add_argument("--motion", type=float, default=None, metavar="FRACTION",
+                   help="motion gate: also run it when this fraction of the scene moves between two frames "
+                        f"(thumbnail pixels past {NOISE} grey levels; 0.005 on the shared videos), and hold the "
+                        "last answer, running nothing, on frames where nothing moves")
+    g.add_argument("--motion-every", type=int, default=None, metavar="K",
+                   help=f"with --motion: while the scene moves, the teacher at most once in K frames (default {DEFAULT_EVERY})")
     g.add_argument("--pad", type=float, default=None, help=f"crop = box × pad (default {CropSpec.pad})")
     g.add_argument("--square", action=argparse.BooleanOptionalAction, default=None,
                    help="square crops (default); --no-square keeps the box's aspect ratio")
@@ -226,12 +233,25 @@ def cascade_options(args: argparse.Namespace, spec: CascadeSpec | None = None, e
     check(args, "--change", 0, above=True, unit=" grey levels")
     check(args, "--pad", 1, high=MAX_PAD)
     base = spec.crop if spec is not None else CropSpec()
-    given = args.every is not None or args.change is not None  # a schedule of the command line's own
+    gate = motion_gate(args)
+    given = args.every is not None or args.change is not None or gate is not None  # a schedule of the command line's own
     return {"every": args.every if args.every is not None else spec.every if spec else every,
             "change": args.change if given or spec is None else spec.change,
+            "gate": gate if given or spec is None else spec.motion,
             "crop_spec": CropSpec(base.pad if args.pad is None else args.pad,
                                   base.square if args.square is None else args.square,
                                   base.mask if args.mask is None else args.mask)}
+
+
+def motion_gate(args: argparse.Namespace) -> MotionGate | None:
+    """--motion and --motion-every as a MotionGate (None without --motion), checked."""
+    check(args, "--motion", 0, above=True, high=1)
+    check(args, "--motion-every", 1)
+    if args.motion is None:
+        if args.motion_every is not None:
+            raise EdgeCamError("--motion-every needs --motion FRACTION (the motion gate it paces).")
+        return None
+    return MotionGate(args.motion, DEFAULT_EVERY if args.motion_every is None else args.motion_every)
 
 
 def student_spec(student: Model | None) -> CascadeSpec | None:

@@ -44,15 +44,16 @@ import numpy as np
 from ..agreement import CONFIDENT, NONE, Referee, confident, target_map, watch_answer
 from ..cascade import Cascade
 from ..crop import CropSpec
+from ..gate import MotionGate
 from ..localize import BoxRule
 from ..model import Model
 from ..source import open_source
 from ..spec import DEFAULT_MAX_ROIS, OTHER, CascadeSpec, watch_from_targets
 from ..watch import WatchList
-from .cascade_report import Report, Score, plot, to_markdown
+from .cascade_report import Report, Score, describe, plot, to_markdown
 from .macs import model_macs, onnx_macs
 
-__all__ = ["Report", "Score", "evaluate", "model_macs", "onnx_macs", "plot", "to_markdown", "confident",
+__all__ = ["Report", "Score", "Setting", "evaluate", "model_macs", "onnx_macs", "plot", "to_markdown", "confident",
            "watch_answer", "watch_from_targets", "make_rule", "target_map", "crop_spec_for", "answer_label"]
 
 log = logging.getLogger("edge_cam")
@@ -142,32 +143,37 @@ def reference(teacher: Model, video: str, referee: Referee, start: int = 0, stop
 
 def run_cascade(cascade: Cascade, video: str, start: int = 0, stop: int | None = None,
                 progress: Progress | None = None, total: int = 0, stage: str = "cascade",
-                empty: str = NONE) -> tuple[list[str], int, int, float]:
-    """The cascade's answer on each frame (`empty` without ROI), teacher runs, student runs and ms per frame."""
-    answers, teacher_runs, student_runs, spent = [], 0, 0, 0.0
+                empty: str = NONE) -> tuple[list[str], int, int, int, float]:
+    """The cascade's answer on each frame (`empty` without ROI), teacher runs, student runs (crops
+    the student saw; a held frame's answers are not run again), held frames and ms per frame."""
+    answers, teacher_runs, student_runs, held, spent = [], 0, 0, 0, 0.0
     for image in _frames(video, start, stop):
         t0 = time.perf_counter()
         r = cascade.process(image)
         spent += time.perf_counter() - t0
         teacher_runs += r.teacher_ran
+        held += r.held
         asked = [roi for roi in r.rois if roi.student is not None]
-        student_runs += len(asked)
+        student_runs += 0 if r.held else len(asked)
         answers.append(answer_label(asked[0].student) if asked else empty)
         if progress:
             progress(stage, len(answers), total)
-    return answers, teacher_runs, student_runs, spent * 1e3 / max(1, len(answers))
+    return answers, teacher_runs, student_runs, held, spent * 1e3 / max(1, len(answers))
+
+
+Setting = tuple[int, float | None] | tuple[int, float | None, MotionGate | None]  # every, change[, gate]
 
 
 def evaluate(video: str, teacher: Model | str, student: Model | str,
-             settings: Sequence[tuple[int, float | None]] | None = None, *, start: int | float = 0,
+             settings: Sequence[Setting] | None = None, *, start: int | float = 0,
              stop: int | None = None, classes: Sequence[str | int] | WatchList | None = None,
              groups_file: str | None = None, min_score: float | None = None,
              teacher_options: Mapping[str, Any] | None = None, rule: BoxRule | Mapping[str, Any] | None = None,
              max_rois: int | None = None, crop_spec: CropSpec | None = None, confident_top1: float = CONFIDENT,
              progress: Progress | None = None) -> Report:
     """The teacher on every frame of `video` from `start` (a frame index, or a fraction of the
-    video under 1) to `stop`, then the cascade for each (every, change) in `settings` (None: the
-    distilled student's own, else every 10 without change detection).
+    video under 1) to `stop`, then the cascade for each (every, change) or (every, change, motion
+    gate) in `settings` (None: the distilled student's own, else every 10 without change detection).
 
     classes (groups_file), min_score: the watch list (entries as `run --classes` takes them, or a
     WatchList); teacher_options: Model keywords for the teacher (resize, input_size; None values
@@ -192,7 +198,7 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
     score = min_score if min_score is not None else (spec.min_score if spec else 0.0) if watch else 0.0
     other = spec.other if spec else OTHER
     if settings is None:
-        settings = [(spec.every, spec.change)] if spec else [(10, None)]
+        settings = [(spec.every, spec.change, spec.motion)] if spec else [(10, None)]
     with open_source(video) as source:
         count = source.total or 0
     if isinstance(start, float) and 0 < start < 1:
@@ -221,12 +227,15 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
     box_rule = make_rule(teacher, spec.rule if spec else None, rule)
     cap = int(max_rois if max_rois is not None else spec.max_rois if spec else DEFAULT_MAX_ROIS)
     fill = spec.fill if spec else None
-    for every, change in settings:
+    for setting in settings:
+        every, change = setting[0], setting[1]
+        gate = setting[2] if len(setting) > 2 else None
         cascade = Cascade(teacher, student, every=every, change=change, crop_spec=cuts, rule=box_rule,
-                          max_rois=cap, watch=watch, min_score=score, fill=fill)
-        answers, t_runs, s_runs, ms = run_cascade(cascade, video, start, stop, progress, total,
-                                                  f"cascade every {every}" + (f", change {change:g}" if change else ""),
-                                                  NONE if watch is None else other)
+                          max_rois=cap, watch=watch, min_score=score, fill=fill, gate=gate)
+        motion = gate.to_json() if gate is not None else None
+        stage = "cascade " + describe(every, change, motion)
+        answers, t_runs, s_runs, held, ms = run_cascade(cascade, video, start, stop, progress, total, stage,
+                                                        NONE if watch is None else other)
         same = np.asarray(answers) == labels
         confusion: dict[str, dict[str, int]] = {}
         for want, got in zip(ref.labels, answers):
@@ -237,8 +246,8 @@ def evaluate(video: str, teacher: Model | str, student: Model | str,
             every, change, len(same), float(same.mean()) if len(same) else 0.0, int(ok.sum()),
             float(same[ok].mean()) if ok.any() else None, t_runs, s_runs, macs,
             t_macs / macs if macs and t_macs else None, 1e3 / ms if ms else 0.0, ms, confusion,
-            ref.ms / ms if ms else None))
-        log.info("every %d change %s: agreement %.3f, confident %s, teacher runs %d, speed-up %s", every,
-                 change, report.scores[-1].agreement, report.scores[-1].agreement_confident, t_runs,
+            ref.ms / ms if ms else None, motion, held))
+        log.info("%s: agreement %.3f, confident %s, teacher runs %d, speed-up %s", stage,
+                 report.scores[-1].agreement, report.scores[-1].agreement_confident, t_runs,
                  report.scores[-1].speedup)
     return report

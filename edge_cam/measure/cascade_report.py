@@ -22,6 +22,18 @@ class Score:
     # The teacher on every frame against the cascade, wall clock per frame, decoding excluded from
     # both (reported apart), colour conversion, resizing and cropping included.
     wall_speedup: float | None = None
+    motion: dict | None = None  # the motion gate (MotionGate.to_json), None: off
+    held: int = 0  # frames the gate held: the previous answer repeated, nothing run
+
+    def setting(self) -> str:
+        return describe(self.every, self.change, self.motion)
+
+
+def describe(every: int, change: float | None, motion: dict | None) -> str:
+    """A schedule in words: "every 30, motion 0.005 (≤ 1 in 5)" (the teacher at most once in 5
+    frames while the scene moves)."""
+    gate = f", motion {motion['level']:g} (≤ 1 in {motion['every']})" if motion else ""
+    return f"every {every}" + (f", change {change:g}" if change else "") + gate
 
 
 @dataclass
@@ -72,12 +84,13 @@ def to_markdown(report: Report) -> str:
             + f"; always answering the commonest: {_pct(report.majority)} ({_pct(report.majority_confident)} confident)"
             + f"; decoding {report.decode_ms:.2f} ms a frame (in no speed-up)")
     times = lambda v: "n/a" if v is None else f"{v:.1f}×"  # noqa: E731
-    rows = ["| every | change | agreement | agreement (confident) | teacher runs | MACs/frame | speed-up (MACs) | "
-            "speed-up (wall clock) | FPS |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| every | change | motion | agreement | agreement (confident) | teacher runs | student runs | held | "
+            "MACs/frame | speed-up (MACs) | speed-up (wall clock) | FPS |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in report.scores:
-        rows.append(f"| {s.every} | {'-' if s.change is None else f'{s.change:g}'} | {_pct(s.agreement)} | "
-                    f"{_pct(s.agreement_confident)} | {s.teacher_runs} | {macs(s.macs_per_frame)} | "
-                    f"{times(s.speedup)} | {times(s.wall_speedup)} | {s.fps:.0f} |")
+        gate = f"{s.motion['level']:g}, ≤ 1 in {s.motion['every']}" if s.motion else "-"
+        rows.append(f"| {s.every} | {'-' if s.change is None else f'{s.change:g}'} | {gate} | {_pct(s.agreement)} | "
+                    f"{_pct(s.agreement_confident)} | {s.teacher_runs} | {s.student_runs} | {s.held} | "
+                    f"{macs(s.macs_per_frame)} | {times(s.speedup)} | {times(s.wall_speedup)} | {s.fps:.0f} |")
     return head + "\n\n" + "\n".join(rows)
 
 

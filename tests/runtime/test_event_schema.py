@@ -28,6 +28,7 @@ from event_check import problems
 from timeouts import scaled
 
 from edge_cam.cascade import Cascade
+from edge_cam.gate import MotionGate
 from edge_cam.localize import BoxRule
 from edge_cam.model import Model
 from edge_cam.sink import PlainSink
@@ -97,7 +98,10 @@ def a_run(teacher, student_path, demo_data, resized_frames, tmp_path_factory):
     """Two streams (the clip, the folder) through the cascade into a collector, the preview and the
     events file (last, as `edge-cam run` puts it)."""
     watch = WatchList.parse(teacher.info.labels, teacher.info.labels)
-    cascade = Cascade(teacher, Model(student_path, threads=1), every=8, change=6.0, watch=watch, min_score=MIN_SCORE)
+    cascade = Cascade(teacher, Model(student_path, threads=1), every=8, change=6.0, watch=watch, min_score=MIN_SCORE,
+                      # The clip's shapes move 0.1-0.4% of the scene a frame, and some frames none: both
+                      # the gate's reason and held frames show (its cuts, 70-80%, are changes first).
+                      gate=MotionGate(0.002, 2))
     events = tmp_path_factory.mktemp("run") / "events.jsonl"
     with PreviewServer(port=0) as preview:
         collect = Collect(preview)
@@ -120,8 +124,9 @@ def test_every_event_of_a_real_run_matches_the_schema(a_run):
 def test_the_run_shows_every_optional_field(a_run):
     events = a_run[1]
     reasons = {e["teacher"].get("reason") for e in events}
-    assert {"first", "every", "change", "resize"} <= reasons, reasons
+    assert {"first", "every", "change", "motion", "resize"} <= reasons, reasons
     assert any("change" in e["teacher"] for e in events) and any(not e["teacher"]["ran"] for e in events)
+    assert any(e.get("held") for e in events)
     rois = [r for e in events for r in e["rois"]]
     assert rois and all(r["watch"] == r["label"] and "student" in r for r in rois)
     assert any(not e["rois"] for e in events)  # no watched class at 0.5: no ROI, no student

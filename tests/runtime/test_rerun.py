@@ -108,3 +108,26 @@ def test_a_watch_list_below_its_min_score_makes_no_roi(entries, min_score, rois,
     assert len(event["rois"]) == rois
     if rois:  # the event names what was watched: the class, or the group of several
         assert event["rois"][0]["watch"] == entries[0]
+
+
+THIRD = grey(220)
+GATE_CASES = [  # (name, every, gate every, frames, expected: the reason, "held", or "" (the last map, nothing held))
+    ("a still scene is held", 100, 2, [SCENE] * 4, ["first", "held", "held", "held"]),
+    ("motion runs the teacher", 100, 2, [SCENE, SCENE, OTHER, OTHER], ["first", "held", "motion", "held"]),
+    ("at most once in gate-every frames while moving", 100, 3, [SCENE, SCENE, SCENE, OTHER, THIRD, SCENE, SCENE],
+     ["first", "held", "held", "motion", "", "", "settled"]),
+    ("the cadence still holds", 3, 2, [SCENE] * 5, ["first", "held", "held", "every", "held"]),
+    ("motion seen by nobody: the teacher once the scene rests", 100, 5, [SCENE, OTHER, OTHER, OTHER],
+     ["first", "", "settled", "held"]),
+]
+
+
+@pytest.mark.parametrize("name,every,gate_every,frames,expected", GATE_CASES, ids=[c[0] for c in GATE_CASES])
+def test_the_motion_gate_runs_the_teacher_or_holds(name, every, gate_every, frames, expected):
+    from edge_cam.gate import MotionGate
+    teacher = FakeTeacher()
+    cascade = Cascade(teacher, every=every, gate=MotionGate(0.5, gate_every))  # type: ignore[arg-type]
+    results = [cascade.process(f) for f in frames]
+    assert [r.reason if r.teacher_ran else "held" if r.held else "" for r in results] == expected
+    assert teacher.calls == sum(e not in ("", "held") for e in expected)
+    assert all(r.rois for r in results) and results[0].motion is None and all(r.motion is not None for r in results[1:])

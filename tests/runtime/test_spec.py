@@ -10,6 +10,7 @@ import pytest
 from edge_cam.cli import main
 from edge_cam.crop import CropSpec
 from edge_cam.errors import EdgeCamError
+from edge_cam.gate import MotionGate
 from edge_cam.localize import BoxRule
 from edge_cam.metadata import rewrite_metadata
 from edge_cam.model import Model
@@ -35,7 +36,17 @@ def student_with(student_path, tmp_path, props: dict, name: str = "student.onnx"
 
 
 def good_json() -> dict:
-    return demo_spec(teacher_input_size=(96, 128), change=6.0, watch=True, min_score=0.2).to_json()
+    return demo_spec(teacher_input_size=(96, 128), change=6.0, watch=True, min_score=0.2,
+                     motion=MotionGate(0.01, 4)).to_json()
+
+
+def test_the_motion_gate_is_optional_and_written_only_when_set():
+    assert "motion" not in demo_spec().to_json()["teacher"]  # older runtimes still read a gate-less spec
+    d = good_json()
+    assert d["teacher"]["motion"] == {"level": 0.01, "every": 4}
+    assert CascadeSpec.from_json(d).motion == MotionGate(0.01, 4)
+    del d["teacher"]["motion"]  # a spec written before the gate
+    assert CascadeSpec.from_json(d).motion is None
 
 
 def test_round_trip_through_json_and_a_student(student_path, tmp_path):
@@ -95,6 +106,11 @@ BAD = [  # (what is changed, a field the sentence must name)
     (_set("teacher.rule.threshold", 0), "teacher.rule.threshold"),
     (_set("teacher.input_size", "big"), "teacher.input_size"),
     (_set("student", []), "student"),
+    (_set("teacher.motion", {"level": 0, "every": 5}), "teacher.motion"),
+    (_set("teacher.motion", {"level": 0.01, "every": 0}), "teacher.motion"),
+    (_set("teacher.motion", {"level": 0.01}), "teacher.motion"),
+    (_set("teacher.motion", {"level": 0.01, "every": 5, "noise": 3}), "teacher.motion"),
+    (_set("teacher.motion", 0.01), "teacher.motion"),
 ]
 
 
@@ -133,7 +149,8 @@ def test_the_shipped_schema_agrees_with_the_check():
     schema = json.loads(resources.files("edge_cam.data").joinpath("cascade_spec.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
-    goods = [good_json(), demo_spec().to_json(), demo_spec(teacher_input_size=320, change=4.5).to_json()]
+    goods = [good_json(), demo_spec().to_json(), demo_spec(teacher_input_size=320, change=4.5).to_json(),
+             {**good_json(), "teacher": {**good_json()["teacher"], "motion": None}}]
     for d in goods:
         assert not list(validator.iter_errors(d))
         CascadeSpec.from_json(d)
@@ -198,6 +215,22 @@ def test_a_student_with_a_bad_spec_exits_2(command, student_path, teacher_path, 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err and "teacher.every" in err[-1] and _one_sentence(err[-1]), err
+
+
+def test_run_and_eval_take_the_students_motion_gate(student_path, teacher_path, demo_data, tmp_path):
+    from edge_cam.measure.cascade_eval import evaluate
+    student = student_with(student_path, tmp_path, demo_spec(every=30, motion=MotionGate(0.002, 5)).to_props())
+    clip = demo_data("demo_clip.mp4")
+    events = tmp_path / "events.jsonl"
+    assert main(["run", "--teacher", teacher_path, "--student", student, "--source", clip, "--max-frames", "60",
+                 "--quiet", "--events", str(events)]) == 0
+    got = _events(events)
+    assert any(e.get("held") for e in got) and all("motion" in e["teacher"] for e in got[1:])
+    assert main(["run", "--teacher", teacher_path, "--student", student, "--source", clip, "--max-frames", "5",
+                 "--quiet", "--events", str(events), "--every", "2"]) == 0  # a schedule given: no gate
+    assert not any("motion" in e["teacher"] or e.get("held") for e in _events(events))
+    (score,) = evaluate(clip, teacher_path, student, start=0, stop=60).scores
+    assert score.motion == {"level": 0.002, "every": 5} and score.held > 0
 
 
 def test_eval_takes_the_students_schedule(student_path, teacher_path, demo_data, tmp_path):
