@@ -127,7 +127,7 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
             teacher_options: dict | None = None, rule: BoxRule | dict | None = None, max_rois: int = 4,
             every: int = 10, change: float | None = None, motion: MotionGate | None = None,
             pad: float = 1.3, square: bool = True, mask: str = "none", size: int = 64, width: int = 16,
-            epochs: int = 15, seed: int = 0, holdout: float = 0.2, max_frames: int | None = None,
+            epochs: int = 15, seed: int = 0, holdout: float = 0.2, max_frames: int | None = None, sample: int = 1,
             balance: float = 0.0, format: str = "onnx", quantize: str | None = None, threads: int | None = None,
             fine: bool = False, progress: Progress | None = None) -> DistillResult:
     """Teacher over the footage → crops as `run` cuts them → a small student → a self-describing file.
@@ -151,13 +151,18 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
     because agreement counts frames as they come (measured: on the car video 1/sqrt weighting made
     the student say "car" where the teacher did not, 96.7% against 98.0%; the bottle video alike).
     holdout: the last fraction of each source, never trained on. max_frames: per source (a live
-    camera needs it). threads: torch's intra-op threads for training (None: torch's default; 1 is
-    ten times faster on a 2-core machine that is busy with something else, measured).
+    camera needs it). sample: the teacher and the crops on every sample-th frame only (neighbouring
+    frames of a fixed camera are near copies: 3 on 30 fps footage keeps 10 a second and cuts
+    distill's time about threefold, see docs/question.md). threads: torch's intra-op threads for
+    training (None: torch's default; 1 is ten times faster on a 2-core machine that is busy with
+    something else, measured).
     """
     t_start = time.perf_counter()
     sources = [sources] if isinstance(sources, str) else list(sources)
     if not sources:
         raise EdgeCamError("distill needs at least one --source.")
+    if not (isinstance(sample, int) and sample >= 1):
+        raise EdgeCamError(f"--sample takes every Nth frame; N is 1 or more, not {sample}.")
     if not 0 <= holdout < 1:
         raise EdgeCamError(f"--holdout is a fraction of the footage in [0, 1), not {holdout}.")
     if quantize not in (None, "int8"):
@@ -196,7 +201,7 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
     rule = make_rule(teacher, None, rule)
     crop_spec = CropSpec(pad, square, mask)
     footage = collect(teacher, sources, size, crop_spec, pad_colour(MEAN), every=every, change=change, rng=rng,
-                      watch=watch, min_score=score, rule=rule, max_rois=max_rois, max_frames=max_frames,
+                      watch=watch, min_score=score, rule=rule, max_rois=max_rois, max_frames=max_frames, sample=sample,
                       progress=progress)
     if not len(footage.crops):
         raise EdgeCamError("the sources gave no frames with a CAM box; check them with `edge-cam run`.")
@@ -244,7 +249,7 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
     meta = {"teacher": os.path.basename(teacher_path), "teacher_macs": t_macs, "macs": macs,
             "watch": _entries(classes), "name": name,
             "question": question, "teacher_input": list(teacher.input_size), "width": width,
-            "seed": seed, "holdout": holdout, "sources": [os.path.basename(s) for s in sources],
+            "seed": seed, "holdout": holdout, "sample": sample, "sources": [os.path.basename(s) for s in sources],
             "frames": {"train": int((~held).sum()), "holdout": int(held.sum())}, "holdout_agreement": report}
     if progress:
         progress("exporting the student", 0, 1)

@@ -110,30 +110,32 @@ def anywhere(rng: np.random.Generator, frame_size: tuple[int, int], like: Sequen
     return Box(x, y, x + w, y + h)
 
 
-def _batches(source, max_frames: int | None):
-    """The source's decodable frames, BATCH at a time, up to max_frames."""
+def _batches(source, max_frames: int | None, sample: int = 1):
+    """The source's decodable frames, every `sample`-th of them, BATCH at a time, each with its
+    position among the decodable frames, up to max_frames read; and how many were read."""
     pending, n = [], 0
     for frame in source:
         if frame.image is None:
             continue
-        pending.append(frame)
+        if n % sample == 0:
+            pending.append((n, frame))
         n += 1
-        if len(pending) == BATCH or n == max_frames:
-            yield pending
+        if len(pending) == BATCH or (n == max_frames and pending):
+            yield pending, n
             pending = []
         if n == max_frames:
             return
     if pending:
-        yield pending
+        yield pending, n
 
 
 def collect(teacher: Model, sources: Sequence[str], size: int, spec: CropSpec, fill: tuple[int, int, int], *,
             every: int, change: float | None, rng: np.random.Generator, jitter: int = 2, stale: int = 2,
             background: int = 1, watch: WatchList | None = None, min_score: float = 0.0, rule: BoxRule | None = None,
-            max_rois: int = 4, max_frames: int | None = None,
+            max_rois: int = 4, max_frames: int | None = None, sample: int = 1,
             progress: Callable[[str, int, int], None] | None = None) -> Footage:
-    """Run the teacher over every frame of every source and cut the crops (see the module's doc).
-    watch, min_score, rule, max_rois: as the Cascade will be given them."""
+    """Run the teacher over every `sample`-th frame of every source and cut the crops (see the
+    module's doc). watch, min_score, rule, max_rois: as the Cascade will be given them."""
     # The cascade the student will run in: its box rule, ROIs and crops are the training set's.
     cascade = Cascade(teacher, every=every, change=change, rule=rule, crop_spec=spec, max_rois=max_rois,
                       watch=watch, min_score=min_score, fill=fill)
@@ -188,24 +190,24 @@ def collect(teacher: Model, sources: Sequence[str], size: int, spec: CropSpec, f
             recent.append(([(r.box, r.heat) for r in rois], thumb))
 
     for s, name in enumerate(sources):
-        recent: deque = deque(maxlen=max(1, every - 1))  # boxes the cascade may still be reusing
+        # Boxes the cascade may still be reusing: those of the frames up to every - 1 earlier.
+        recent: deque = deque(maxlen=max(1, (every - 1) // sample))
         with open_source(name) as source:
-            total, done = min(source.total or 0, max_frames or 10**9), 0
-            for batch in _batches(source, max_frames):
-                for f, pred in zip(batch, teacher.predict_batch([f.image for f in batch], classes=classes)):
+            total = min(source.total or 0, max_frames or 10**9)
+            for batch, done in _batches(source, max_frames, sample):
+                for (n, f), pred in zip(batch, teacher.predict_batch([f.image for _, f in batch], classes=classes)):
                     row = len(per_frame["index"])
                     best, best_score = -1, float("nan")
                     if watch is not None:
                         p = watch.scores(pred.logits)
                         best_score = float(p.max())
                         best = int(p.argmax()) if best_score >= min_score else -1
-                    for key, value in (("source", s), ("index", done if f.index is None else f.index),
+                    for key, value in (("source", s), ("index", n if f.index is None else f.index),
                                        ("class_id", pred.class_id), ("score", pred.score),
                                        ("logits", pred.logits), ("target", best),
                                        ("target_score", best_score)):
                         per_frame[key].append(value)
                     frame_crops(f.image, pred, row, recent)
-                    done += 1
                 if progress:
                     progress(f"teacher on {source.name}", done, total)
     arrays = {k: np.asarray(v) for k, v in per_frame.items()}

@@ -111,6 +111,13 @@ def test_the_same_seed_cuts_the_same_crops(mobilenet_v2_path, bottle):
     np.testing.assert_array_equal(a.crops, b.crops)
     assert set(np.unique(a.kind)) >= {0, 1, 2}  # exact, jittered and reused (stale) boxes
     assert a.holdout(0.25).tolist() == [False] * 9 + [True] * 3
+    # --sample 3: the teacher on frames 0, 3, 6, 9 of the 12 read; the crops of those frames are the
+    # same pixels (each cut from its own frame), and a box is reused only from frames up to every - 1 back.
+    third = collect(teacher, [bottle], 24, CropSpec(), pad_colour(MEAN), every=5, change=None,
+                    rng=np.random.default_rng(3), max_frames=12, sample=3)
+    assert third.index.tolist() == [0, 3, 6, 9]
+    np.testing.assert_array_equal(third.logits, a.logits[::3])
+    assert set(np.unique(third.kind)) >= {0, 1, 2}
 
 
 def test_targets():
