@@ -16,9 +16,9 @@ from edge_cam.preprocess import pad_colour
 from edge_cam.source import open_source
 from edge_cam.spec import CascadeSpec
 from edge_cam.watch import WatchList
-from edge_cam_export.distill import choose_targets, distill
-from edge_cam_export.distill_data import EXACT, collect
-from edge_cam_export.distill_net import MEAN
+from edge_cam_export.distill.data import EXACT, collect
+from edge_cam_export.distill.net import MEAN
+from edge_cam_export.distill.student import choose_targets, distill
 
 FRAMES = 150
 

@@ -9,9 +9,9 @@ import torch
 from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam.source import list_images, read_image
-from edge_cam_export.eager import reference
-from edge_cam_export.heads import find_cam_layers
-from edge_cam_export.models import build_model
+from edge_cam_export.graph.eager import reference
+from edge_cam_export.graph.heads import find_cam_layers
+from edge_cam_export.graph.models import build_model
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_the_teachers_maps_are_the_eager_models_on_real_photos(mobilenet_v2_path
 @pytest.fixture(scope="module")
 def bottle_student(mobilenet_v2_path, shared_data, tmp_path_factory):
     """A student distilled (defaults, 8 epochs) on the first 60% of the shared bottle video."""
-    from edge_cam_export.distill import distill
+    from edge_cam_export.distill.student import distill
     student = str(tmp_path_factory.mktemp("bottle") / "student.onnx")
     distill(mobilenet_v2_path, str(shared_data / "videos" / "bottle-detection.mp4"), student, holdout=0.4,
             epochs=8, threads=1)
