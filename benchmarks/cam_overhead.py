@@ -48,8 +48,8 @@ from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam.source import read_image
 from edge_cam_export import export_module
-from edge_cam_export.models import build_model, load_weights
-from edge_cam_export.onnx_passes import fold_scale
+from edge_cam_export.graph.models import build_model, load_weights
+from edge_cam_export.graph.onnx_passes import fold_scale
 
 SIZE = (224, 224)
 NETWORKS = {"mobilenet_v2": str(DATA / "models" / "mobilenet_v2_imagenet.pt"), "resnet18": None}
@@ -261,7 +261,7 @@ def main() -> None:
 def _tflite(net: str, model: torch.nn.Module, tmp: str) -> dict[str, tuple[str, str]]:
     """The plain network, the no-cam classifier and the teacher as .tflite files (litert-torch)."""
     from edge_cam.backends.litert import native_noise_filtered
-    from edge_cam_export.tflite import litert_torch
+    from edge_cam_export.tflite.convert import litert_torch
     lt = litert_torch()
     files = {k: os.path.join(tmp, f"{net}_{k}.tflite") for k in ("plain", "nocam", "cam")}
     print(f"{net}: converting to TFLite", file=sys.stderr, flush=True)

@@ -75,7 +75,7 @@ def dilated_export(weights: str, out: str, resize: str) -> None:
     """MobileNetV2 with its last stride-2 stage dilated instead (torch; the export extra)."""
     import torch.nn as nn
 
-    from edge_cam_export.models import build_model, imagenet_labels, load_weights
+    from edge_cam_export.graph.models import build_model, imagenet_labels, load_weights
     from edge_cam_export.torch_export import export_module
     spec = "torchvision:mobilenet_v2"
     model = build_model(spec)

@@ -46,7 +46,7 @@ def student(name: str, video: str, options: dict, teacher_path: str, work: str, 
     """The video's distilled student, from --work if it is there."""
     path = os.path.join(work, name.split()[0] + ".onnx")
     if not os.path.exists(path):
-        from edge_cam_export.distill import distill
+        from edge_cam_export.distill.student import distill
         print(f"{name}: distilling", file=sys.stderr, flush=True)
         distill(teacher_path, video, path, holdout=1 - TRAIN, threads=1, epochs=1 if args.quick else 15, **options)
     return path

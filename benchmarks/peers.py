@@ -26,7 +26,7 @@ from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam.preprocess import resize, to_rgb8
 from edge_cam.source import read_image
-from edge_cam_export.models import build_model
+from edge_cam_export.graph.models import build_model
 
 MEAN, STD = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 

@@ -76,7 +76,7 @@ def load_report(d: dict) -> Report:
 def measure(name: str, video: str, options: dict, teacher: str, work: str, args) -> dict:
     """Distil on the first 60%, evaluate on the last 40% (and the whole video); the figures as JSON,
     kept in the work folder so that runs can be made one at a time (--only) and assembled later."""
-    from edge_cam_export.distill import distill
+    from edge_cam_export.distill.student import distill
     slug = name.split()[0] + ("-group" if "classes" in options else "")
     cache = os.path.join(work, slug + ".json")
     if os.path.exists(cache):
@@ -131,7 +131,7 @@ def main() -> None:
     png = os.path.join(RESULTS, "real_tradeoff.png")
     os.makedirs(RESULTS, exist_ok=True)
     plot({d["name"]: load_report(d["test"]) for d in done}, png)
-    recipe = ("Recipe (defaults of `edge_cam_export.distill.distill`): teacher on every frame of the first 60%. "
+    recipe = ("Recipe (defaults of `edge_cam_export.distill.student.distill`): teacher on every frame of the first 60%. "
               "Without a watch list: the teacher as exported (letterboxed 224×224), per frame the crop at its top-1 "
               "box as `run` cuts it (pad 1.3, square, no mask), "
               "2 jittered boxes, 2 boxes of frames up to every-1 earlier (the cascade reuses them), 1 cold box away "

@@ -23,8 +23,8 @@ from edge_cam.measure.evaluate import evaluate, read_labelled
 from edge_cam.model import Model
 from edge_cam.source import list_images, read_image
 from edge_cam_export import export
-from edge_cam_export.drift import HOLDOUT_EVERY, drift
-from edge_cam_export.quantize import convert_fp16, quantize_int8
+from edge_cam_export.quantise.drift import HOLDOUT_EVERY, drift
+from edge_cam_export.quantise.precision import convert_fp16, quantize_int8
 
 
 def timed(models: dict[str, Model], x: np.ndarray, runs: int) -> dict[str, list[float]]:

@@ -30,16 +30,16 @@ from edge_cam.metadata import (
 from edge_cam.model import Model
 from edge_cam.watch import WatchList
 
-from .checks import extra_reports
-from .drift import MIN_AGREEMENT, describe
-from .eager import compare
-from .gradcam import GradHead
-from .graph import CamGraph, features_only, split_outputs, to_onnx
-from .heads import CamLayers, find_cam_layers, trace
-from .models import build_model, imagenet_labels, load_weights
-from .progress import progress
-from .tflite import TfliteCheck, export_tflite, litert_torch  # litert-torch itself: only when converting
-from .verify import Report, sample_images
+from .common.progress import progress
+from .graph.cam_graph import CamGraph, features_only, split_outputs, to_onnx
+from .graph.checks import extra_reports
+from .graph.eager import compare
+from .graph.gradcam import GradHead
+from .graph.heads import CamLayers, find_cam_layers, trace
+from .graph.models import build_model, imagenet_labels, load_weights
+from .graph.verify import Report, sample_images
+from .quantise.drift import MIN_AGREEMENT, describe
+from .tflite.convert import TfliteCheck, export_tflite, litert_torch  # litert-torch itself: only when converting
 
 
 @dataclass
@@ -243,7 +243,7 @@ def _reduced(spec: str, out: str, quantize: str | None, precision: str, calibrat
     quiet = bool(options.get("quiet"))
     fp32 = out + (".fp32.tflite" if tflite else ".fp32.onnx")
     result = export(spec, fp32, **options)
-    from .quantize import convert_fp16, quantize_int8
+    from .quantise.precision import convert_fp16, quantize_int8
     try:
         if quantize:
             assert calibration  # checked above: int8 needs it

@@ -58,7 +58,7 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    distill = opt.import_exporter("edge_cam_export.distill", "distill").distill
+    distill = opt.import_exporter("edge_cam_export.distill.student", "distill").distill
     if args.size < 8 or args.width < 1 or args.epochs < 1:
         raise EdgeCamError("--width and --epochs must be at least 1, --size at least 8.")
     if args.name and not args.classes:

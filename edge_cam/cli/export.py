@@ -121,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _export_onnx(args: argparse.Namespace) -> int:
-    """An ONNX classifier the user already has: graph surgery, no torch (edge_cam_export.surgery)."""
+    """An ONNX classifier the user already has: graph surgery, no torch (edge_cam_export.graph.surgery)."""
     given = [a.option_strings[-1] for a in args.torch_only if getattr(args, a.dest) != a.default]
     if given:
         verb = "applies" if len(given) == 1 else "apply"
@@ -131,7 +131,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
         raise EdgeCamError("export needs an output path: -o OUT.onnx.")
     if args.input_size is not None and len(args.input_size) not in (1, 2):
         raise EdgeCamError("--input-size takes one size S or two sizes H W.")
-    from edge_cam_export.surgery import cam_from_onnx  # needs the onnx extra: imported only here
+    from edge_cam_export.graph.surgery import cam_from_onnx  # needs the onnx extra: imported only here
     result = cam_from_onnx(
         args.model, args.output, input_size=args.input_size and _square(args.input_size), color=args.color,
         layout=args.layout, scale=args.scale, mean=args.mean, std=args.std,

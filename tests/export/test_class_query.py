@@ -9,10 +9,10 @@ from edge_cam.measure.evaluate import hit, read_voc_dir
 from edge_cam.model import Model
 from edge_cam.source import read_image
 from edge_cam.tools.photos import localize_photos
-from edge_cam_export.eager import eager_features
-from edge_cam_export.heads import find_cam_layers
-from edge_cam_export.models import build_model
-from edge_cam_export.verify import TOLERANCE, maps_error
+from edge_cam_export.graph.eager import eager_features
+from edge_cam_export.graph.heads import find_cam_layers
+from edge_cam_export.graph.models import build_model
+from edge_cam_export.graph.verify import TOLERANCE, maps_error
 
 PHOTOS = ["cat.bmp", "hot_dog.jpg", "owl.jpg", "pets.jpg"]
 

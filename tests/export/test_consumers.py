@@ -9,8 +9,8 @@ import pytest
 
 from edge_cam.model import Model
 from edge_cam.source import read_image
-from edge_cam_export.onnx_passes import DEFAULT_QUERY
-from edge_cam_export.verify import maps_error
+from edge_cam_export.graph.onnx_passes import DEFAULT_QUERY
+from edge_cam_export.graph.verify import maps_error
 
 PHOTOS = ("cat.bmp", "hot_dog.jpg", "owl.jpg", "parrot.jpg", "pets.jpg", "sunflower.bmp")
 

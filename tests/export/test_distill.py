@@ -16,9 +16,9 @@ from edge_cam.preprocess import pad_colour
 from edge_cam.source import open_source
 from edge_cam.spec import CascadeSpec
 from edge_cam.watch import WatchList, coarse_groups
-from edge_cam_export.distill import choose_targets, distill
-from edge_cam_export.distill_data import EXACT, collect
-from edge_cam_export.distill_net import MEAN
+from edge_cam_export.distill.data import EXACT, collect
+from edge_cam_export.distill.net import MEAN
+from edge_cam_export.distill.student import choose_targets, distill
 
 FRAMES = 150
 BOTTLES = [440, 720, 737, 898, 899, 901, 907]  # the coarse bottle group: beer, pill, pop, water, ...

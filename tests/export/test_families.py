@@ -9,7 +9,7 @@ from edge_cam.errors import EdgeCamError
 from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam_export import export_module, find_cam_layers
-from edge_cam_export.verify import sample_images
+from edge_cam_export.graph.verify import sample_images
 
 # One member of each family (the smallest), the paper's hook point for it written out by hand,
 # and an optional op between that hook and the pooled map (DenseNet applies ReLU after `features`).

@@ -9,9 +9,9 @@ from edge_cam.errors import EdgeCamError
 from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam_export import export_module, find_cam_layers
-from edge_cam_export.eager import gradcam_reference
-from edge_cam_export.models import build_model
-from edge_cam_export.verify import sample_images
+from edge_cam_export.graph.eager import gradcam_reference
+from edge_cam_export.graph.models import build_model
+from edge_cam_export.graph.verify import sample_images
 
 SIZE = (96, 96)
 MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
@@ -84,7 +84,7 @@ def test_timm_conv_head_pattern(pool, norm_head, act, tmp_path):
 
 def test_batchnorm_after_pooling_is_a_per_channel_scale(tmp_path):
     """GAP → Linear → BatchNorm1d → Linear: α = W2 · diag(γ/√(σ²+ε)) · W1, no activation between."""
-    from edge_cam_export.gradcam import GradHead
+    from edge_cam_export.graph.gradcam import GradHead
     torch.manual_seed(0)
     model = calibrate_bn(NormHead(6), (32, 32))
     layers = find_cam_layers(model)
@@ -103,7 +103,7 @@ def test_unsupported_head_layer_is_named():
 
 def test_affine_head_gradcam_is_exactly_cam():
     """For GAP → Linear, Grad-CAM's α is W[c]: the closed form reduces to CAM."""
-    from edge_cam_export.gradcam import GradHead, head_chain
+    from edge_cam_export.graph.gradcam import GradHead, head_chain
     model = torchvision.models.resnet18(num_classes=10).eval()
     layers = find_cam_layers(model)
     gap = next(n for n in layers.graph.graph.nodes if n.target == "avgpool")

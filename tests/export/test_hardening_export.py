@@ -87,7 +87,7 @@ def test_distill_into_a_read_only_folder_is_refused_before_any_work(teacher, bot
 
 
 def test_the_library_checks_too(teacher, bottle, tmp_path):
-    from edge_cam_export.distill import distill
+    from edge_cam_export.distill.student import distill
     with pytest.raises(EdgeCamError, match="would destroy"):
         distill(str(teacher), [str(bottle)], str(teacher))
     with pytest.raises(EdgeCamError, match=r"written to a \.tflite file"):

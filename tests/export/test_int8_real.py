@@ -18,7 +18,7 @@ import pytest
 from edge_cam.errors import EdgeCamError
 from edge_cam.model import Model
 from edge_cam.source import list_images, read_image
-from edge_cam_export.quantize import quantize_int8
+from edge_cam_export.quantise.precision import quantize_int8
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import torch
 from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam.source import list_images, read_image
-from edge_cam_export.eager import reference
-from edge_cam_export.heads import find_cam_layers
-from edge_cam_export.models import build_model
+from edge_cam_export.graph.eager import reference
+from edge_cam_export.graph.heads import find_cam_layers
+from edge_cam_export.graph.models import build_model
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_the_teachers_maps_are_the_eager_models_on_real_photos(mobilenet_v2_path
 def bottle_student(mobilenet_v2_path, shared_data, tmp_path_factory):
     """A student distilled (8 epochs, the teacher's fine classes) on the first 60% of the shared
     bottle video: it answers "water bottle" or "other"."""
-    from edge_cam_export.distill import distill
+    from edge_cam_export.distill.student import distill
     student = str(tmp_path_factory.mktemp("bottle") / "student.onnx")
     distill(mobilenet_v2_path, str(shared_data / "videos" / "bottle-detection.mp4"), student, holdout=0.4,
             epochs=8, threads=1, fine=True)
@@ -77,7 +77,7 @@ def test_the_default_question_is_learnt_on_a_scene_of_people(shipped_mobilenet_v
     answering "other", and it does say "person" on frames where the teacher does (a student that
     always says "other" fails)."""
     from edge_cam.measure.cascade_eval import evaluate
-    from edge_cam_export.distill import distill
+    from edge_cam_export.distill.student import distill
     video, student = str(shared_data / "videos" / "one-by-one-person-detection.mp4"), str(tmp_path / "s.onnx")
     r = distill(shipped_mobilenet_v2_path, video, student, holdout=0.4, threads=1)
     assert r.labels == ["person", "other"]

@@ -8,8 +8,8 @@ import torch
 from edge_cam.errors import EdgeCamError
 from edge_cam.model import Model
 from edge_cam_export import export
-from edge_cam_export.quantize import feature_tensor, head_nodes
-from edge_cam_export.verify import sample_images
+from edge_cam_export.graph.verify import sample_images
+from edge_cam_export.quantise.precision import feature_tensor, head_nodes
 
 
 def _calibration(tmp_path, n=24, size=(64, 64)):

@@ -8,9 +8,9 @@ from edge_cam.measure.evaluate import hit, read_voc_dir
 from edge_cam.metadata import IMAGENET_FUSE_TOP, IMAGENET_MEAN, IMAGENET_STD, IMAGENET_THRESHOLD
 from edge_cam.model import Model
 from edge_cam.source import read_image
-from edge_cam_export.eager import eager_features
-from edge_cam_export.heads import find_cam_layers
-from edge_cam_export.models import build_model
+from edge_cam_export.graph.eager import eager_features
+from edge_cam_export.graph.heads import find_cam_layers
+from edge_cam_export.graph.models import build_model
 
 
 @pytest.fixture(scope="module")

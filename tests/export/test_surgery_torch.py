@@ -10,8 +10,8 @@ torchvision = pytest.importorskip("torchvision")
 from edge_cam.cli import main  # noqa: E402
 from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from edge_cam.model import Model  # noqa: E402
-from edge_cam_export.eager import eager_features  # noqa: E402
-from edge_cam_export.heads import find_cam_layers  # noqa: E402
+from edge_cam_export.graph.eager import eager_features  # noqa: E402
+from edge_cam_export.graph.heads import find_cam_layers  # noqa: E402
 
 MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
 

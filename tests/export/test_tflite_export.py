@@ -16,8 +16,8 @@ from edge_cam.errors import EdgeCamError
 from edge_cam.model import Model
 from edge_cam.source import list_images, read_image
 from edge_cam_export import export, export_module
-from edge_cam_export.verify import TOLERANCE as CAM_TOLERANCE
-from edge_cam_export.verify import agreement, sample_images
+from edge_cam_export.graph.verify import TOLERANCE as CAM_TOLERANCE
+from edge_cam_export.graph.verify import agreement, sample_images
 
 pytest.importorskip("litert_torch", reason="TFLite export needs the tflite-export extra")
 

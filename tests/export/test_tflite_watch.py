@@ -15,10 +15,10 @@ from edge_cam.model import Model
 from edge_cam.source import open_source
 from edge_cam.watch import WatchList
 from edge_cam_export import export, export_module
-from edge_cam_export.eager import reference
-from edge_cam_export.heads import find_cam_layers
-from edge_cam_export.verify import TOLERANCE as CAM_TOLERANCE
-from edge_cam_export.verify import maps_error, sample_images
+from edge_cam_export.graph.eager import reference
+from edge_cam_export.graph.heads import find_cam_layers
+from edge_cam_export.graph.verify import TOLERANCE as CAM_TOLERANCE
+from edge_cam_export.graph.verify import maps_error, sample_images
 
 pytest.importorskip("litert_torch", reason="TFLite export needs the tflite-export extra")
 

@@ -1,4 +1,4 @@
-"""`edge-cam export model.onnx`: CAM-ify an existing ONNX classifier without torch (edge_cam_export.surgery).
+"""`edge-cam export model.onnx`: CAM-ify an existing ONNX classifier without torch (edge_cam_export.graph.surgery).
 
 Real model: PaddleOCR's text-direction classifier (MobileNetV3, GAP → MatMul + Add, weights in
 Constant nodes) from the rapidocr-onnxruntime wheel, fetched from PyPI into a cache outside the
@@ -25,7 +25,7 @@ from edge_cam.cli import main  # noqa: E402
 from edge_cam.localize import BoxRule  # noqa: E402
 from edge_cam.model import Model  # noqa: E402
 from edge_cam.source import list_images, read_image  # noqa: E402
-from edge_cam_export.surgery import cam_from_onnx  # noqa: E402
+from edge_cam_export.graph.surgery import cam_from_onnx  # noqa: E402
 
 WHEEL = "rapidocr-onnxruntime==1.4.4"
 MEMBER = "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"

@@ -29,7 +29,7 @@ def test_export_without_torch_says_how_to_get_it(tmp_path):
 def test_onnx_surgery_imports_without_torch():
     # CAM-ifying an ONNX model sits with the exporters but must work on a machine without torch.
     code = ("import sys; sys.modules['torch'] = None\nimport edge_cam_export\n"
-            "from edge_cam_export import cam_from_onnx\nfrom edge_cam_export.surgery import cam_from_onnx\n"
+            "from edge_cam_export import cam_from_onnx\nfrom edge_cam_export.graph.surgery import cam_from_onnx\n"
             "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -7,7 +7,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .demo_scenes import CLASS_NAMES, FRAME_H, FRAME_W, draw_glyph, pick_colour, render_background
+from .scenes import CLASS_NAMES, FRAME_H, FRAME_W, draw_glyph, pick_colour, render_background
 
 FPS = 15
 

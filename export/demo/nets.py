@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .demo_scenes import CLASS_NAMES
+from .scenes import CLASS_NAMES
 
 # The normalisation both nets are trained with and exported with (the graph folds it in).
 MEAN = (0.5, 0.5, 0.5)

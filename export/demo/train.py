@@ -13,10 +13,10 @@ from edge_cam.crop import CropSpec, crop
 from edge_cam.model import Model
 from edge_cam.preprocess import to_rgb8
 
-from .demo_nets import MEAN, STD, Student, Teacher
-from .demo_scenes import CLASS_NAMES, FRAME_H, FRAME_W, STUDENT_SIZE, TEACHER_SIZE, Scenes, render_scene
-from .demo_score import cam_box
-from .progress import say
+from ..common.progress import say
+from .nets import MEAN, STD, Student, Teacher
+from .scenes import CLASS_NAMES, FRAME_H, FRAME_W, STUDENT_SIZE, TEACHER_SIZE, Scenes, render_scene
+from .score import cam_box
 
 BATCH = 64
 WINDOW = 48  # side of the teacher's first-stage training windows, in its input pixels

@@ -30,14 +30,14 @@ import torch
 import edge_cam
 from edge_cam.source import read_video
 
-from . import export_module
-from .demo_clip import FPS, render_clip
-from .demo_nets import MEAN, STD, Student, Teacher
-from .demo_scenes import CLASS_NAMES, STUDENT_SIZE, TEACHER_SIZE, make_scenes, render_test_scenes
-from .demo_score import score
-from .demo_train import cam_crops, train_student, train_teacher
-from .macs import count_macs
-from .progress import say
+from ..common.macs import count_macs
+from ..common.progress import say
+from ..torch_export import export_module
+from .clip import FPS, render_clip
+from .nets import MEAN, STD, Student, Teacher
+from .scenes import CLASS_NAMES, STUDENT_SIZE, TEACHER_SIZE, make_scenes, render_test_scenes
+from .score import score
+from .train import cam_crops, train_student, train_teacher
 
 CROPS_PER_SCENE = 4  # student crops cut from each training scene
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--student-only needs the teacher {teacher_path}; build everything first.")
     t_start = time.perf_counter()
     timings = {}
-    weights = f"trained by export/demo.py, seed {args.seed}" + (" (--quick)" if args.quick else "")
+    weights = f"trained by export/demo/build.py, seed {args.seed}" + (" (--quick)" if args.quick else "")
 
     say("[1/5] rendering scenes")
     train = make_scenes(data_rng, n_train, CROPS_PER_SCENE, "train")
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         teacher = train_teacher(train, val, epochs, train_rng)
         export_module(teacher, teacher_path, input_size=TEACHER_SIZE, labels=CLASS_NAMES, top_k=3, cam=True,
-                      mean=MEAN, std=STD, source={"model": "edge_cam_export.demo:Teacher", "weights": weights})
+                      mean=MEAN, std=STD, source={"model": "edge_cam_export.demo.nets:Teacher", "weights": weights})
         timings["teacher"] = time.perf_counter() - t0
     say(f"[3/5] training the student ({count_macs(Student(), STUDENT_SIZE) / 1e6:.1f} M multiply-adds) on "
         "jittered ground-truth crops and on crops around the teacher's own CAM boxes")
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     say("[4/5] exporting the student")
     t0 = time.perf_counter()
     export_module(student, student_path, input_size=STUDENT_SIZE, labels=CLASS_NAMES, top_k=3, cam=False,
-                  mean=MEAN, std=STD, source={"model": "edge_cam_export.demo:Student", "weights": weights})
+                  mean=MEAN, std=STD, source={"model": "edge_cam_export.demo.nets:Student", "weights": weights})
     timings["export"] = time.perf_counter() - t0
 
     say("[5/5] rendering the demo clip")

@@ -10,7 +10,7 @@ on photos the calibration never saw, and not written when it disagrees with fp32
 fp16: every weight and activation in half precision for GPUs (TensorRT, CUDA), with float32 kept at
 the graph's outputs so the interface does not change.
 
-A .tflite goes to ai-edge-quantizer instead (tflite_int8.py), through the same quantize_int8.
+A .tflite goes to ai-edge-quantizer instead (tflite.py), through the same quantize_int8.
 """
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ from edge_cam.metadata import rewrite_metadata
 from edge_cam.model import Model
 from edge_cam.source import list_images
 
+from ..common.progress import progress
 from .drift import MIN_AGREEMENT, describe, drift, gate, logits, prepared, split
 from .mixed_precision import activation_ranges, macs, search, units
-from .progress import progress
 
 # The search keeps agreement on the calibration photos this far above the gate, so that the held-out
 # photos, which it never saw, still clear it.
@@ -137,7 +137,7 @@ def quantize_int8(src: str, dst: str, calibration: str | Sequence[np.ndarray], l
     if src.lower().endswith(".tflite"):
         if keep_float:
             raise EdgeCamError("--keep-float applies to ONNX int8 exports only.")
-        from .tflite_int8 import quantize_tflite
+        from .tflite import quantize_tflite
         if not isinstance(calibration, str):
             raise EdgeCamError("a .tflite is calibrated on a folder of images.")
         return quantize_tflite(src, dst, calibration, limit, min_agreement=min_agreement, force=force,
@@ -248,6 +248,6 @@ def convert_fp16(src: str, dst: str, calibration: str | None = None, limit: int 
     if calibration:
         batches = prepared(fp32, list_images([calibration])[:limit])
     else:
-        from .verify import sample_images
+        from ..graph.verify import sample_images
         batches = list(sample_images(16, fp32.input_size, seed=7)[:, None])
     return drift(fp32, Model(dst, providers=["CPUExecutionProvider"], spinning=False), batches)

@@ -14,7 +14,7 @@ from edge_cam.crop import CropSpec, crop
 from edge_cam.localize import Box
 from edge_cam.preprocess import resize, to_rgb8
 
-from .progress import say
+from ..common.progress import say
 
 CLASS_NAMES = ["circle", "square", "triangle", "star", "cross", "ring", "arrow", "crescent", "heart",
                "letter L"]

@@ -213,7 +213,7 @@ def cam_from_onnx(src: str, dst: str, *, input_size: Sequence[int] | None = None
     cam = CamSpec(method="cam", feature_layer=head.feature, classifier=head.classifier, stride=stride,
                   feature_size=(int(fh), int(fw)), threshold=threshold, class_query=True)
     info = ModelInfo(spec, labels, cam, {
-        "model": os.path.basename(src), "converted": "edge_cam_export.surgery", "producer":
+        "model": os.path.basename(src), "converted": "edge_cam_export.graph.surgery", "producer":
         f"{model.producer_name} {model.producer_version}".strip(), "opset": opset,
         "original_input": {"color": pre.color, "layout": pre.layout, "scale": pre.scale,
                            "mean": list(pre.mean), "std": list(pre.std)},

@@ -18,7 +18,7 @@ from edge_cam.model import Model
 from edge_cam.preprocess import Resize
 from edge_cam.source import list_images, read_image
 
-from .progress import log
+from ..common.progress import log
 
 HOLDOUT_EVERY = 3  # one photo in three is held out of the calibration
 MIN_AGREEMENT = 0.95  # default gate: top-1 agreement with fp32 on held-out photos

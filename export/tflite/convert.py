@@ -28,11 +28,11 @@ from edge_cam.errors import EdgeCamError, first_line
 from edge_cam.metadata import PREFIX, ModelInfo
 from edge_cam.model import Model
 
-from .checks import queried
-from .eager import compare
-from .graph import CamGraph, output_names
-from .progress import progress
-from .verify import Report, agreement, sample_images
+from ..common.progress import progress
+from ..graph.cam_graph import CamGraph, output_names
+from ..graph.checks import queried
+from ..graph.eager import compare
+from ..graph.verify import Report, agreement, sample_images
 
 INSTALL = "exporting to TFLite needs litert-torch: pip install 'edge-cam[tflite-export]'"
 SIGNATURE = "serving_default"

@@ -1,5 +1,5 @@
 """int8 TFLite: static quantisation of the verified fp32 .tflite with ai-edge-quantizer, its CAM
-head kept in float as in the ONNX int8 path (see quantize.py, which calls this for a .tflite)."""
+head kept in float as in the ONNX int8 path (see precision.py, which calls this for a .tflite)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +12,8 @@ from edge_cam.backends.litert import read_metadata, write_metadata
 from edge_cam.errors import EdgeCamError, first_line
 from edge_cam.model import Model
 
+from ..tflite.convert import SIGNATURE
 from .drift import MIN_AGREEMENT, drift, gate, split
-from .tflite import SIGNATURE
 
 # An int8 map this unlike fp32's boxes other things, whatever the classes say.
 MIN_CAM_CORRELATION = 0.9

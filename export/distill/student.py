@@ -3,7 +3,7 @@
 NoScope (Kang et al., VLDB 2017): a tiny model specialised to one camera, trained on the reference
 model's own answers, stands in for it at a fraction of the cost. Here the reference is the CAM
 teacher, and the student sees only what the cascade will show it: the crop around the teacher's
-box (distill_data.py), or with a watch list the cascade's own ROIs of the watched classes or
+box (data.py), or with a watch list the cascade's own ROIs of the watched classes or
 groups. Its labels are the teacher's classes that matter on this footage (or the watched targets'
 names) and "other"; the last `holdout` of every source is kept out of training
 and reported on. The result is a self-describing ONNX (or TFLite) that `run --student` takes
@@ -36,9 +36,9 @@ from edge_cam.sinks import check_not_an_input, check_writable
 from edge_cam.spec import OTHER, CascadeSpec, watch_from_targets
 from edge_cam.watch import WatchList, coarse_groups
 
-from .distill_data import BACKGROUND, EXACT, STALE, Footage, collect
-from .distill_net import MEAN, STD, Student, predict, train
-from .macs import count_macs
+from ..common.macs import count_macs
+from .data import BACKGROUND, EXACT, STALE, Footage, collect
+from .net import MEAN, STD, Student, predict, train
 
 log = logging.getLogger("edge_cam")
 
@@ -134,7 +134,7 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
 
     classes (name, groups_file): a watch list, as `run --classes ... --min-score min_score` takes
     it: the teacher is asked for the watched maps, the crops are the cascade's ROIs (find_rois),
-    labelled with their target's name, and "other" (distill_data). Without classes the student
+    labelled with their target's name, and "other" (data.py). Without classes the student
     answers the coarse groups (person, dog, vehicle, ...: the teacher holds them steady on a real
     camera, where its fine classes flicker), or with `fine` the teacher's own classes; each frame is
     labelled with the teacher's answer to that question (agreement.Referee). min_score: with classes the
@@ -253,14 +253,14 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
             "frames": {"train": int((~held).sum()), "holdout": int(held.sum())}, "holdout_agreement": report}
     if progress:
         progress("exporting the student", 0, 1)
-    from .torch_export import export_module  # its import pulls in the exporters; only needed now
+    from ..torch_export import export_module  # its import pulls in the exporters; only needed now
     fp32_path = out_path + ".fp32.onnx" if quantize else out_path
     int8 = None
     try:
         export_module(model, fp32_path, input_size=(size, size), labels=labels, cam=False, mean=MEAN, std=STD,
                       resize="stretch", source={"role": "student", "distill": meta}, quiet=True, format=format)
         if quantize:  # calibrated on the crops it was trained on, which are the crops it will see
-            from .quantize import quantize_int8
+            from ..quantise.precision import quantize_int8
             crops = footage.crops[train_rows]
             pick = np.linspace(0, len(crops) - 1, min(INT8_CALIBRATION, len(crops))).astype(int)
             int8 = quantize_int8(fp32_path, out_path, [c[None] for c in crops[pick]], quiet=True)

@@ -48,7 +48,7 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Mirror half the crops and vary gain and offset a little: a fixed camera still sees the day
     change, and a mirrored scene keeps its classes. Geometry jitter is done on the boxes instead,
-    where the runtime's own crop code makes it (see distill_data)."""
+    where the runtime's own crop code makes it (see data.py)."""
     x = images.astype(np.float32)
     flip = rng.random(len(x)) < 0.5
     x[flip] = x[flip, :, ::-1]

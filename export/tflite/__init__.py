@@ -1,0 +1,1 @@
+"""The CAM graph converted to TFLite with litert-torch, and checked against the eager model and ONNX (convert)."""
