@@ -51,10 +51,10 @@ class MotionGate:
         return {"level": self.level, "every": self.every}
 
 
-def grey_thumbnail(image: np.ndarray) -> np.ndarray:
-    """The gate's view of a frame (any channel order: grey weights differ by a few levels at most,
-    the same for both frames compared)."""
-    small = cv2.resize(image, THUMB, interpolation=cv2.INTER_LINEAR)
+def grey_thumbnail(image: np.ndarray, size: tuple[int, int] = THUMB) -> np.ndarray:
+    """A small grey view of a frame by bilinear taps, `size` (W, H): the gate's by default (any
+    channel order: grey weights differ by a few levels at most, the same for both frames compared)."""
+    small = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
     return small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
 
 

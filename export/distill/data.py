@@ -47,9 +47,7 @@ class Footage:
     """What the teacher said on every frame read, and the crops cut from them."""
     source: np.ndarray  # (F,) which source each frame came from
     index: np.ndarray  # (F,) the frame's index in its source
-    class_id: np.ndarray  # (F,) teacher top-1
-    score: np.ndarray  # (F,) its probability
-    logits: np.ndarray  # (F, classes) the teacher's, for the answer to whatever question the student is taught
+    logits: np.ndarray  # (F, classes) the teacher's, for its answer to whatever question the student is taught
     crops: np.ndarray  # (N, S, S, 3) uint8 RGB
     frame: np.ndarray  # (N,) the row in the per-frame arrays each crop belongs to
     kind: np.ndarray  # (N,) EXACT, JITTER, STALE or BACKGROUND
@@ -143,8 +141,7 @@ def collect(teacher: Model, sources: Sequence[str], size: int, spec: CropSpec, f
     shape = (size, size)
     classes = None if watch is None else watch.class_ids
     names = {} if watch is None else {n: i for i, n in enumerate(watch.names)}
-    per_frame: dict[str, list] = {"source": [], "index": [], "class_id": [], "score": [], "logits": [],
-                                  "target": [], "target_score": []}
+    per_frame: dict[str, list] = {"source": [], "index": [], "logits": [], "target": [], "target_score": []}
     crops, frame_of, kinds, labels = [], [], [], []
 
     def cut(image, box, heat, kind, row, label=-1):
@@ -203,16 +200,13 @@ def collect(teacher: Model, sources: Sequence[str], size: int, spec: CropSpec, f
                         best_score = float(p.max())
                         best = int(p.argmax()) if best_score >= min_score else -1
                     for key, value in (("source", s), ("index", n if f.index is None else f.index),
-                                       ("class_id", pred.class_id), ("score", pred.score),
-                                       ("logits", pred.logits), ("target", best),
-                                       ("target_score", best_score)):
+                                       ("logits", pred.logits), ("target", best), ("target_score", best_score)):
                         per_frame[key].append(value)
                     frame_crops(f.image, pred, row, recent)
                 if progress:
                     progress(f"teacher on {source.name}", done, total)
     arrays = {k: np.asarray(v) for k, v in per_frame.items()}
     return Footage(arrays["source"].astype(np.int64), arrays["index"].astype(np.int64),
-                   arrays["class_id"].astype(np.int64), arrays["score"].astype(np.float32),
                    arrays["logits"].astype(np.float32).reshape(len(arrays["index"]), -1),
                    np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
                    np.asarray(frame_of, np.int64), np.asarray(kinds, np.int8),
