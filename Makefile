@@ -30,16 +30,17 @@ lint: $(FULL_VENV)/.installed
 
 # The board's environment: numpy + onnxruntime + OpenCV from a regular (wheel) install, no torch.
 # Its pass over tests/runtime proves edge_cam never needs torch. The tests (not the runtime) need
-# jsonschema: every event they make is held to the shipped schema (tests/runtime/event_check.py).
+# jsonschema: every event they make is held to the shipped schema (tests/runtime/event_check.py); and
+# pytest-xdist: many of them wait on brokers, browsers and child processes, so two run at a time.
 test-runtime: $(RUNTIME_VENV)/.installed
-	cd tests && EDGE_CAM_TORCH_FREE=1 ../$(RUNTIME_VENV)/bin/python -m pytest runtime -q -p no:cacheprovider --durations=15
+	cd tests && EDGE_CAM_TORCH_FREE=1 ../$(RUNTIME_VENV)/bin/python -m pytest runtime -q -p no:cacheprovider --durations=15 -n auto
 
 # The workstation's environment: editable install with the export and dev extras; the export tests
 # run on every core (pytest-xdist: each worker exports its own real teacher once). tests/runtime ran
 # in the board's environment above; of those, only the ones that need a dev extra run here (marked
 # workstation: OpenVINO, jsonschema).
 test-full: $(FULL_VENV)/.installed
-	$(FULL_VENV)/bin/python -m pytest tests/export -q -p no:cacheprovider --durations=25 -n auto
+	$(FULL_VENV)/bin/python -m pytest tests/export -q -p no:cacheprovider --durations=25 -n auto --dist loadgroup
 	$(FULL_VENV)/bin/python -m pytest tests/runtime -m workstation -q -p no:cacheprovider
 
 # pip's own chatter goes to install.log (shown whole if the install fails): a first run prints our lines only.
@@ -48,7 +49,7 @@ $(RUNTIME_VENV)/.installed: $(SOURCES)
 	@echo "installing the runtime into $(RUNTIME_VENV) (log: $(RUNTIME_VENV)/install.log)"
 	@{ $(RUNTIME_VENV)/bin/python -m pip install -q --upgrade pip && \
 	   $(RUNTIME_VENV)/bin/python -m pip install -q --force-reinstall --no-deps . && \
-	   $(RUNTIME_VENV)/bin/python -m pip install -q '.[mqtt,tflite,onnx]' pytest jsonschema; \
+	   $(RUNTIME_VENV)/bin/python -m pip install -q '.[mqtt,tflite,onnx]' pytest pytest-xdist jsonschema; \
 	 } > $(RUNTIME_VENV)/install.log 2>&1 || { cat $(RUNTIME_VENV)/install.log; exit 1; }
 	@touch $@
 

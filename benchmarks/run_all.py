@@ -1,6 +1,6 @@
 """Every benchmark, then the pages: the one command behind `make bench` (and `make bench QUICK=1`).
 
-    python benchmarks/run_all.py [--quick] [--only NAME ...] [--keep-going]
+    python benchmarks/run_all.py [--quick] [--only NAME ...] [--keep-going] [--jobs N]
 
 It exports the real MobileNetV2 once for every script that needs it, runs each script (a line per
 step with its time), rebuilds benchmarks/README.md from the results and checks that every page it
@@ -9,7 +9,8 @@ commit it was made.
 
 --quick runs each script small, into a scratch results folder (EDGE_CAM_BENCH_RESULTS), so that the
 committed figures are never replaced by meaningless ones: it proves the scripts run and the pages
-build (make test runs it), never how fast anything is.
+build (make test runs it), never how fast anything is, so its steps run side by side on every core
+(--jobs; a full run takes one step at a time, or its timings would share the cores).
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from common import HERE, parser, teacher
@@ -47,6 +50,7 @@ def steps(results: str) -> list[Step]:
         Step("the camera's question", [py("question.py")], ("question.md",)),
         Step("real footage", [py("real_tradeoff.py")], ("real_tradeoff.md",)),
         Step("motion gate", [py("motion_gate.py")], ("motion_gate.md",)),
+        Step("crop resize", [py("crop_resize.py")], ("crop_resize.md",)),
         Step("localisation", [py("localization.py")], ("localization.md",)),
         Step("soak", [py("soak.py")], ("soak.md",)),
     ]
@@ -70,27 +74,36 @@ def main() -> int:
     ap = parser(__doc__)
     ap.add_argument("--only", nargs="+", metavar="NAME", help="run only the steps whose names start with these")
     ap.add_argument("--keep-going", action="store_true", help="run the other steps when one fails")
+    ap.add_argument("--jobs", type=int, help="steps run side by side (default: 1, so that no step's timings share "
+                                             "the cores; with --quick, every core: its figures mean nothing)")
     args = ap.parse_args()
     results = os.environ.get("EDGE_CAM_BENCH_RESULTS") or (tempfile.mkdtemp(prefix="edge-cam-bench-quick-")
                                                             if args.quick else str(HERE / "results"))
     env = {**os.environ, "EDGE_CAM_BENCH_RESULTS": results}
     work = tempfile.mkdtemp(prefix="edge-cam-bench-")
     todo = [s for s in steps(results) if not args.only or any(s.name.startswith(o) for o in args.only)]
-    print(f"{len(todo)} benchmarks{' (quick)' if args.quick else ''}; results in {results}", flush=True)
+    jobs = max(1, args.jobs or ((os.cpu_count() or 1) if args.quick else 1))
+    print(f"{len(todo)} benchmarks{' (quick)' if args.quick else ''}, {jobs} at a time; results in {results}",
+          flush=True)
     shared = args.teacher
-    failed, t_all = [], time.perf_counter()
-    for i, step in enumerate(todo, 1):
+    if any(os.path.basename(s.argv[0]) in TAKES_TEACHER for s in todo):
+        shared = shared or teacher(args, work)  # once, before any step that takes it starts
+    failed: list[str] = []
+    stop = threading.Event()
+    t_all = time.perf_counter()
+
+    def run(i: int, step: Step) -> None:
         missing = [m for m in step.needs if not _importable(m)]
+        if stop.is_set():
+            return
         if missing:
             print(f"[{i}/{len(todo)}] {step.name}: FAILED, {', '.join(missing)} not installed (make bench installs them)",
                   flush=True)
             failed.append(step.name)
-            continue
+            return
         argv = list(step.argv)
-        script = os.path.basename(argv[0])
-        if script in TAKES_TEACHER:
-            shared = shared or teacher(args, work)
-            argv += ["--teacher", shared]
+        if os.path.basename(argv[0]) in TAKES_TEACHER:
+            argv += ["--teacher", str(shared)]
         if args.quick:
             argv += BENCH_QUICK if step.name == "cascade latency" else ["--quick"]
         t0 = time.perf_counter()
@@ -102,13 +115,17 @@ def main() -> int:
         if code or empty:
             failed.append(step.name)
             why = f"exit {code}" if code else f"no figures in {', '.join(empty)}"
-            print(f"[{i}/{len(todo)}] {step.name}: FAILED ({why}, {seconds:.0f} s); its output:", flush=True)
             with open(log, encoding="utf-8") as f:
-                print("".join(f.readlines()[-30:]), flush=True)
+                tail = "".join(f.readlines()[-30:])
+            print(f"[{i}/{len(todo)}] {step.name}: FAILED ({why}, {seconds:.0f} s); its output:\n{tail}", flush=True)
             if not args.keep_going:
-                break
+                stop.set()
         else:
             print(f"[{i}/{len(todo)}] {step.name}: {seconds:.0f} s", flush=True)
+
+    with ThreadPoolExecutor(jobs) as pool:  # threads only wait: each step is its own process
+        for future in [pool.submit(run, i, step) for i, step in enumerate(todo, 1)]:
+            future.result()
     subprocess.run([sys.executable, str(HERE / "make_readme.py")], env=env, check=True)
     print(f"{len(todo) - len(failed)} of {len(todo)} benchmarks in {time.perf_counter() - t_all:.0f} s"
           + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)

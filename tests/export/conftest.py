@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 torch = pytest.importorskip("torch", reason="export tests need the export extra (torch)")
@@ -9,12 +11,25 @@ CENTRE_CROP = {"resize": "crop", "threshold": 0.2, "fuse_top": 1}
 
 
 def _export(shared_data, tmp_path_factory, name: str, **options) -> str:
+    """Exported once per test run: under pytest-xdist the workers share it (the first one to ask
+    exports it while the others wait on the lock), so both cores go to the tests themselves."""
+    from filelock import FileLock
+
     from edge_cam_export import export
-    path = str(tmp_path_factory.mktemp("real") / name)
-    result = export("torchvision:mobilenet_v2", path, weights=str(shared_data / "models" / "mobilenet_v2_imagenet.pt"),
-                    quiet=True, **options)
-    assert all(r.ok for r in result.reports)
-    return path
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # this run's folder, above each worker's own
+    path = root / "real-teachers" / name
+    path.parent.mkdir(exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            partial = path.parent / f"partial-{name}" / name  # the model's own name, renamed whole
+            partial.parent.mkdir(exist_ok=True)
+            result = export("torchvision:mobilenet_v2", str(partial), quiet=True,
+                            weights=str(shared_data / "models" / "mobilenet_v2_imagenet.pt"), **options)
+            assert all(r.ok for r in result.reports)
+            os.replace(partial, path)
+    return str(path)
 
 
 @pytest.fixture(scope="session")

@@ -71,6 +71,21 @@ def pytest_sessionfinish(session):
         print(f"\n{len(invalid)} messages made after the last test do not match the shipped JSON Schema:\n"
               + "\n".join(invalid[:5]), file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker: the controller prints the sums
+        session.config.workeroutput["schema_checks"] = {**CHECKER.counts, "children": CHECKER.children,
+                                                        "skipped": CHECKER.skipped}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """Under pytest-xdist (make test runs the suite on both cores) each worker checks its own tests'
+    messages; the summary adds up what they checked."""
+    got = getattr(node, "workeroutput", {}).get("schema_checks")
+    if got:
+        for kind in CHECKER.counts:
+            CHECKER.counts[kind] += got[kind]
+        CHECKER.children += got["children"]
+        CHECKER.skipped += got["skipped"]
 
 
 def pytest_terminal_summary(terminalreporter):
