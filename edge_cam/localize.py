@@ -98,7 +98,7 @@ OBJECTS_WORK_SIDE = 128  # the longer side the objects mode's peaks and watershe
 def boxes_from_heat(heat: HeatMap, threshold: float = 0.2, mode: str = "largest",
                     min_area: float = 0.01, class_id: int = -1, label: str = "",
                     score: float = 0.0, *, min_distance: float = 0.1, min_prominence: float = 0.1,
-                    max_boxes: int | None = None) -> list[Box]:
+                    max_boxes: int | None = None, object_level: float | None = None) -> list[Box]:
     """Boxes of the regions where heat ≥ threshold, largest first.
 
     largest: the CAM paper's single box around the largest region. union: one box around every
@@ -106,14 +106,17 @@ def boxes_from_heat(heat: HeatMap, threshold: float = 0.2, mode: str = "largest"
     all: one box per such region (always at least the largest). objects: one box per peak of the
     map, hottest first, touching objects split by a watershed (see object_regions; `min_distance`,
     a fraction of the input's longer side, and `min_prominence`, of the map's range, choose the
-    peaks). `max_boxes` keeps the first ones.
+    peaks). `object_level` (objects mode only; None: `threshold`, of the map's max, for every
+    object): the peaks are those at least that fraction of the map's max, and each object is boxed
+    at that fraction of its own peak, so a cooler object keeps its extent when a hotter one sets the
+    map's max. `max_boxes` keeps the first ones.
     """
     if mode not in BOX_MODES:
         raise ValueError(f"mode: unknown box mode {mode!r}; use one of {', '.join(BOX_MODES)}")
     mask = (heat.values >= threshold).astype(np.uint8)
     total = mask.shape[0] * mask.shape[1]
     if mode == "objects":
-        regions, n = object_regions(heat.values, threshold, min_distance, min_prominence)
+        regions, n = object_regions(heat.values, threshold, min_distance, min_prominence, own=object_level)
         rects = [cv2.boundingRect((regions == k).astype(np.uint8)) for k in range(1, n + 1)]
         areas = np.bincount(regions.ravel(), minlength=n + 1)[1:]
         rects = [r for r, a in zip(rects, areas) if a >= min_area * total] or rects[:1]
@@ -177,9 +180,11 @@ def find_peaks(values: np.ndarray, threshold: float, min_distance_px: float,
 
 
 def object_regions(values: np.ndarray, threshold: float, min_distance: float = 0.1,
-                   min_prominence: float = 0.1, levels: int = 24) -> tuple[np.ndarray, int]:
+                   min_prominence: float = 0.1, levels: int = 24, own: float | None = None) -> tuple[np.ndarray, int]:
     """Split the map's hot pixels (≥ threshold) into one region per peak: int32 labels 1..n in
-    `values`' shape, 1 the hottest peak, and n.
+    `values`' shape, 1 the hottest peak, and n. With `own`, the peaks are those ≥ own and each
+    region keeps its pixels ≥ own × its peak's height instead (the flooding goes down to the
+    lowest of those levels).
 
     A watershed by flooding: from the peaks down, level by level, each region grows into the hot
     pixels it touches, so two objects meet along the valley between them. (cv2.watershed floods
@@ -192,7 +197,9 @@ def object_regions(values: np.ndarray, threshold: float, min_distance: float = 0
     f = min(1.0, OBJECTS_WORK_SIDE / max(h, w))
     small = values if f == 1.0 else cv2.resize(values, (max(1, round(w * f)), max(1, round(h * f))),
                                                interpolation=cv2.INTER_AREA)
-    peaks = find_peaks(small, threshold, min_distance * max(small.shape), min_prominence)[:254]
+    peaks = find_peaks(small, threshold if own is None else own, min_distance * max(small.shape), min_prominence)[:254]
+    if own is not None and peaks:
+        threshold = own * min(float(small[p]) for p in peaks)
     hot = (small >= threshold).astype(np.uint8)
     _, comp = cv2.connectedComponents(hot, connectivity=8)
     labels: np.ndarray = np.zeros(small.shape, np.uint8)
@@ -214,6 +221,9 @@ def object_regions(values: np.ndarray, threshold: float, min_distance: float = 0
         labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
         _grow(labels, values >= threshold, np.ones((3, 3), np.uint8))  # the full-resolution edge the small map rounded off
         labels[values < threshold] = 0
+    if own is not None:
+        heights = np.array([0.0] + [float(small[p]) for p in peaks], np.float32)
+        labels[values < own * heights[labels]] = 0
     return labels.astype(np.int32), len(peaks)
 
 
@@ -259,6 +269,8 @@ class BoxRule:
     min_distance: float = 0.1
     min_prominence: float = 0.1
     max_rois: int | None = None
+    # objects mode: each object boxed at this fraction of its own peak (None: `threshold` of the map's max)
+    object_level: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in BOX_MODES:
@@ -285,7 +297,7 @@ class BoxRule:
     def boxes(self, heat: HeatMap, class_id: int = -1, label: str = "", score: float = 0.0) -> list[Box]:
         return boxes_from_heat(heat, self.threshold, self.mode, self.min_area, class_id, label, score,
                                min_distance=self.min_distance, min_prominence=self.min_prominence,
-                               max_boxes=self.max_rois)
+                               max_boxes=self.max_rois, object_level=self.object_level)
 
     def localize(self, pred, rank: int = 0) -> tuple[HeatMap, list[Box]]:
         heat = self.heat(pred, rank)

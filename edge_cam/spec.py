@@ -97,7 +97,7 @@ class CascadeSpec:
                      "fill": list(self.fill), "resize": self.crop_resize},
             "teacher": {"every": self.every, "change": self.change, "resize": self.teacher_resize,
                         "input_size": list(size) if isinstance(size, tuple) else size,
-                        "max_rois": self.max_rois, "rule": asdict(self.rule),
+                        "max_rois": self.max_rois, "rule": _rule_json(self.rule),
                         # Written only when set: a spec without it stays readable by runtimes before the gate.
                         **({"motion": self.motion.to_json()} if self.motion is not None else {})},
         }
@@ -150,6 +150,14 @@ def _floats3(v: list) -> tuple[float, float, float]:
     return float(v[0]), float(v[1]), float(v[2])
 
 
+def _rule_json(rule: BoxRule) -> dict[str, Any]:
+    """The rule's fields, object_level only when set: a spec without it stays readable by runtimes before it."""
+    d = asdict(rule)
+    if d["object_level"] is None:
+        del d["object_level"]
+    return d
+
+
 def _from_old_keys(old: dict[str, Any], info: ModelInfo) -> dict[str, Any]:
     """The spec's JSON from the loose keys distill wrote before the spec (every default here is
     what those students were trained and evaluated with); checked afterwards like any other."""
@@ -167,7 +175,7 @@ def _from_old_keys(old: dict[str, Any], info: ModelInfo) -> dict[str, Any]:
                  "mask": crop.get("mask", base.mask), "fill": list(pad_colour(info.input.mean)), "resize": "stretch"},
         "teacher": {"every": old.get("every", 10), "change": old.get("change"), "resize": options.get("resize"),
                     "input_size": options.get("input_size"), "max_rois": old.get("max_rois", DEFAULT_MAX_ROIS),
-                    "rule": {**asdict(rule), **(old.get("rule") or {})}},
+                    "rule": {**_rule_json(rule), **(old.get("rule") or {})}},
     }
 
 
@@ -238,10 +246,13 @@ FIELDS: dict[str, tuple[tuple[str, Check, str], ...]] = {
         ("min_distance", _fraction, "a fraction from 0 to 1"),
         ("min_prominence", _fraction, "a fraction from 0 to 1"),
         ("max_rois", lambda v: v is None or _whole(v, 1, MAX_ID), "null or a whole number, 1 or more"),
+        ("object_level", lambda v: v is None or (_number(v) and 0 < v <= 1), "null or a fraction above 0, at most 1"),
     ),
 }
 SECTIONS = ("student", "crop", "teacher")
-OPTIONAL = {"teacher.motion"}  # added after version 1 shipped: a spec without it is a spec without the gate
+# added after version 1 shipped: a spec without motion is one without the gate, without object_level
+# one whose objects are all boxed at the threshold of the map's max
+OPTIONAL = {"teacher.motion", "teacher.rule.object_level"}
 
 
 def check(d: Any, where: str = "the student") -> None:

@@ -60,6 +60,9 @@ def add_box_rule_options(p: argparse.ArgumentParser, rule: bool = True) -> None:
                             "(default: the model's, set by calibrate)")
         g.add_argument("--min-area", type=float, default=None, help="with union/all: minimum region "
                        "area as a fraction of the input (default: the model's)")
+        g.add_argument("--object-level", type=float, default=None,
+                       help="with objects: box each object at this fraction of its own peak, peaks down to it "
+                            "of the map's max (default: every object at --threshold of the map's max)")
         g.add_argument("--fuse-top", type=int, default=None,
                        help="fuse the top-k classes' maps for the top-1 box (default: the model's, 1)")
     g.add_argument("--resize", choices=RESIZE_MODES, default=None,
@@ -222,8 +225,10 @@ def rule_options(args: argparse.Namespace) -> dict:
         raise EdgeCamError(f"--threshold is a fraction of the map's range, above 0 and at most 1, "
                            f"not {args.threshold:g}.")
     check(args, "--max-rois", 1)
+    check(args, "--object-level", 0, above=True, high=1)
     return {"threshold": args.threshold, "mode": args.box_mode, "min_area": args.min_area,
-            "fuse_top": args.fuse_top, "max_rois": getattr(args, "max_rois", None)}
+            "fuse_top": args.fuse_top, "max_rois": getattr(args, "max_rois", None),
+            "object_level": getattr(args, "object_level", None)}
 
 
 def cascade_options(args: argparse.Namespace, spec: CascadeSpec | None = None, every: int = 1) -> dict:

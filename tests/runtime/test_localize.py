@@ -140,6 +140,19 @@ def test_objects_mode_on_single_regions_empty_flat_and_letterboxed_maps():
     assert boxes_from_heat(HeatMap(np.zeros((32, 32), np.float32), s), 0.2, "objects") == []
 
 
+def test_object_level_boxes_each_object_at_its_own_peak():
+    """A cool animal beside a hot one: under 0.56 of the map's max it has no box at all; with
+    object_level each is boxed at that fraction of its own peak, so the two boxes are the same size."""
+    _, r = resize(np.zeros((360, 640, 3), np.uint8), (360, 640), "stretch")
+    heat = HeatMap.from_cam(blobs([(6, 5), (6, 15)], [1.0, 0.5], sigma=1.5), r)
+    assert len(boxes_from_heat(heat, 0.56, "objects")) == 1
+    hot, cool = boxes_from_heat(heat, 0.56, "objects", object_level=0.45)
+    assert (hot.x1 + hot.x2) / 2 < 320 < (cool.x1 + cool.x2) / 2
+    assert cool.width == pytest.approx(hot.width, abs=8) and cool.height == pytest.approx(hot.height, abs=8)
+    assert len(boxes_from_heat(heat, 0.56, "objects", object_level=0.55)) == 1  # the cool peak is under 0.55
+    assert BoxRule(0.56, "objects", object_level=0.45).boxes(heat) == [hot, cool]
+
+
 def test_box_rule_objects_fields_and_validation():
     rule = BoxRule(0.2, "objects", 0.01, 1, max_rois=2)
     assert (rule.min_distance, rule.min_prominence) == (0.1, 0.1)

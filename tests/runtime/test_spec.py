@@ -49,6 +49,15 @@ def test_the_motion_gate_is_optional_and_written_only_when_set():
     assert CascadeSpec.from_json(d).motion is None
 
 
+def test_the_object_level_is_optional_and_written_only_when_set():
+    assert "object_level" not in demo_spec().to_json()["teacher"]["rule"]  # older runtimes still read it
+    d = demo_spec(rule=BoxRule(mode="objects", object_level=0.45)).to_json()
+    assert CascadeSpec.from_json(d).rule.object_level == 0.45
+    d["teacher"]["rule"]["object_level"] = 0
+    with pytest.raises(EdgeCamError, match="teacher.rule.object_level 0"):
+        CascadeSpec.from_json(d)
+
+
 def test_round_trip_through_json_and_a_student(student_path, tmp_path):
     spec = demo_spec(teacher_input_size=(96, 128), change=6.0)
     assert CascadeSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
