@@ -40,7 +40,7 @@ test-runtime: $(RUNTIME_VENV)/.installed
 # in the board's environment above; of those, only the ones that need a dev extra run here (marked
 # workstation: OpenVINO, jsonschema).
 test-full: $(FULL_VENV)/.installed
-	$(FULL_VENV)/bin/python -m pytest tests/export -q -p no:cacheprovider --durations=25 -n auto --dist loadgroup
+	$(FULL_VENV)/bin/python -m pytest tests/export -q -p no:cacheprovider --durations=25 -n auto
 	$(FULL_VENV)/bin/python -m pytest tests/runtime -m workstation -q -p no:cacheprovider
 
 # pip's own chatter goes to install.log (shown whole if the install fails): a first run prints our lines only.

@@ -50,7 +50,6 @@ def steps(results: str) -> list[Step]:
         Step("the camera's question", [py("question.py")], ("question.md",)),
         Step("real footage", [py("real_tradeoff.py")], ("real_tradeoff.md",)),
         Step("motion gate", [py("motion_gate.py")], ("motion_gate.md",)),
-        Step("crop resize", [py("crop_resize.py")], ("crop_resize.md",)),
         Step("localisation", [py("localization.py")], ("localization.md",)),
         Step("soak", [py("soak.py")], ("soak.md",)),
     ]

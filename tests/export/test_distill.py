@@ -20,10 +20,6 @@ from edge_cam_export.distill.data import EXACT, collect
 from edge_cam_export.distill.net import MEAN
 from edge_cam_export.distill.student import choose_targets, distill
 
-# Under pytest-xdist one worker runs the whole module (make test: --dist loadgroup):
-# its students are distilled once for the module.
-pytestmark = pytest.mark.xdist_group("test_distill")
-
 FRAMES = 150
 BOTTLES = [440, 720, 737, 898, 899, 901, 907]  # the coarse bottle group: beer, pill, pop, water, ...
 

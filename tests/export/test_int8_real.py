@@ -20,10 +20,6 @@ from edge_cam.model import Model
 from edge_cam.source import list_images, read_image
 from edge_cam_export.quantise.precision import quantize_int8
 
-# Under pytest-xdist one worker runs the whole module (make test: --dist loadgroup):
-# the int8 teacher is calibrated once for the module.
-pytestmark = pytest.mark.xdist_group("test_int8_real")
-
 
 @pytest.fixture(scope="module")
 def int8(mobilenet_v2_path, shared_data, tmp_path_factory):

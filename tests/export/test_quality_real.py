@@ -13,10 +13,6 @@ from edge_cam_export.graph.eager import reference
 from edge_cam_export.graph.heads import find_cam_layers
 from edge_cam_export.graph.models import build_model
 
-# Under pytest-xdist one worker runs the whole module (make test: --dist loadgroup):
-# the bottle student is distilled once for the module.
-pytestmark = pytest.mark.xdist_group("test_quality_real")
-
 
 @pytest.fixture(scope="module")
 def torch_teacher(shared_data):

@@ -19,10 +19,6 @@ from edge_cam_export import export, export_module
 from edge_cam_export.graph.verify import TOLERANCE as CAM_TOLERANCE
 from edge_cam_export.graph.verify import agreement, sample_images
 
-# Under pytest-xdist one worker runs the whole module (make test: --dist loadgroup):
-# the real teacher is converted to TFLite once for the module.
-pytestmark = pytest.mark.xdist_group("test_tflite_export")
-
 pytest.importorskip("litert_torch", reason="TFLite export needs the tflite-export extra")
 
 
