@@ -36,7 +36,7 @@ test-runtime: $(RUNTIME_VENV)/.installed
 	cd tests && EDGE_CAM_TORCH_FREE=1 ../$(RUNTIME_VENV)/bin/python -m pytest runtime -q -p no:cacheprovider --durations=15 -n auto
 
 # The workstation's environment: editable install with the export and dev extras; the export tests
-# run on every core (pytest-xdist: each worker exports its own real teacher once). tests/runtime ran
+# run on every core (pytest-xdist: the workers share one export of each real teacher). tests/runtime ran
 # in the board's environment above; of those, only the ones that need a dev extra run here (marked
 # workstation: OpenVINO, jsonschema).
 test-full: $(FULL_VENV)/.installed
