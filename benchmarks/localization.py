@@ -282,8 +282,8 @@ def _object_level_lines(sets: dict, model, timing_photos: int) -> list[str]:
     parts.update({("mosaic", h): sets[f"mos_{h.lower()}"] for h in "AB"})
     kinds = ("raccoon", "mosaic", "2+")
     figures: dict[tuple[int, float | None], dict] = {}
-    for size in (224, 448):
-        m = model("letterbox", size)
+    models = {size: model("letterbox", size) for size in (224, 448)}
+    for size, m in models.items():
         preds = {k: [(m.predict(read_image(a.image)), a.boxes) for a in anns] for k, anns in parts.items()}
         for level in (None, *OBJECT_LEVELS):
             rule = BoxRule.for_model(m.info.cam, mode="objects", max_rois=4, object_level=level)
@@ -304,8 +304,7 @@ def _object_level_lines(sets: dict, model, timing_photos: int) -> list[str]:
     level = chosen["A"]
     photos = [read_image(a.image) for a in sets["half_b"][:timing_photos]]
     ms = {}
-    for size in (224, 448):
-        m = model("letterbox", size)
+    for size, m in models.items():
         for img in photos[:3]:
             m.predict(img)
         for lv in (None, level):

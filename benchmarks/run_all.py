@@ -92,9 +92,9 @@ def main() -> int:
     t_all = time.perf_counter()
 
     def run(i: int, step: Step) -> None:
-        missing = [m for m in step.needs if not _importable(m)]
         if stop.is_set():
             return
+        missing = [m for m in step.needs if not _importable(m)]
         if missing:
             print(f"[{i}/{len(todo)}] {step.name}: FAILED, {', '.join(missing)} not installed (make bench installs them)",
                   flush=True)

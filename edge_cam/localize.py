@@ -198,8 +198,9 @@ def object_regions(values: np.ndarray, threshold: float, min_distance: float = 0
     small = values if f == 1.0 else cv2.resize(values, (max(1, round(w * f)), max(1, round(h * f))),
                                                interpolation=cv2.INTER_AREA)
     peaks = find_peaks(small, threshold if own is None else own, min_distance * max(small.shape), min_prominence)[:254]
+    heights = np.array([0.0] + [float(small[p]) for p in peaks], np.float32)  # 0: the unlabelled
     if own is not None and peaks:
-        threshold = own * min(float(small[p]) for p in peaks)
+        threshold = own * float(heights[1:].min())
     hot = (small >= threshold).astype(np.uint8)
     _, comp = cv2.connectedComponents(hot, connectivity=8)
     labels: np.ndarray = np.zeros(small.shape, np.uint8)
@@ -222,7 +223,6 @@ def object_regions(values: np.ndarray, threshold: float, min_distance: float = 0
         _grow(labels, values >= threshold, np.ones((3, 3), np.uint8))  # the full-resolution edge the small map rounded off
         labels[values < threshold] = 0
     if own is not None:
-        heights = np.array([0.0] + [float(small[p]) for p in peaks], np.float32)
         labels[values < own * heights[labels]] = 0
     return labels.astype(np.int32), len(peaks)
 
