@@ -1,4 +1,7 @@
 import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -10,26 +13,40 @@ torch = pytest.importorskip("torch", reason="export tests need the export extra 
 CENTRE_CROP = {"resize": "crop", "threshold": 0.2, "fuse_top": 1}
 
 
-def _export(shared_data, tmp_path_factory, name: str, **options) -> str:
-    """Exported once per test run: under pytest-xdist the workers share it (the first one to ask
-    exports it while the others wait on the lock), so both cores go to the tests themselves."""
+def build_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """The folder `name`, filled by make(folder) once per test run. Under pytest-xdist the workers
+    share it: the first one to ask builds it while the others wait on the lock, so both cores go to
+    the tests themselves instead of building the same real model twice."""
     from filelock import FileLock
 
-    from edge_cam_export import export
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # this run's folder, above each worker's own
-    path = root / "real-teachers" / name
+    path = root / "built-once" / name
     path.parent.mkdir(exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if not path.exists():
-            partial = path.parent / f"partial-{name}" / name  # the model's own name, renamed whole
-            partial.parent.mkdir(exist_ok=True)
-            result = export("torchvision:mobilenet_v2", str(partial), quiet=True,
-                            weights=str(shared_data / "models" / "mobilenet_v2_imagenet.pt"), **options)
-            assert all(r.ok for r in result.reports)
+            partial = path.parent / f"partial-{name}"  # renamed whole, so nobody sees half of it
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            make(partial)
             os.replace(partial, path)
-    return str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def built_once(tmp_path_factory):
+    """build_once for the test modules: built_once(name, make) -> the folder make filled."""
+    return lambda name, make: build_once(tmp_path_factory, name, make)
+
+
+def _export(shared_data, tmp_path_factory, name: str, **options) -> str:
+    def make(folder: Path) -> None:
+        from edge_cam_export import export
+        result = export("torchvision:mobilenet_v2", str(folder / name), quiet=True,
+                        weights=str(shared_data / "models" / "mobilenet_v2_imagenet.pt"), **options)
+        assert all(r.ok for r in result.reports)
+    return str(build_once(tmp_path_factory, name, make) / name)
 
 
 @pytest.fixture(scope="session")

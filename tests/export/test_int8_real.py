@@ -5,6 +5,7 @@ calibration photos and 0.95 on photos the calibration never saw, median box IoU 
 results whatever the thread count or the x86 CPU (AVX2 without VNNI saturates ORT's int8 sums unless
 the runtime asks it not to: edge_cam.backends.onnxruntime.EXACT_INT8).
 """
+import json
 import os
 import platform
 import shutil
@@ -22,13 +23,17 @@ from edge_cam_export.quantise.precision import quantize_int8
 
 
 @pytest.fixture(scope="module")
-def int8(mobilenet_v2_path, shared_data, tmp_path_factory):
+def int8(mobilenet_v2_path, shared_data, built_once):
     """The real teacher in int8, calibrated on the raccoon photos (one in three held out) and checked
-    on them and on the shared photos of other things, with the export's defaults (gate 0.95)."""
-    out = str(tmp_path_factory.mktemp("int8") / "mnv2_int8.onnx")
-    drift = quantize_int8(mobilenet_v2_path, out, str(shared_data / "raccoon" / "images"),
-                          holdout=str(shared_data / "images"), quiet=True)
-    return out, drift
+    on them and on the shared photos of other things, with the export's defaults (gate 0.95).
+    Calibrated once per run, whatever the workers: the drift report travels beside it as JSON."""
+    def make(folder):
+        drift = quantize_int8(mobilenet_v2_path, str(folder / "mnv2_int8.onnx"),
+                              str(shared_data / "raccoon" / "images"), holdout=str(shared_data / "images"),
+                              quiet=True)
+        (folder / "drift.json").write_text(json.dumps(drift))
+    folder = built_once("int8-teacher", make)
+    return str(folder / "mnv2_int8.onnx"), json.loads((folder / "drift.json").read_text())
 
 
 def test_int8_keeps_the_teachers_answers_on_real_photos(int8):

@@ -43,14 +43,15 @@ def test_the_teachers_maps_are_the_eager_models_on_real_photos(mobilenet_v2_path
 
 
 @pytest.fixture(scope="module")
-def bottle_student(mobilenet_v2_path, shared_data, tmp_path_factory):
+def bottle_student(mobilenet_v2_path, shared_data, built_once):
     """A student distilled (8 epochs, the teacher's fine classes) on the first 60% of the shared
-    bottle video: it answers "water bottle" or "other"."""
+    bottle video: it answers "water bottle" or "other". Distilled once per run, whatever the workers."""
     from edge_cam_export.distill.student import distill
-    student = str(tmp_path_factory.mktemp("bottle") / "student.onnx")
-    distill(mobilenet_v2_path, str(shared_data / "videos" / "bottle-detection.mp4"), student, holdout=0.4,
-            epochs=8, threads=1, fine=True)
-    return student
+
+    def make(folder):
+        distill(mobilenet_v2_path, str(shared_data / "videos" / "bottle-detection.mp4"),
+                str(folder / "student.onnx"), holdout=0.4, epochs=8, threads=1, fine=True)
+    return str(built_once("bottle-student", make) / "student.onnx")
 
 
 def test_a_distilled_cascade_agrees_with_its_teacher_on_real_footage(mobilenet_v2_path, bottle_student,
