@@ -61,3 +61,11 @@ def grey_thumbnail(image: np.ndarray, size: tuple[int, int] = THUMB) -> np.ndarr
 def motion(previous: np.ndarray, current: np.ndarray, noise: int = NOISE) -> float:
     """The fraction of thumbnail pixels whose grey level moved by more than `noise` (0-1)."""
     return float(np.count_nonzero(cv2.absdiff(previous, current) > noise)) / current.size
+
+
+# What `distill` gives a student unless told otherwise: hold the last answer while nothing moves
+# (0.005 of the scene: the shared videos' level, benchmarks/motion_gate.py). Pacing motion at 30, no
+# faster than the cascade's own cadence, adds no teacher run: on fixed cameras the answer hardly
+# changes while things move (the bottle video needs more runs gated at 10 than at a fixed 30), so
+# the gate's gain is the frames it skips, not earlier looks.
+DISTILL_GATE = MotionGate(0.005, 30)

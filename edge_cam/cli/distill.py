@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from ..capture import list_images
 from ..errors import EdgeCamError
+from ..gate import DISTILL_GATE
 from . import options as opt
 from .terminal import progress_bar
 
@@ -78,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
         if not list_images([folder]):
             raise EdgeCamError(f"--add {folder}: the folder holds no images; `run --collect` puts the frames "
                                "where the student disagreed there.")
-    cascade = opt.cascade_options(args, every=10)  # checked as for run
+    cascade = opt.cascade_options(args, every=10, gate=DISTILL_GATE)  # checked as for run
     cut = cascade["crop_spec"]
     teacher_options = opt.teacher_overrides(args)
     r = distill(args.teacher, [*args.source, *args.add], args.output, classes=args.classes, name=args.name,

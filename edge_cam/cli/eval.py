@@ -30,14 +30,11 @@ def add_parser(sub) -> None:
     v.add_argument("--teacher", help="with --video: the CAM teacher")
     v.add_argument("--student", help="with --video: the student (a distilled one brings its crop settings)")
     v.add_argument("--every", type=int, nargs="+", default=None,
-                   help="teacher cadences to try (default: a distilled student's own, else 10)")
-    v.add_argument("--change", type=float, help="scene-change threshold in grey levels, as for run (default: with "
-                   "neither --every nor --change, a distilled student's own, else none)")
-    v.add_argument("--motion", type=float, default=None, metavar="FRACTION",
-                   help="with each --every: the motion gate, as for run (default: with no schedule flag, "
-                        "a distilled student's own, else none)")
-    v.add_argument("--motion-every", type=int, default=None, metavar="K",
-                   help="with --motion: while the scene moves, the teacher at most once in K frames, as for run")
+                   help="teacher cadences to try, each with the same --change and motion gate (default: a "
+                   "distilled student's own, else 10)")
+    v.add_argument("--change", type=float, help="scene-change threshold in grey levels, as for run (default: a "
+                   "distilled student's own, else none)")
+    opt.add_motion_options(v)
     v.add_argument("--start", type=float, default=0.0,
                    help="first frame judged: an index, or a fraction of the video under 1 (0.6: the last 40%%)")
     opt.add_teacher_options(p)
@@ -98,7 +95,6 @@ def _video(args: argparse.Namespace) -> int:
     for every in args.every or ():
         if every < 1:
             raise EdgeCamError(f"--every must be 1 or more, not {every}.")
-    opt.check(args, "--change", 0, above=True, unit=" grey levels")
     opt.check(args, "--start", 0)
     opt.model_options(args)  # checked; the student's distill metadata fills in what is not given
     teacher_options = opt.teacher_overrides(args)
@@ -111,9 +107,9 @@ def _video(args: argparse.Namespace) -> int:
             bars.setdefault(stage, progress_bar(stage))(done, total)
 
     w = opt.watch_options(args)
-    gate = opt.motion_gate(args)
-    given = args.every is not None or args.change is not None or gate is not None  # else the student's own (its spec)
-    settings = [(e, args.change, gate) for e in args.every or [10]] if given else None
+    spec = opt.student_spec(student)
+    change, gate = opt.schedule(args, spec)  # each flag given, else the student's own
+    settings = [(e, change, gate) for e in args.every or [spec.every if spec else 10]]
     report = cascade_eval.evaluate(args.video, opt.model_file(args.teacher), student,
                                    settings, start=start, classes=w["entries"],
                                    groups_file=w["groups_file"], min_score=w["min_score"],

@@ -120,12 +120,7 @@ def add_cascade_options(p: argparse.ArgumentParser, every: int = 1) -> None:
     g.add_argument("--change", type=float, default=None,
                    help="also run it when the scene changes by this many grey levels (mean absolute "
                         "difference of 32x24 thumbnails; 4-10 suits most cameras)")
-    g.add_argument("--motion", type=float, default=None, metavar="FRACTION",
-                   help="motion gate: also run it when this fraction of the scene moves between two frames "
-                        f"(thumbnail pixels past {NOISE} grey levels; 0.005 on the shared videos), and hold the "
-                        "last answer, running nothing, on frames where nothing moves")
-    g.add_argument("--motion-every", type=int, default=None, metavar="K",
-                   help=f"with --motion: while the scene moves, the teacher at most once in K frames (default {DEFAULT_EVERY})")
+    add_motion_options(g)
     g.add_argument("--pad", type=float, default=None, help=f"crop = box × pad (default {CropSpec.pad})")
     g.add_argument("--square", action=argparse.BooleanOptionalAction, default=None,
                    help="square crops (default); --no-square keeps the box's aspect ratio")
@@ -231,32 +226,54 @@ def rule_options(args: argparse.Namespace) -> dict:
             "object_level": getattr(args, "object_level", None)}
 
 
-def cascade_options(args: argparse.Namespace, spec: CascadeSpec | None = None, every: int = 1) -> dict:
+def add_motion_options(g) -> None:
+    g.add_argument("--motion", type=float, default=None, metavar="FRACTION",
+                   help="motion gate: also run it when this fraction of the scene moves between two frames "
+                        f"(thumbnail pixels past {NOISE} grey levels; 0.005 on the shared videos), and hold the "
+                        "last answer, running nothing, on frames where nothing moves (a distilled student "
+                        "brings its own)")
+    g.add_argument("--motion-every", type=int, default=None, metavar="K",
+                   help=f"while the scene moves, the teacher at most once in K frames (default: the gate's own, "
+                        f"else {DEFAULT_EVERY})")
+    g.add_argument("--no-motion", action="store_true", help="no motion gate, whatever the student brings")
+
+
+def cascade_options(args: argparse.Namespace, spec: CascadeSpec | None = None, every: int = 1,
+                    gate: MotionGate | None = None) -> dict:
     """Cascade keyword arguments of the cascade group (the rule comes from the teacher, see box_rule):
-    each flag given, else the distilled student's `spec`, else the default (`every`, CropSpec's)."""
+    each flag given, else the distilled student's `spec`, else the default (`every`, `gate`, CropSpec's)."""
     check(args, "--every", 1)
-    check(args, "--change", 0, above=True, unit=" grey levels")
     check(args, "--pad", 1, high=MAX_PAD)
     base = spec.crop if spec is not None else CropSpec()
-    gate = motion_gate(args)
-    given = args.every is not None or args.change is not None or gate is not None  # a schedule of the command line's own
+    change, gate = schedule(args, spec, gate)
     return {"every": args.every if args.every is not None else spec.every if spec else every,
-            "change": args.change if given or spec is None else spec.change,
-            "gate": gate if given or spec is None else spec.motion,
+            "change": change, "gate": gate,
             "crop_spec": CropSpec(base.pad if args.pad is None else args.pad,
                                   base.square if args.square is None else args.square,
                                   base.mask if args.mask is None else args.mask)}
 
 
-def motion_gate(args: argparse.Namespace) -> MotionGate | None:
-    """--motion and --motion-every as a MotionGate (None without --motion), checked."""
+def schedule(args: argparse.Namespace, spec: CascadeSpec | None,
+             gate: MotionGate | None = None) -> tuple[float | None, MotionGate | None]:
+    """--change and the motion gate, checked: each flag given wins over the distilled student's
+    `spec` (else `gate`) one setting at a time, so `--every 30` keeps a student's gate and `--motion`
+    alone keeps its pace; --no-motion turns a gate off."""
+    check(args, "--change", 0, above=True, unit=" grey levels")
     check(args, "--motion", 0, above=True, high=1)
     check(args, "--motion-every", 1)
-    if args.motion is None:
-        if args.motion_every is not None:
+    own = spec.motion if spec is not None else gate
+    if args.no_motion:
+        if args.motion is not None or args.motion_every is not None:
+            raise EdgeCamError("--no-motion turns the motion gate off; leave out --motion and --motion-every.")
+        own = None
+    elif args.motion is not None:
+        own = MotionGate(args.motion, args.motion_every if args.motion_every is not None
+                         else own.every if own is not None else DEFAULT_EVERY)
+    elif args.motion_every is not None:
+        if own is None:
             raise EdgeCamError("--motion-every needs --motion FRACTION (the motion gate it paces).")
-        return None
-    return MotionGate(args.motion, DEFAULT_EVERY if args.motion_every is None else args.motion_every)
+        own = MotionGate(own.level, args.motion_every)
+    return (args.change if args.change is not None else spec.change if spec is not None else None), own
 
 
 def student_spec(student: Model | None) -> CascadeSpec | None:

@@ -235,11 +235,30 @@ def test_run_and_eval_take_the_students_motion_gate(student_path, teacher_path, 
                  "--quiet", "--events", str(events)]) == 0
     got = _events(events)
     assert any(e.get("held") for e in got) and all("motion" in e["teacher"] for e in got[1:])
+    assert main(["run", "--teacher", teacher_path, "--student", student, "--source", clip, "--max-frames", "60",
+                 "--quiet", "--events", str(events), "--every", "2"]) == 0  # a cadence given keeps the gate
+    got = _events(events)
+    assert all("motion" in e["teacher"] for e in got[1:]) and max(gaps(got)) <= 2
     assert main(["run", "--teacher", teacher_path, "--student", student, "--source", clip, "--max-frames", "5",
-                 "--quiet", "--events", str(events), "--every", "2"]) == 0  # a schedule given: no gate
+                 "--quiet", "--events", str(events), "--no-motion"]) == 0
     assert not any("motion" in e["teacher"] or e.get("held") for e in _events(events))
     (score,) = evaluate(clip, teacher_path, student, start=0, stop=60).scores
     assert score.motion == {"level": 0.002, "every": 5} and score.held > 0
+    out = tmp_path / "eval.json"
+    for flags, gate in ((["--every", "30", "60"], {"level": 0.002, "every": 5}),
+                        (["--motion-every", "9"], {"level": 0.002, "every": 9}),
+                        (["--motion", "0.01"], {"level": 0.01, "every": 5}), (["--no-motion"], None)):
+        assert main(["eval", "--video", clip, "--teacher", teacher_path, "--student", student, "--json", str(out),
+                     *flags]) == 0
+        scores = json.loads(out.read_text())["scores"]
+        assert [s.get("motion") for s in scores] == [gate] * len(scores), flags
+        assert [s["every"] for s in scores] == ([30, 60] if "--every" in flags else [30])
+
+
+def gaps(events: list[dict]) -> list[int]:
+    """Frames between the teacher's runs in a stream of events."""
+    ran = [i for i, e in enumerate(events) if e["teacher"].get("ran")]
+    return [b - a for a, b in zip(ran, ran[1:])]
 
 
 def test_eval_takes_the_students_schedule(student_path, teacher_path, demo_data, tmp_path):
