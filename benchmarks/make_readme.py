@@ -9,7 +9,7 @@ import os
 from common import HERE, RESULTS
 
 ORDER = ["export_errors.md", "cam_overhead.md", "peers.md", "variants.md", "class_query.md", "bench.md", "streams.md",
-         "preview.md", "tradeoff.md", "real_tradeoff.md", "motion_gate.md", "localization.md", "soak.md"]
+         "preview.md", "tradeoff.md", "real_tradeoff.md", "motion_gate.md", "crop_resize.md", "localization.md", "soak.md"]
 INTRO = """# Benchmarks
 
 Each section below was written by the script named in it, on the machine, at the load, the time and

@@ -9,6 +9,7 @@ import pytest
 from edge_cam.cascade import Cascade
 from edge_cam.crop import CropSpec
 from edge_cam.errors import EdgeCamError
+from edge_cam.gate import DISTILL_GATE
 from edge_cam.localize import BoxRule
 from edge_cam.measure.cascade_eval import crop_spec_for, evaluate, target_map, watch_from_targets
 from edge_cam.model import Model
@@ -288,6 +289,7 @@ def test_the_command_line_distills_then_runs_and_judges_the_cascade(mobilenet_v2
     out = cli("distill", "--teacher", mobilenet_v2_path, "--source", bottle, "-o", student, "--max-frames", "60",
               "--epochs", "1", "--size", "32", "--width", "4", "--threads", "1", "--fine").stdout
     assert "labels water bottle, other" in out and "fewer than the teacher" in out
+    assert CascadeSpec.from_metadata(Model(student).info, student).motion == DISTILL_GATE  # the gate by default
     cli("run", "--teacher", mobilenet_v2_path, "--student", student, "--source", bottle, "--max-frames", "20",
         "--every", "10", "--events", events, "--quiet")
     lines = [json.loads(x) for x in open(events)]

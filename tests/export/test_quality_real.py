@@ -95,30 +95,35 @@ def test_the_default_question_is_learnt_on_a_scene_of_people(shipped_mobilenet_v
 @pytest.mark.parametrize("video,alarm", [("bottle-detection.mp4", False), ("one-by-one-person-detection.mp4", True)])
 def test_run_tells_when_the_student_no_longer_agrees(mobilenet_v2_path, bottle_student, shared_data, tmp_path,
                                                      video, alarm):
-    """`run` checks the student wherever the teacher runs: on its own footage the rolling agreement
-    stays high; on the office video, a scene it never saw, the student often says "water bottle"
-    where the teacher is sure it is none of the student's classes, and --alarm goes off."""
+    """`run` checks the student wherever the teacher runs, here on every frame: on its own footage
+    the rolling agreement (the latest 200 checks) stays high; on the office video, a scene it never
+    saw, the student says "water bottle" where the teacher is sure it is none of the student's
+    classes as people come close to the camera at the end, and --alarm goes off."""
     import json
 
     from edge_cam.cli import main
     events = tmp_path / "events.jsonl"
     assert main(["run", "--teacher", mobilenet_v2_path, "--student", bottle_student, "--source",
-                 str(shared_data / "videos" / video), "--quiet", "--alarm", "0.8", "--events", str(events)]) == 0
+                 str(shared_data / "videos" / video), "--quiet", "--every", "1", "--alarm", "0.8",
+                 "--events", str(events)]) == 0
     ev = [json.loads(line) for line in events.read_text().splitlines()]
     confident = [e["check"] for e in ev if "check" in e and e["check"]["confident"]]
     share = sum(c["agree"] for c in confident) / len(confident)
-    print(f"{video}: {share:.3f} of {len(confident)} confident teacher frames")
-    assert len(confident) >= 50 and ev[-1]["student_agreement"] == pytest.approx(
+    lowest = min(e["student_agreement"] for e in ev if e.get("student_agreement") is not None)
+    print(f"{video}: {share:.3f} of {len(confident)} confident teacher frames, rolling agreement at least {lowest:.3f}")
+    assert len(confident) >= 400 and ev[-1]["student_agreement"] == pytest.approx(
         sum(c["agree"] for c in confident[-200:]) / len(confident[-200:]), abs=1e-4)
     raised = [e["alarm"] for e in ev if "alarm" in e and e["alarm"]["state"] == "raised"]
     assert bool(raised) == alarm
-    assert share < 0.8 if alarm else share >= 0.95  # office: 0.671 of 140 (measured), bottles: 0.991 of 114
+    # measured: office 0.920 of 1394, down to 0.670; bottles 0.99, never under 0.965
+    assert lowest < 0.75 if alarm else (share >= 0.95 and lowest >= 0.9)
 
 
 def test_collect_and_distill_again_teach_the_student_a_new_scene(mobilenet_v2_path, bottle_student, shared_data,
                                                                  tmp_path, capsys):
     """The loop a user runs when the alarm goes off: `run --collect` on the first 60% of the office
-    video keeps the frames where the bottle student disagreed with its teacher, `distill --add`
+    video, checking every frame, keeps the frames where the bottle student disagreed with its teacher
+    (17 measured), `distill --add`
     trains again on the bottles plus those frames, and on the office video's last 40%, never seen,
     the new student agrees with the teacher where the old one did not; on the bottles it still does."""
     import json
@@ -129,7 +134,7 @@ def test_collect_and_distill_again_teach_the_student_a_new_scene(mobilenet_v2_pa
                                                                   "bottle-detection.mp4"))
     kept, again = tmp_path / "kept", str(tmp_path / "again.onnx")
     assert main(["run", "--teacher", mobilenet_v2_path, "--student", bottle_student, "--source", office,
-                 "--max-frames", "836", "--quiet", "--collect", str(kept)]) == 0  # 836: the first 60%
+                 "--max-frames", "836", "--quiet", "--every", "1", "--collect", str(kept)]) == 0  # the first 60%
     lines = [json.loads(x) for x in (kept / "collected.jsonl").read_text().splitlines()]
     assert len(lines) >= 10 and all(e["teacher"] != e["student"] and e["frame"] < 836 for e in lines)
     assert main(["distill", "--teacher", mobilenet_v2_path, "--source", bottles, "--add", str(tmp_path / "none"),
@@ -143,5 +148,6 @@ def test_collect_and_distill_again_teach_the_student_a_new_scene(mobilenet_v2_pa
     print(f"office, last 40%: {before.agreement_confident:.3f} -> {after.agreement_confident:.3f} of "
           f"{after.confident_frames} confident frames ({len(lines)} frames collected); bottles still "
           f"{still.agreement_confident:.3f}")
+    # measured: 0.835 -> 1.000 of 558 confident frames, bottles 0.989
     assert after.agreement_confident >= 0.9 and after.agreement_confident >= before.agreement_confident + 0.1
     assert still.agreement_confident >= 0.98
