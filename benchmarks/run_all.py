@@ -50,12 +50,15 @@ def steps(results: str) -> list[Step]:
         Step("the camera's question", [py("question.py")], ("question.md",)),
         Step("real footage", [py("real_tradeoff.py")], ("real_tradeoff.md",)),
         Step("motion gate", [py("motion_gate.py")], ("motion_gate.md",)),
+        Step("the camera's question with defaults", [py("camera_question.py")], ("camera_question.md",)),
+        Step("crop resize", [py("crop_resize.py")], ("crop_resize.md",)),
         Step("localisation", [py("localization.py")], ("localization.md",)),
         Step("soak", [py("soak.py")], ("soak.md",)),
     ]
 
 
 TAKES_TEACHER = {"question.py", "class_query.py", "peers.py", "variants.py", "real_tradeoff.py", "motion_gate.py",
+                 "camera_question.py",
                  "localization.py", "cam_overhead.py"}
 BENCH_QUICK = ["--frames", "60", "--warmup", "10"]
 
