@@ -9,7 +9,8 @@ import os
 from common import HERE, RESULTS
 
 ORDER = ["export_errors.md", "cam_overhead.md", "peers.md", "variants.md", "class_query.md", "bench.md", "streams.md",
-         "preview.md", "tradeoff.md", "real_tradeoff.md", "motion_gate.md", "camera_question.md", "crop_resize.md", "localization.md", "soak.md"]
+         "preview.md", "tradeoff.md", "real_tradeoff.md", "motion_gate.md", "camera_question.md", "crop_resize.md",
+         "localization.md", "soak.md"]
 INTRO = """# Benchmarks
 
 Each section below was written by the script named in it, on the machine, at the load, the time and
@@ -32,7 +33,7 @@ One at a time:
 | `python benchmarks/tradeoff.py` | accuracy against cost of the cascade on the demo clip |
 | `python benchmarks/real_tradeoff.py` | the cascade with distilled students on the shared real videos (train 60%, test 40%) |
 | `python benchmarks/motion_gate.py` | the motion gate against the fixed cadence on the shared videos |
-| `python benchmarks/camera_question.py` | distill and eval with defaults (+ `--every 30`) on each shared video: the issue's table |
+| `python benchmarks/camera_question.py` | distill, then eval with defaults and `--every 30`, on each shared video |
 | `python benchmarks/crop_resize.py` | the crop's resize to the student's size: INTER_AREA against the two-step shrink |
 | `python benchmarks/localization.py` | localisation defaults and each addition: CorLoc, MaxBoxAccV2, objects R / P, ms |
 | `python benchmarks/soak.py` | RSS over 100,000 frames with events, video and MQTT on |
