@@ -34,6 +34,10 @@ def footage_minutes(video: str, share: float) -> float:
         cap.release()
 
 
+def pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1%}"
+
+
 def run(argv: list[str]) -> float:
     t0 = time.perf_counter()
     if cli(argv) != 0:
@@ -49,14 +53,14 @@ def measure(name: str, video: str, t: str, work: str, quick: bool) -> list[str]:
     rows: list[str] = []
     for label, flags in SCHEDULES[:1] if quick else SCHEDULES:
         run(["eval", "--video", video, "--teacher", t, "--student", student, "--start", "0.6", "--json", out, *flags])
-        report = json.load(open(out, encoding="utf-8"))
+        with open(out, encoding="utf-8") as f:
+            report = json.load(f)
         s = report["scores"][0]
         agree = s["agreement_confident"]
         floor = report.get("majority_confident")
         met = "" if not label.startswith("every 30 (") else (
             "**met**" if agree is not None and agree >= GOAL_AGREEMENT and (s["wall_speedup"] or 0) >= GOAL_WALL
             and floor is not None and agree > floor else "not met")
-        pct = lambda v: "–" if v is None else f"{v:.1%}"  # noqa: E731
         distilled = f"{seconds:.0f} s ({seconds / 60 / minutes:.1f} min a minute)" if not rows else ""
         rows.append(f"| {'' if rows else name} | {label} | {pct(agree)} | {pct(floor)} | {s['confident_frames']} | "
                     f"{s['wall_speedup']:.1f}× | {s['speedup']:.1f}× | {s['wall_speedup'] / s['speedup']:.0%} | "
