@@ -7,7 +7,8 @@
    map fusion, each with its own threshold chosen the same way, in accuracy and milliseconds;
 4. one box per object (`--box-mode objects`): per-object recall and precision at IoU 0.5, with the
    map-wide threshold and with --object-level (each object at a fraction of its own peak), at 224
-   and 448 (object_levels: the level chosen on half A, confirmed on half B);
+   and 448 (object_levels: the level chosen on half A, confirmed on half B), and the two sizes
+   combined (224 for large objects, 448 for small ones: size_split, valley_split, per_frame);
 5. `edge-cam calibrate` on half A, reported on half B.
 
     python benchmarks/localization.py [--threads 2] [--timing-photos 40] [--quick] [--teacher T.onnx]
@@ -23,12 +24,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 from common import header, parser, write
 from loc_maps import Flipped, MultiScale, TwoPass, dilated_export
 from loc_sets import bottle_frames, gt_known_photos, mosaics, raccoon_halves
 
-from edge_cam.localize import BoxRule
+from edge_cam.localize import Box, BoxRule, HeatMap
 from edge_cam.measure.evaluate import IOU_LEVELS, Evaluation, calibrate, evaluate, matches
 from edge_cam.metadata import ModelInfo
 from edge_cam.model import Model, Prediction
@@ -227,7 +229,7 @@ def main() -> None:
              "| configuration | chosen on A | chosen on B | apart | raccoon photos alone A / B | mosaics alone A / B |",
              "|---|---|---|---|---|---|", *transfer, "",
              *_objects_lines(multi, [c for c in cfgs if c.name in shown], thresholds), "",
-             *_object_level_lines(sets, model, args.timing_photos), "",
+             *_object_lines(sets, model, args.timing_photos), "",
              *_calibration_lines(lb, half_a + half_b), "",
              _classes_line(shipped, sets, model, thresholds[letterbox])]
     write("localization.md", "\n".join(lines))
@@ -274,21 +276,30 @@ def _objects_lines(multi, cfgs: list[Config], thresholds: dict[str, float]) -> l
     return out
 
 
-def _object_level_lines(sets: dict, model, timing_photos: int) -> list[str]:
-    """The objects mode with the map-wide threshold vs --object-level, at 224 and 448, per half; the
-    level chosen on half A at 448 (recall on the mosaics and the 2+ raccoon photos, precision >= 0.4)."""
+def _object_lines(sets: dict, model, timing_photos: int) -> list[str]:
+    """The objects-mode tables: --object-level, then two input sizes combined; one model per size and
+    one prediction per photo and size, shared by both."""
     parts = {(kind, h): [a for a in sets[f"half_{h.lower()}"] if kind == "raccoon" or len(a.boxes) > 1]
              for kind in ("raccoon", "2+") for h in "AB"}
     parts.update({("mosaic", h): sets[f"mos_{h.lower()}"] for h in "AB"})
+    models = {size: model("letterbox", size) for size in (224, 448)}
+    preds = {size: {k: [(m.predict(read_image(a.image)), a.boxes) for a in anns] for k, anns in parts.items()}
+             for size, m in models.items()}
+    photos = [read_image(a.image) for a in sets["half_b"][:timing_photos]]
+    lines, level = _object_level_lines(models, preds, photos)
+    return [*lines, "", *_scales_lines(models, preds, level, photos)]
+
+
+def _object_level_lines(models: dict, preds: dict, photos: list) -> tuple[list[str], float]:
+    """The objects mode with the map-wide threshold vs --object-level, at 224 and 448, per half; the
+    level chosen on half A at 448 (recall on the mosaics and the 2+ raccoon photos, precision >= 0.4)."""
     kinds = ("raccoon", "mosaic", "2+")
     figures: dict[tuple[int, float | None], dict] = {}
-    models = {size: model("letterbox", size) for size in (224, 448)}
     for size, m in models.items():
-        preds = {k: [(m.predict(read_image(a.image)), a.boxes) for a in anns] for k, anns in parts.items()}
         for level in (None, *OBJECT_LEVELS):
             rule = BoxRule.for_model(m.info.cam, mode="objects", max_rois=4, object_level=level)
             figures[size, level] = {}
-            for k, rows in preds.items():
+            for k, rows in preds[size].items():
                 got = [(rule.localize(p)[1], truth) for p, truth in rows]
                 figures[size, level][k] = (sum(matches(b, t) for b, t in got), sum(len(b) for b, _ in got),
                                            sum(len(t) for _, t in got))
@@ -302,7 +313,6 @@ def _object_level_lines(sets: dict, model, timing_photos: int) -> list[str]:
     chosen = {h: max([lv for lv in OBJECT_LEVELS if fits(lv, h)] or OBJECT_LEVELS,
                      key=lambda lv: rp(448, lv, "mosaic", h)[0] + rp(448, lv, "2+", h)[0]) for h in "AB"}
     level = chosen["A"]
-    photos = [read_image(a.image) for a in sets["half_b"][:timing_photos]]
     ms = {}
     for size, m in models.items():
         for img in photos[:3]:
@@ -326,7 +336,154 @@ def _object_level_lines(sets: dict, model, timing_photos: int) -> list[str]:
                      for k in kinds]
             out.append(f"| {size} | {'map-wide' if lv is None else f'{lv:g}'} | {' | '.join(cells)} | "
                        f"{ms[size, lv]:.1f} ({ms[size, lv] / ms[224, None]:.2f}x) |")
+    return out, level
+
+
+def _inside(small: Box, big: Box) -> float:
+    """The fraction of `small`'s area inside `big`."""
+    iw = max(0.0, min(small.x2, big.x2) - max(small.x1, big.x1))
+    ih = max(0.0, min(small.y2, big.y2) - max(small.y1, big.y1))
+    return iw * ih / small.area if small.area > 0 else 0.0
+
+
+def size_split(coarse: list[Box], fine: list[Box], frame: float, split: float) -> list[Box]:
+    """Large boxes (>= `split` of the frame's area) from the 224 map, small ones from the 448 map,
+    a small one dropped when half of it or more lies inside a large one (a part of that object)."""
+    large = [b for b in coarse if b.area >= split * frame]
+    small = [b for b in fine if b.area < split * frame and all(_inside(b, g) < 0.5 for g in large)]
+    return (large + small)[:4]
+
+
+def per_frame(coarse: list[Box], fine: list[Box] | None, frame: float, split: float) -> list[Box] | None:
+    """The 224 boxes when the largest is >= `split` of the frame (a large object: 448 breaks it in
+    parts), else the 448 boxes (None: run the 448 map first)."""
+    return coarse if max((b.area for b in coarse), default=0.0) >= split * frame else fine
+
+
+def valley_split(coarse: list[Box], fine: list[Box], heat: HeatMap, depth: float) -> list[Box]:
+    """Each 224 box kept, unless the 448 boxes (half or more) inside it have peaks that a valley
+    of the 448 map parts: below `depth` of the lowest of those peaks, they fall into two or more
+    groups (several objects; parts of one object stay joined above it); then one box per group.
+    448 boxes in no 224 box come after (objects the 224 map missed)."""
+    r, v = heat.resize, heat.values
+
+    def peak(b: Box) -> tuple[tuple[int, int], float]:  # (y, x) of the box's hottest input pixel
+        x1, y1 = (max(0, int(c)) for c in r.to_input(b.x1, b.y1))
+        x2, y2 = (int(np.ceil(c)) for c in r.to_input(b.x2, b.y2))
+        sub = v[y1:max(y1 + 1, y2), x1:max(x1 + 1, x2)]
+        y, x = divmod(int(np.argmax(sub)), sub.shape[1])
+        return (y1 + y, x1 + x), float(sub[y, x])
+    out: list[Box] = []
+    owned: set[int] = set()
+    for g in coarse:
+        ins = [i for i, b in enumerate(fine) if i not in owned and _inside(b, g) >= 0.5]
+        owned |= set(ins)
+        peaks = {i: peak(fine[i]) for i in ins}
+        groups: dict[int, list[Box]] = {}
+        if len(ins) > 1:
+            _, comp = cv2.connectedComponents((v >= depth * min(h for _, h in peaks.values())).astype(np.uint8))
+            for i in ins:
+                groups.setdefault(int(comp[peaks[i][0]]), []).append(fine[i])
+        out += [g] if len(groups) < 2 else [Box(min(b.x1 for b in bs), min(b.y1 for b in bs), max(b.x2 for b in bs),
+                                                max(b.y2 for b in bs)) for bs in groups.values()]
+    return (out + [b for i, b in enumerate(fine) if i not in owned])[:4]
+
+
+SPLITS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)  # of the frame's area, chosen on half A
+DEPTHS = (0.4, 0.5, 0.6, 0.75, 0.9)  # valley_split's level, of the lower peak, chosen on half A
+
+
+def _scales_lines(models: dict, preds: dict, level: float, photos: list) -> list[str]:
+    """Two input sizes for one box per object: the 224 map's objects (map-wide threshold, shipped)
+    for large objects, the 448 map's (at `level`) for small ones, combined per box (size_split,
+    valley_split) or per frame (per_frame), the parameter chosen on half A: once keeping the single
+    raccoons within 0.05 of 224's recall and precision, once for the best recall on the mosaics and
+    2+ photos at precision >= 0.4 there; half B reported as it falls."""
+    cam = models[224].info.cam
+    coarse_rule = BoxRule.for_model(cam, mode="objects", max_rois=4)
+    fine_rule = BoxRule.for_model(cam, mode="objects", max_rois=4, object_level=level)
+    rules: dict[str, Any] = {"224 shipped": lambda c, f, a, vs: c, f"448 level {level:g}": lambda c, f, a, vs: f}
+    for s in SPLITS:
+        rules[f"size split {s:g}"] = lambda c, f, a, vs, s=s: size_split(c, f, a, s)
+        rules[f"per frame {s:g}"] = lambda c, f, a, vs, s=s: per_frame(c, f, a, s)
+    for d in DEPTHS:
+        rules[f"valley split {d:g}"] = lambda c, f, a, vs, d=d: vs[d]
+    figures = {name: {k: [0, 0, 0] for k in preds[224]} for name in rules}
+    for k, rows in preds[224].items():
+        for (p, truth), (q, _) in zip(rows, preds[448][k]):
+            c, (heat, f) = coarse_rule.localize(p)[1], fine_rule.localize(q)
+            valleys = {d: valley_split(c, f, heat, d) for d in DEPTHS}
+            for name, rule in rules.items():
+                got = rule(c, f, float(np.prod(p.resize.frame_size)), valleys)
+                figures[name][k][0] += matches(got, truth)
+                figures[name][k][1] += len(got)
+                figures[name][k][2] += len(truth)
+
+    def rp(name, kind, h) -> tuple[float, float]:
+        f, p, t = figures[name][kind, h]
+        return f / max(1, t), f / max(1, p)
+
+    def multi(name) -> float:
+        return rp(name, "mosaic", "A")[0] + rp(name, "2+", "A")[0]
+    base = rp("224 shipped", "raccoon", "A")
+    chosen = []
+    for family, grid in (("size split", SPLITS), ("per frame", SPLITS), ("valley split", DEPTHS)):
+        names = [f"{family} {s:g}" for s in grid]
+        held = [n for n in names if all(x >= b - 0.05 for x, b in zip(rp(n, "raccoon", "A"), base))]
+        bar = [n for n in names if all(rp(n, k, "A")[1] >= 0.4 for k in ("mosaic", "2+"))]
+        chosen += [(max(held, key=multi), "single raccoons held") if held else (family, "none holds single raccoons"),
+                   (max(bar, key=multi), "best multi-object recall") if bar else (family, "none reaches precision 0.4")]
+    shown = [("224 shipped", ""), (f"448 level {level:g}", ""), *dict.fromkeys(chosen)]
+    ms = _scales_ms(models, coarse_rule, fine_rule, photos, [n for n, _ in shown if n in rules])
+    out = ["Two input sizes for one box per object: the 224 map's objects (map-wide threshold) for large "
+           f"objects, the 448 map's (object level {level:g}) for small ones, combined per box (size split S: "
+           "224 boxes of S of the frame's area or more, 448 boxes under S unless half inside one of those; valley "
+           "split D: each 224 box kept unless the 448 boxes half inside it fall into 2+ groups below D of their "
+           "lowest peak, then one box per group; 448 boxes in no 224 box after) or per frame (per frame S: the 224 "
+           "boxes when the largest is S of the frame or more, else the 448 boxes; the 448 map run only then). S "
+           "among " + ", ".join(f"{s:g}" for s in SPLITS) + ", D among " + ", ".join(f"{d:g}" for d in DEPTHS) +
+           ", chosen on half A: keeping the single raccoons within 0.05 of 224's recall and precision, or for the "
+           "best recall on the mosaics plus the 2+ photos at precision >= 0.4 on both. Recall / precision at IoU "
+           f"0.5, at most 4 boxes, half A / half B. ms: a raccoon photo, median of 3 rounds over {len(photos)} "
+           "photos, interleaved:", "",
+           "| rule | chosen on A for | raccoon photos A / B | mosaics A / B | photos with 2+ raccoons A / B | "
+           "ms (vs 224 shipped) |", "|---|---|---|---|---|---|"]
+    for name, why in shown:
+        if name not in rules:
+            out.append(f"| {name} | {why} | | | | |")
+            continue
+        cells = [" / ".join("{:.2f}/{:.2f}".format(*rp(name, k, h)) for h in "AB") for k in ("raccoon", "mosaic", "2+")]
+        out.append(f"| {name} | {why} | {' | '.join(cells)} | {ms[name]:.1f} ({ms[name] / ms['224 shipped']:.2f}x) |")
     return out
+
+
+def _scales_ms(models: dict, coarse_rule: BoxRule, fine_rule: BoxRule, photos: list, names: list[str]) -> dict:
+    """Median ms a photo of each rule: the graphs it needs, their boxes, the merge."""
+    def one(name: str, img) -> None:
+        family, _, s = name.rpartition(" ")
+        area = float(np.prod(img.shape[:2]))
+        if name.startswith("448"):
+            fine_rule.localize(models[448].predict(img))
+            return
+        c = coarse_rule.localize(models[224].predict(img))[1]
+        if name == "224 shipped" or (family == "per frame" and per_frame(c, None, area, float(s)) is not None):
+            return
+        heat, f = fine_rule.localize(models[448].predict(img))
+        if family == "size split":
+            size_split(c, f, area, float(s))
+        elif family == "valley split":
+            valley_split(c, f, heat, float(s))
+    for img in photos[:3]:  # first runs grow ONNX Runtime's arenas
+        for n in names:
+            one(n, img)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(3):
+        for i, img in enumerate(photos):
+            for n in names[(i + r) % len(names):] + names[:(i + r) % len(names)]:
+                t0 = time.perf_counter()
+                one(n, img)
+                times[n].append((time.perf_counter() - t0) * 1e3)
+    return {n: float(np.median(v)) for n, v in times.items()}
 
 
 def _calibration_lines(model: Model, anns) -> list[str]:
