@@ -49,8 +49,8 @@ def add_parser(sub) -> None:
                      "training and reported on")
     net.add_argument("--max-frames", type=int, help="frames per source (needed for a live camera)")
     net.add_argument("--sample", type=int, default=1, metavar="N",
-                     help="the teacher and the crops on every Nth frame only (3 on 30 fps footage: 10 a second, "
-                          "about a third of the time)")
+                     help="the teacher and the crops on every Nth frame of each video only (3 on 30 fps "
+                          "footage: 10 a second, about a third of the time); folders of photos are taken whole")
     net.add_argument("--threads", type=int, help="torch threads for training (default: torch's)")
     net.add_argument("--format", choices=["onnx", "tflite"], help="default: from -o's suffix")
     net.add_argument("--quantize", choices=["int8"], help="int8 (ONNX Runtime's static QDQ, calibrated on the "

@@ -151,7 +151,7 @@ def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, c
     because agreement counts frames as they come (measured: on the car video 1/sqrt weighting made
     the student say "car" where the teacher did not, 96.7% against 98.0%; the bottle video alike).
     holdout: the last fraction of each source, never trained on. max_frames: per source (a live
-    camera needs it). sample: the teacher and the crops on every sample-th frame only (neighbouring
+    camera needs it). sample: the teacher and the crops on every sample-th frame of a video only (neighbouring
     frames of a fixed camera are near copies: 3 on 30 fps footage keeps 10 a second and cuts
     distill's time about threefold, see docs/question.md). threads: torch's intra-op threads for
     training (None: torch's default; 1 is ten times faster on a 2-core machine that is busy with

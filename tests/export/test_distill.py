@@ -101,7 +101,7 @@ def test_cascade_and_its_evaluation_with_the_student(distilled, mobilenet_v2_pat
     assert 0 <= every10.agreement <= 1 and every10.agreement_confident is not None
 
 
-def test_the_same_seed_cuts_the_same_crops(mobilenet_v2_path, bottle):
+def test_the_same_seed_cuts_the_same_crops(mobilenet_v2_path, bottle, tmp_path):
     teacher = Model(mobilenet_v2_path)
 
     def run(seed):
@@ -119,6 +119,17 @@ def test_the_same_seed_cuts_the_same_crops(mobilenet_v2_path, bottle):
     assert third.index.tolist() == [0, 3, 6, 9]
     np.testing.assert_array_equal(third.logits, a.logits[::3])
     assert set(np.unique(third.kind)) >= {0, 1, 2}
+    # A folder (run --collect's frames, each kept for a reason) is taken whole, the video beside it thinned.
+    import cv2
+    folder = tmp_path / "kept"
+    folder.mkdir()
+    with open_source(bottle) as source:
+        for f in source:
+            if f.index is not None and f.index < 5:
+                cv2.imwrite(str(folder / f"frame-{f.index:03d}.png"), f.image)
+    both = collect(teacher, [bottle, str(folder)], 24, CropSpec(), pad_colour(MEAN), every=5, change=None,
+                   rng=np.random.default_rng(3), max_frames=12, sample=3)
+    assert both.source.tolist() == [0] * 4 + [1] * 5
 
 
 def test_targets():

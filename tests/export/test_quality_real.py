@@ -45,7 +45,9 @@ def test_the_teachers_maps_are_the_eager_models_on_real_photos(mobilenet_v2_path
 @pytest.fixture(scope="module")
 def bottle_student(mobilenet_v2_path, shared_data, built_once):
     """A student distilled (8 epochs, the teacher's fine classes) on the first 60% of the shared
-    bottle video: it answers "water bottle" or "other". Distilled once per run, whatever the workers."""
+    bottle video: it answers "water bottle" or "other". Distilled once per run, whatever the workers.
+    On every frame: one on every 3rd is as good on the bottles but fails on the office video from its
+    start (0.672 of its confident frames), where this one fails only as people come close."""
     from edge_cam_export.distill.student import distill
 
     def make(folder):
@@ -71,7 +73,7 @@ def test_a_distilled_cascade_agrees_with_its_teacher_on_real_footage(mobilenet_v
 
 
 def test_the_default_question_is_learnt_on_a_scene_of_people(shipped_mobilenet_v2_path, shared_data, tmp_path):
-    """distill with defaults (and the teacher as export makes it) on the first 60% of the office
+    """distill's default question (with the teacher as export makes it) on the first 60% of the office
     video: the teacher's fine classes are confident on no frame there (docs/question.md), the
     coarse groups are, so the student answers "person" or "other". On the last 40%, every 30
     frames, it agrees with the teacher on its confident frames at 0.95 or more, not below always
@@ -80,7 +82,9 @@ def test_the_default_question_is_learnt_on_a_scene_of_people(shipped_mobilenet_v
     from edge_cam.measure.cascade_eval import evaluate
     from edge_cam_export.distill.student import distill
     video, student = str(shared_data / "videos" / "one-by-one-person-detection.mp4"), str(tmp_path / "s.onnx")
-    r = distill(shipped_mobilenet_v2_path, video, student, holdout=0.4, threads=1)
+    # 8 epochs on every 2nd frame keep the suite short: the same 0.986 as distill's defaults (15 on
+    # every frame, benchmarks/camera_question.py), measured, in a third of the time
+    r = distill(shipped_mobilenet_v2_path, video, student, holdout=0.4, threads=1, epochs=8, sample=2)
     assert r.labels == ["person", "other"]
     report = evaluate(video, shipped_mobilenet_v2_path, student, [(30, None)], start=0.6)
     s = report.scores[0]
@@ -141,13 +145,13 @@ def test_collect_and_distill_again_teach_the_student_a_new_scene(mobilenet_v2_pa
                  "-o", again]) == 2
     assert "--add takes a folder of collected frames" in capsys.readouterr().err
     assert main(["distill", "--teacher", mobilenet_v2_path, "--source", bottles, "--add", str(kept), "--holdout",
-                 "0.4", "--epochs", "8", "--threads", "1", "-o", again]) == 0
+                 "0.4", "--epochs", "8", "--sample", "3", "--threads", "1", "-o", again]) == 0
     before, after = (evaluate(office, mobilenet_v2_path, s, [(10, None)], start=0.6).scores[0]
                      for s in (bottle_student, again))
     still = evaluate(bottles, mobilenet_v2_path, again, [(10, None)], start=0.6).scores[0]
     print(f"office, last 40%: {before.agreement_confident:.3f} -> {after.agreement_confident:.3f} of "
           f"{after.confident_frames} confident frames ({len(lines)} frames collected); bottles still "
           f"{still.agreement_confident:.3f}")
-    # measured: 0.835 -> 1.000 of 558 confident frames, bottles 0.989
+    # measured: 0.835 -> 1.000 of 558 confident frames, bottles 0.992 (0.989 on every frame)
     assert after.agreement_confident >= 0.9 and after.agreement_confident >= before.agreement_confident + 0.1
     assert still.agreement_confident >= 0.98
