@@ -149,6 +149,12 @@ class LiteRTBackend:
 
     def _open(self) -> None:
         module = _litert("interpreter")
+        # A graph without signatures is allocated here, and LiteRT greets its XNNPACK delegate then,
+        # once a process: without the filter that line reached the log whenever this came first.
+        with native_noise_filtered():
+            self._make(module)
+
+    def _make(self, module) -> None:
         try:
             it = module.Interpreter(model_content=self._data, num_threads=self.threads)
             signatures = it.get_signature_list()
@@ -177,7 +183,7 @@ class LiteRTBackend:
             raise EdgeCamError(f"{self.path} has {len(self.inputs)} inputs; edge-cam runs image "
                                "models with exactly one.")
         self.interpreter = it
-        self._announced = False  # LiteRT announces its XNNPACK delegate on stderr at the first invoke
+        self._announced = False  # or at the first invoke (a graph with signatures)
 
     def _invoke(self, names: Sequence[str], x: np.ndarray) -> list[np.ndarray]:
         if not self._announced:
