@@ -61,8 +61,8 @@ TAKES_TEACHER = {"question.py", "class_query.py", "peers.py", "variants.py", "re
                  "camera_question.py",
                  "localization.py", "cam_overhead.py"}
 BENCH_QUICK = ["--frames", "60", "--warmup", "10"]
-# The quick steps that take longest, longest first (seconds measured in make test: 58, 37, 34, 28, 19).
-LONGEST_QUICK = ("CAM overhead", "localisation", "real footage", "motion gate", "the camera's question with defaults")
+# The quick steps that take longest, longest first (seconds in the latest make test: 67, 46, 24, 20, 20).
+LONGEST_QUICK = ("CAM overhead", "localisation", "motion gate", "real footage", "the camera's question with defaults")
 
 
 def has_figures(path: str) -> bool:

@@ -24,7 +24,6 @@ pixels it is shown.
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -133,8 +132,8 @@ def collect(teacher: Model, sources: Sequence[str], size: int, spec: CropSpec, f
             background: int = 1, watch: WatchList | None = None, min_score: float = 0.0, rule: BoxRule | None = None,
             max_rois: int = 4, max_frames: int | None = None, sample: int = 1,
             progress: Callable[[str, int, int], None] | None = None) -> Footage:
-    """Run the teacher over every `sample`-th frame of every video (every photo of a folder) and cut the crops (see the
-    module's doc). watch, min_score, rule, max_rois: as the Cascade will be given them."""
+    """Run the teacher over every `sample`-th frame of every video (on every photo) and cut the crops (see
+    the module's doc). watch, min_score, rule, max_rois: as the Cascade will be given them."""
     # The cascade the student will run in: its box rule, ROIs and crops are the training set's.
     cascade = Cascade(teacher, every=every, change=change, rule=rule, crop_spec=spec, max_rois=max_rois,
                       watch=watch, min_score=min_score, fill=fill)
@@ -188,11 +187,11 @@ def collect(teacher: Model, sources: Sequence[str], size: int, spec: CropSpec, f
             recent.append(([(r.box, r.heat) for r in rois], thumb))
 
     for s, name in enumerate(sources):
-        # Footage is thinned; a folder of photos is not: `run --collect` kept each of them for a reason.
-        step = 1 if os.path.isdir(name) else sample
-        # Boxes the cascade may still be reusing: those of the frames up to every - 1 earlier.
-        recent: deque = deque(maxlen=max(1, (every - 1) // step))
         with open_source(name) as source:
+            # Footage is thinned; photos are not: `run --collect` kept each of them for a reason.
+            step = 1 if source.info.kind == "images" else sample
+            # Boxes the cascade may still be reusing: those of the frames up to every - 1 earlier.
+            recent: deque = deque(maxlen=max(1, (every - 1) // step))
             total = min(source.total or 0, max_frames or 10**9)
             for batch, done in _batches(source, max_frames, step):
                 for (n, f), pred in zip(batch, teacher.predict_batch([f.image for _, f in batch], classes=classes)):
