@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -46,6 +47,9 @@ def _export(shared_data, tmp_path_factory, name: str, **options) -> str:
         result = export("torchvision:mobilenet_v2", str(folder / name), quiet=True,
                         weights=str(shared_data / "models" / "mobilenet_v2_imagenet.pt"), **options)
         assert all(r.ok for r in result.reports)
+        if result.tflite is not None:  # what the tests read of the conversion's check travels beside it
+            (folder / "tflite_check.json").write_text(json.dumps(
+                {"ok": result.tflite.ok, "cam_error_vs_onnx": [a.cam_error for a in result.tflite.onnx]}))
     return str(build_once(tmp_path_factory, name, make) / name)
 
 
@@ -54,6 +58,14 @@ def mobilenet_v2_path(shared_data, tmp_path_factory):
     """The real MobileNetV2 teacher, exported once for every test that needs it, the centre crop's
     way (CENTRE_CROP)."""
     return _export(shared_data, tmp_path_factory, "mobilenet_v2.onnx", **CENTRE_CROP)
+
+
+@pytest.fixture(scope="session")
+def mobilenet_v2_tflite_path(shared_data, tmp_path_factory):
+    """The same teacher (CENTRE_CROP) converted by litert-torch, once: export checked it against the
+    eager model and against ONNX Runtime (those CAM errors in tflite_check.json beside it)."""
+    pytest.importorskip("litert_torch", reason="TFLite export needs the tflite-export extra")
+    return _export(shared_data, tmp_path_factory, "mobilenet_v2.tflite", format="tflite", **CENTRE_CROP)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import pytest
 from edge_cam.cascade import Cascade
 from edge_cam.model import Model
 from edge_cam.source import read_image
-from edge_cam_export import export
 
 pytest.importorskip("ai_edge_litert", reason="the tflite extra (ai-edge-litert) is not installed")
 
@@ -37,14 +36,10 @@ def test_coral_student_classifies_the_teachers_cam_crop_of_the_cat(teacher, cora
     assert result.to_event()["rois"][0]["student"] == roi.student.to_dict()
 
 
-def test_tflite_teacher_and_tflite_student_through_the_same_model_object(shared_data, coral, tmp_path):
+def test_tflite_teacher_and_tflite_student_through_the_same_model_object(shared_data, coral, mobilenet_v2_tflite_path):
     """The whole cascade in LiteRT: edge-cam's own .tflite teacher (signature, edge_cam metadata,
     int32 class_ids, batch 1) and the Coral student."""
-    pytest.importorskip("litert_torch", reason="the TFLite export needs litert-torch")
-    path = str(tmp_path / "mobilenet_v2.tflite")
-    export("torchvision:mobilenet_v2", path, weights=str(shared_data / "models" / "mobilenet_v2_imagenet.pt"),
-           resize="crop", quiet=True, format="tflite")
-    teacher = Model(path, threads=2)
+    teacher = Model(mobilenet_v2_tflite_path, threads=2)
     assert teacher.backend == "litert" and teacher.has_cam and teacher.info.cam.feature_size == (7, 7)
     images = [read_image(str(shared_data / "images" / name)) for name in ("cat.bmp", "hot_dog.jpg")]
     preds = teacher.predict_batch(images)  # a fixed batch of 1 in the file: item by item
