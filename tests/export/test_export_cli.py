@@ -1,23 +1,13 @@
 """`edge-cam export` from the command line: a user's module, overrides, and every bad input."""
-import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from in_process import edge_cam as cli
 
 from edge_cam.model import Model
-
-HERE = pathlib.Path(__file__).resolve().parent
-
-
-def cli(*args, cwd=None):
-    env = dict(os.environ, PYTHONPATH=str(HERE))
-    return subprocess.run([sys.executable, "-m", "edge_cam", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=600)
 
 
 def assert_one_sentence(proc):

@@ -16,11 +16,7 @@ from edge_cam.tools.demo import data_path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "runtime"))
 from faults import one_sentence, read_only_folder  # the runtime tests' helpers
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "edge_cam", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+from in_process import edge_cam as cli  # refusals in this process; signals below in real ones
 
 
 @pytest.fixture
