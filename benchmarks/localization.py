@@ -37,7 +37,6 @@ from edge_cam.model import Model, Prediction
 from edge_cam.refine import refine_boxes
 from edge_cam.source import read_image
 from edge_cam.watch import WatchList
-from edge_cam_export import export
 
 DATA = pathlib.Path(os.environ.get("EDGE_CAM_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
 GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
@@ -183,8 +182,11 @@ def main() -> None:
     weights = str(DATA / "models" / "mobilenet_v2_imagenet.pt")
     tmp = tempfile.mkdtemp()
     path, fine = args.teacher or f"{tmp}/mnv2.onnx", f"{tmp}/mnv2_stride16.onnx"
-    shipped = Model(path).info if args.teacher else export("torchvision:mobilenet_v2", path, weights=weights,
-                                                              quiet=True).info
+    if args.teacher:
+        shipped = Model(path).info
+    else:  # torch (about 3 s to import) only when there is something to export
+        from edge_cam_export import export
+        shipped = export("torchvision:mobilenet_v2", path, weights=weights, quiet=True).info
     if not args.quick:
         dilated_export(weights, fine, "letterbox")
 
