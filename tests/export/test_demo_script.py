@@ -26,11 +26,10 @@ def built(built_once):
 
 
 def test_quick_demo_build_writes_models_and_a_clip_with_ground_truth(built):
-    tmp_path = built
-    teacher, student = Model(tmp_path / "teacher.onnx"), Model(tmp_path / "student.onnx")
+    teacher, student = Model(built / "teacher.onnx"), Model(built / "student.onnx")
     assert teacher.has_cam and not student.has_cam and teacher.info.labels == student.info.labels
-    truth = json.loads((tmp_path / "demo_clip.json").read_text())
-    frames = read_video(str(tmp_path / "demo_clip.mp4"))
+    truth = json.loads((built / "demo_clip.json").read_text())
+    frames = read_video(str(built / "demo_clip.mp4"))
     assert len(frames) == len(truth["frames"]) > 0
     assert frames[0].shape[:2] == (truth["height"], truth["width"])
     for g in truth["frames"]:

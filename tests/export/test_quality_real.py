@@ -127,9 +127,9 @@ def test_collect_and_distill_again_teach_the_student_a_new_scene(mobilenet_v2_pa
                                                                  tmp_path, capsys):
     """The loop a user runs when the alarm goes off: `run --collect` on the first 60% of the office
     video, checking every frame, keeps the frames where the bottle student disagreed with its teacher
-    (17 measured), `distill --add`
-    trains again on the bottles plus those frames, and on the office video's last 40%, never seen,
-    the new student agrees with the teacher where the old one did not; on the bottles it still does."""
+    (17 measured); `distill --add` trains again on every 3rd bottle frame plus all of those frames, and
+    on the office video's last 40%, never seen, the new student agrees with the teacher where the old
+    one did not; on the bottles it still does."""
     import json
 
     from edge_cam.cli import main
