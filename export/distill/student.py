@@ -14,11 +14,13 @@ without a description, with what it was distilled from in `edge_cam.source["dist
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 import torch
@@ -41,6 +43,8 @@ from .data import BACKGROUND, EXACT, STALE, Footage, collect
 from .net import MEAN, STD, Student, predict, train
 
 log = logging.getLogger("edge_cam")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 TOP1_SCORE = 0.5  # without a watch list: the teacher's answer counts from this probability
 MIN_SHARE = 0.02  # a teacher class needs this share of the confident training frames to be a label
@@ -122,6 +126,21 @@ def watch_list(classes, name: str | None, labels: Sequence[str], num_classes: in
     return parsed if name is None else watch_from_targets({name: parsed.class_ids.tolist()}, labels, num_classes)
 
 
+def _keeps_torch_threads(fn: Callable[P, R]) -> Callable[P, R]:
+    """distill sets torch's intra-op threads for its own training (threads=...); the caller's process
+    gets its own count back, whatever happens (a notebook or a test run would otherwise carry on with
+    one thread)."""
+    @functools.wraps(fn)
+    def kept(*args: P.args, **kwargs: P.kwargs) -> R:
+        before = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+    return kept
+
+
+@_keeps_torch_threads
 def distill(teacher_path: str, sources: Sequence[str] | str, out_path: str, *, classes=None,
             name: str | None = None, groups_file: str | None = None, min_score: float | None = None,
             teacher_options: dict | None = None, rule: BoxRule | dict | None = None, max_rois: int = 4,

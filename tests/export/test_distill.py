@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from edge_cam.cascade import Cascade
 from edge_cam.crop import CropSpec
@@ -268,8 +269,14 @@ def test_an_int8_student(mobilenet_v2_path, bottle, tmp_path):
     keeps its metadata and answers as the fp32 one does on nearly every crop."""
     import onnx
     path = str(tmp_path / "s8.onnx")
-    r = distill(mobilenet_v2_path, bottle, path, max_frames=40, epochs=1, size=32, width=4, threads=1,
-                quantize="int8")
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # anything but the one thread distill trains on
+    try:
+        r = distill(mobilenet_v2_path, bottle, path, max_frames=40, epochs=1, size=32, width=4, threads=1,
+                    quantize="int8")
+        assert torch.get_num_threads() == 3  # the caller's own count, given back
+    finally:
+        torch.set_num_threads(before)
     ops = {n.op_type for n in onnx.load(path).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and not os.path.exists(path + ".fp32.onnx")
     held = r.int8["held_out"]
