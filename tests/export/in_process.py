@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import subprocess
 
 from edge_cam import cli
 
 
-def edge_cam(*args, cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+def edge_cam(*args) -> subprocess.CompletedProcess:
     argv = [str(a) for a in args]
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.chdir(cwd or os.getcwd()):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = cli.main(argv)
         except SystemExit as e:  # argparse: a usage error (2), --help or --version (0)

@@ -1,5 +1,7 @@
 """`edge-cam export` from the command line: a user's module, overrides, and every bad input."""
+import os
 import pathlib
+import sys
 
 import numpy as np
 import onnx
@@ -9,13 +11,8 @@ from in_process import edge_cam as cli
 
 from edge_cam.model import Model
 
-
-def assert_one_sentence(proc):
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("edge-cam:")]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "runtime"))
+from faults import one_sentence  # the runtime tests' helper: exit 2, one line, no traceback
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +49,9 @@ def test_overrides_and_layer_listing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert Model(out).info.cam.feature_layer == "body.4"  # the BatchNorm before the last ReLU
     bad = cli("export", "custom_models:tiny_gap", "-o", out, "--feature-layer", "nope", "--classifier", "head.2")
-    assert "is not a layer" in assert_one_sentence(bad)
+    assert "is not a layer" in one_sentence(bad)
     bad = cli("export", "custom_models:tiny_gap", "-o", out, "--feature-layer", "body.2", "--classifier", "head.2")
-    assert "channels" in assert_one_sentence(bad)
+    assert "channels" in one_sentence(bad)
 
 
 @pytest.mark.parametrize("spec,words", [
@@ -66,21 +63,21 @@ def test_overrides_and_layer_listing(tmp_path):
     ("resnet18", "should be"),
 ])
 def test_unsupported_models_exit_2_with_one_sentence(tmp_path, spec, words):
-    line = assert_one_sentence(cli("export", spec, "-o", tmp_path / "x.onnx", "--input-size", "64"))
+    line = one_sentence(cli("export", spec, "-o", tmp_path / "x.onnx", "--input-size", "64"))
     assert words in line
     assert not (tmp_path / "x.onnx").exists()
 
 
 def test_bad_weights_exit_2(tmp_path):
     missing = cli("export", "torchvision:resnet18", "-o", tmp_path / "x.onnx", "--weights", tmp_path / "none.pt")
-    assert "does not exist" in assert_one_sentence(missing)
+    assert "does not exist" in one_sentence(missing)
     wrong = tmp_path / "wrong.pt"
     torch.save(torch.nn.Linear(3, 3).state_dict(), wrong)
-    assert "do not fit" in assert_one_sentence(cli("export", "torchvision:resnet18", "-o", tmp_path / "x.onnx",
+    assert "do not fit" in one_sentence(cli("export", "torchvision:resnet18", "-o", tmp_path / "x.onnx",
                                                    "--weights", wrong))
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    assert "cannot read weights" in assert_one_sentence(cli("export", "torchvision:resnet18", "-o",
+    assert "cannot read weights" in one_sentence(cli("export", "torchvision:resnet18", "-o",
                                                             tmp_path / "x.onnx", "--weights", garbage))
 
 
@@ -100,20 +97,20 @@ def test_non_cam_and_corrupt_onnx_are_refused(tiny, tmp_path):
     stripped = onnx.load(str(tiny))
     del stripped.metadata_props[:]
     onnx.save(stripped, str(tmp_path / "plain.onnx"))
-    assert "no edge_cam metadata" in assert_one_sentence(cli("localize", tmp_path / "plain.onnx", image))
+    assert "no edge_cam metadata" in one_sentence(cli("localize", tmp_path / "plain.onnx", image))
     student = tmp_path / "student.onnx"
     assert cli("export", "custom_models:tiny_gap", "-o", student, "--no-cam", "--input-size", "32").returncode == 0
-    assert "no CAM output" in assert_one_sentence(cli("localize", student, image))
+    assert "no CAM output" in one_sentence(cli("localize", student, image))
     voc = tmp_path / "voc"  # eval reads the labelled set first (a wrong folder is found at once), then the model
     voc.mkdir()
     cv2.imwrite(str(voc / "a.png"), np.zeros((20, 20, 3), np.uint8))
     (voc / "a.xml").write_text("<annotation><filename>a.png</filename><object><name>x</name><bndbox><xmin>1</xmin>"
                                "<ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
-    assert "no CAM output" in assert_one_sentence(cli("eval", student, "--voc", voc))
-    assert "no CAM output" in assert_one_sentence(cli("run", "--teacher", student, "--source", image))
+    assert "no CAM output" in one_sentence(cli("eval", student, "--voc", voc))
+    assert "no CAM output" in one_sentence(cli("run", "--teacher", student, "--source", image))
     (tmp_path / "bad.onnx").write_bytes(b"\x08\x01garbage" * 10)
-    assert "not a readable ONNX model" in assert_one_sentence(cli("localize", tmp_path / "bad.onnx", image))
-    assert "does not exist" in assert_one_sentence(cli("localize", tmp_path / "missing.onnx", image))
+    assert "not a readable ONNX model" in one_sentence(cli("localize", tmp_path / "bad.onnx", image))
+    assert "does not exist" in one_sentence(cli("localize", tmp_path / "missing.onnx", image))
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(pathlib.Path(tiny).read_bytes()[:2000])
-    assert "not a readable ONNX model" in assert_one_sentence(cli("info", truncated))
+    assert "not a readable ONNX model" in one_sentence(cli("info", truncated))
