@@ -29,7 +29,7 @@ from edge_cam.metadata import PREFIX, ModelInfo
 from edge_cam.model import Model
 
 from ..common.progress import progress
-from ..graph.cam_graph import CamGraph, output_names
+from ..graph.cam_graph import CamGraph, out_of_place, output_names
 from ..graph.checks import queried
 from ..graph.eager import compare
 from ..graph.verify import Report, agreement, sample_images
@@ -90,7 +90,7 @@ def convert(graph: CamGraph, input_size: tuple[int, int], path: str, baked: Sequ
     """Convert `graph` (with `baked` classes' maps) to a .tflite at `path` (batch 1); returns the seconds it took."""
     sample = torch.from_numpy(sample_images(1, input_size))
     t0 = time.perf_counter()
-    with _quiet_converter() as lt, native_noise_filtered():
+    with _quiet_converter() as lt, native_noise_filtered(), out_of_place(graph):
         try:
             edge = lt.convert(NamedOutputs(graph, baked).eval(), sample_kwargs={"image": sample})
             edge.export(path)

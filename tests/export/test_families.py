@@ -112,3 +112,38 @@ def test_every_variant_of_the_families_is_detected(name):
     layers = find_cam_layers(model)
     assert layers.weight.shape[0] == 1000
     assert layers.hook_module in {"layer4", "inception5b", "features", "conv5", "layers", "trunk_output"}
+
+
+class _SeenInPlace(torch.nn.Module):
+    """Reads the input of its in-place ReLU afterwards: the mutation is part of what it computes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.act = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(inplace=True)
+        self.pool, self.fc = torch.nn.AdaptiveAvgPool2d(1), torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.conv(x)
+        self.act(x)  # x itself is now relu(x)
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def test_in_place_activations_are_exported_out_of_place_only_where_nobody_sees_and_given_back(tmp_path):
+    """The export runs in-place activations out of place (torch.export is twice as fast so), except
+    where another node reads the mutated input, and leaves the user's modules as it found them."""
+    model = build("mobilenet_v2")
+    flags = [m.inplace for m in model.modules() if hasattr(m, "inplace")]
+    assert sum(flags) == 35  # its ReLU6 (the dropout is not in place)
+    assert all(r.ok for r in export_module(model, str(tmp_path / "m.onnx"), input_size=SIZE, quiet=True).reports)
+    assert [m.inplace for m in model.modules() if hasattr(m, "inplace")] == flags
+    torch.manual_seed(0)
+    seen = _SeenInPlace().eval()
+    path = str(tmp_path / "seen.onnx")
+    assert all(r.ok for r in export_module(seen, path, input_size=SIZE, quiet=True, verify_batches=(2,)).reports)
+    images = sample_images(2, SIZE, seed=3)
+    logits = Model(path).run(images)["logits"]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = seen(x).numpy()
+    assert seen.act.inplace and np.abs(logits - expected).max() <= 1e-4 * np.ptp(expected)
