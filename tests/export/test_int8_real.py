@@ -64,7 +64,9 @@ def test_int8_gives_the_same_answers_at_any_thread_count(int8, shared_data):
 
 
 def test_int8_gives_the_same_answers_on_an_avx2_cpu_without_vnni(int8, shared_data, tmp_path):
-    """A Haswell-class CPU emulated by qemu (AVX2, no VNNI), against this machine: bit-identical logits."""
+    """A Haswell-class CPU emulated by qemu (AVX2, no VNNI), against this machine: bit-identical logits.
+    One photo: emulated, the int8 network takes about 40 s a photo. One is enough to tell: with
+    EXACT_INT8 turned off, its logits under qemu differ from this machine's by up to 0.42 (measured)."""
     if platform.machine() != "x86_64":
         pytest.skip("an x86 question: ORT's int8 kernels saturate only on x86 without VNNI")
     qemu = shutil.which("qemu-x86_64")
@@ -74,7 +76,7 @@ def test_int8_gives_the_same_answers_on_an_avx2_cpu_without_vnni(int8, shared_da
         pytest.skip("qemu-x86_64 (Debian's qemu-user) is not installed")
     path, _ = int8
     model = Model(path, threads=1)
-    x = _photos(model, shared_data, 4)
+    x = _photos(model, shared_data, 1)
     np.save(tmp_path / "x.npy", x)
     script = ("import sys, numpy as np; from edge_cam.model import Model; "
               "m = Model(sys.argv[1], threads=1); np.save(sys.argv[3], m.run(np.load(sys.argv[2]))['logits'])")
