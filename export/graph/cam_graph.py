@@ -128,8 +128,9 @@ def out_of_place(graph: nn.Module):
 
     torch.export turns each in-place activation into a functional op plus a copy and then decomposes
     both: MobileNetV2's 35 ReLU6 made its export take twice as long (19-21 s against 10 s at 64x64,
-    measured) for the same ONNX graph. A module is changed only where no other node reads its input, at every
-    call in every traced graph, so that the mutation could not be seen and the values are the same."""
+    measured) for the same ONNX graph. A module is changed only where no other node reads its input,
+    at every call in every traced graph, so that the mutation could not be seen and the values are
+    the same."""
     safe: dict[nn.Module, bool] = {}
     for gm in graph.modules():
         if isinstance(gm, fx.GraphModule):
