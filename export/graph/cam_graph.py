@@ -182,6 +182,41 @@ def to_onnx(graph: CamGraph, example: torch.Tensor, path: str, opset: int = 18,
     return False
 
 
+def smallest_side(graph: CamGraph) -> int:
+    """The smallest height and width, from 33 pixels, at which the network's map is at least 2x2.
+
+    A map of 1x1 is an axis of size 1, which torch.export specialises: asked for a range that
+    reaches it, it refuses, suggests the smallest size that does not and traces the whole network
+    again (MobileNetV2 at min=32: two traces of about 4 s each). The five stride-2 stages of common
+    backbones leave 2x2 from 33; a network that needs more (DenseNet-121: 61, its map is 1x1 below)
+    is found here by running it eagerly at small sizes, a bisection since the map grows with the
+    image (export_module of DenseNet-121 at 64x64: 24 s against 34 s with torch's retry, measured).
+    Past 256 pixels, or for a plain classifier (no map to see), it answers 33 and leaves the rest
+    to torch's own retry; an eager run that large would cost more than the retry saves."""
+    if not graph.with_cam:
+        return 33
+
+    def enough(side: int) -> bool:
+        try:
+            with torch.no_grad():
+                feat = graph.body(torch.zeros(1, 3, side, side))[0]
+        except Exception:  # too small for a fixed window: not enough either
+            return False
+        return min(feat.shape[2:]) >= 2
+
+    low, high = 33, 64
+    if enough(low):
+        return low
+    while not enough(high):
+        low, high = high, high * 2
+        if high > 256:
+            return 33
+    while high - low > 1:  # enough(high) and not enough(low)
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
+
+
 def _export(graph: CamGraph, example: torch.Tensor, path: str, opset: int, exporter: str,
             class_query: bool, dynamic_size: bool) -> None:
     query = class_query and graph.with_cam
@@ -190,12 +225,9 @@ def _export(graph: CamGraph, example: torch.Tensor, path: str, opset: int, expor
     # Three ids, not 0 or 1: torch.export specialises an axis whose example has size 0 or 1.
     args = (example, torch.zeros(3, dtype=torch.int64)) if query else (example,)
     axes = {0: "batch"} | ({1: "height", 2: "width"} if dynamic_size else {})
-    # Below 32 pixels the five stride-2 stages of common backbones leave nothing to pool; at 32 they
-    # leave a 1x1 map, an axis of size 1 that torch.export specialises, so it refuses min=32, suggests
-    # 33 and traces the whole network again (MobileNetV2: two traces of about 4 s each). Asked for 33
-    # directly it traces once; a network that needs more still gets torch's own retry.
+    side = smallest_side(graph) if dynamic_size else 0
     dims = {0: torch.export.Dim("batch", min=1, max=1024)} | (
-        {1: torch.export.Dim("height", min=33, max=4096), 2: torch.export.Dim("width", min=33, max=4096)}
+        {1: torch.export.Dim("height", min=side, max=4096), 2: torch.export.Dim("width", min=side, max=4096)}
         if dynamic_size else {})
     shapes = {"image": dims} | ({"class_query": {0: torch.export.Dim("query", min=0, max=4096)}} if query else {})
     map_axes = {0: "batch"} | ({2: "map_height", 3: "map_width"} if dynamic_size else {})
