@@ -151,6 +151,44 @@ def out_of_place(graph: nn.Module):
             setattr(m, "inplace", True)  # noqa: B010
 
 
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+@contextlib.contextmanager
+def floor_pooling(graph: nn.Module):
+    """The graph's ceil-mode max pooling runs in floor mode while it is exported at a symbolic size,
+    with the same windows and values, then is put back (the modules are the user's own).
+
+    At a symbolic size torch.export cannot reason about a ceiling's output size next to a floor's
+    (GoogLeNet's inception branches concatenate both: "Expected op to be '==', got <"), so the
+    whole size was fixed. With stride 1 the two modes agree. With stride s ≥ 2, no padding and a
+    kernel of at least s, ceil mode's extra window starts inside the image: s - 1 pixels of -inf
+    on the bottom and right give floor mode that window, with the same maximum (the ONNX graph
+    then has no Pad: onnx_passes.pool_padding makes it the pool's own padding). Other pools
+    (padded, dilated, with indices) are left alone."""
+    floored, replaced = [], []
+    for m in graph.modules():
+        if not isinstance(m, nn.MaxPool2d) or not m.ceil_mode or m.return_indices or _pair(m.dilation) != (1, 1):
+            continue
+        kernel, stride, padding = _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
+        if stride == (1, 1):
+            m.ceil_mode = False
+            floored.append(m)
+        elif padding == (0, 0) and kernel[0] >= stride[0] and kernel[1] >= stride[1]:
+            def forward(x, kernel=kernel, stride=stride):
+                return F.max_pool2d(F.pad(x, (0, stride[1] - 1, 0, stride[0] - 1), value=float("-inf")), kernel, stride)
+            m.forward = forward  # type: ignore[method-assign]
+            replaced.append(m)
+    try:
+        yield
+    finally:
+        for m in floored:
+            m.ceil_mode = True
+        for m in replaced:
+            del m.forward
+
+
 def output_names(graph: CamGraph, class_query: bool = False) -> list[str]:
     return (["logits", "class_ids", "scores"] + (["cams"] if graph.with_cam else [])
             + (["query_cams", "query_scores"] if class_query and graph.with_cam else []))
@@ -235,7 +273,8 @@ def _export(graph: CamGraph, example: torch.Tensor, path: str, opset: int, expor
         {"query_cams": map_axes | {1: "query"}, "query_scores": {0: "batch", 1: "query"}} if query else {})
     captured = io.StringIO()  # the exporter prints its own progress
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(captured), torch.no_grad(), out_of_place(graph):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(captured), torch.no_grad(), out_of_place(graph), \
+                floor_pooling(graph) if dynamic_size else contextlib.nullcontext():
             warnings.simplefilter("ignore")
             if exporter == "dynamo":
                 torch.onnx.export(graph, args, path, input_names=inputs, output_names=names,

@@ -45,9 +45,12 @@ def relative_error(values: np.ndarray, ref: np.ndarray, axes: tuple[int, ...]) -
     """max |values - ref| / the range of ref, each range over `axes` (one image's logits, one map).
 
     Per image, not over the batch: one image with large logits must not hide another's error. A
-    flat reference has its range floored, so it is compared to the largest |ref| instead.
+    flat reference has its range floored, so it is compared to the largest |ref| instead. Values of
+    another shape (maps of another size) are infinitely wrong: a failed check, not a crash.
     """
     ref = np.asarray(ref, np.float64)
+    if np.shape(values) != ref.shape:
+        return float("inf")
     err = np.abs(np.asarray(values, np.float64) - ref).max(axis=axes)
     span = ref.max(axis=axes) - ref.min(axis=axes)
     return float((err / np.maximum(span, 1e-12 + 1e-6 * np.abs(ref).max())).max())

@@ -1,6 +1,7 @@
 """Every supported torchvision family exports, and ONNX Runtime matches the eager model: the
 logits, and CAMs computed the way the CAM paper's code does (forward hook + FC weights)."""
 import numpy as np
+import onnx
 import pytest
 import torch
 import torchvision
@@ -10,7 +11,7 @@ from edge_cam.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edge_cam.model import Model
 from edge_cam_export import export_module, find_cam_layers
 from edge_cam_export.graph.eager import reference
-from edge_cam_export.graph.verify import sample_images
+from edge_cam_export.graph.verify import Report, maps_error, sample_images
 
 # One member of each family (the smallest), the paper's hook point for it written out by hand,
 # and an optional op between that hook and the pooled map (DenseNet applies ReLU after `features`).
@@ -59,20 +60,25 @@ def paper_reference(model, name, images):
 def test_family_exports_and_matches_the_eager_reference(name, tmp_path, monkeypatch):
     model = build(name)
     in_place = [getattr(m, "inplace", None) for m in model.modules()]
+    ceil_mode = [getattr(m, "ceil_mode", None) for m in model.modules()]
     path = str(tmp_path / f"{name}.onnx")
     traces = []
     trace = torch.export.export
-    monkeypatch.setattr(torch.export, "export", lambda *a, **k: traces.append(k.get("dynamic_shapes")) or trace(*a, **k))
+    monkeypatch.setattr(torch.export, "export", lambda *a, **k: traces.append(a) or trace(*a, **k))
     result = export_module(model, path, input_size=SIZE, top_k=3, quiet=True, verify_batches=(1, 3))
     assert all(r.ok for r in result.reports)
     runtime = Model(path, providers=["CPUExecutionProvider"])
-    # A network traced at a symbolic size is traced once: the smallest size asked for already gives
-    # a map of 2x2 or more (cam_graph.smallest_side), so torch.export has no 1x1 axis to refuse and
-    # retry (DenseNet's map is 1x1 up to 60 pixels). GoogLeNet's ceil-mode pooling cannot be traced at
-    # a symbolic size: it is exported at a fixed one, after torch's strategies fail.
-    assert runtime.dynamic_size == (name != "googlenet")
-    if runtime.dynamic_size:
-        assert len(traces) == 1
+    # Every family takes any size, traced once: the smallest size asked for already gives a map of
+    # 2x2 or more (cam_graph.smallest_side; DenseNet's is 1x1 up to 60 pixels), so torch.export has
+    # no 1x1 axis to refuse and retry, and GoogLeNet's ceil-mode pooling runs in floor mode while
+    # traced (cam_graph.floor_pooling; else torch's strategies fail and the size is fixed). The export
+    # checked the graph at another size, 96x128, where the two modes' sizes differ.
+    assert runtime.dynamic_size
+    assert len(traces) == 1
+    assert [getattr(m, "ceil_mode", None) for m in model.modules()] == ceil_mode
+    assert not any("forward" in vars(m) for m in model.modules())
+    # and the -inf padding that stands in for the ceiling became the pools' own (onnx_passes.pool_padding)
+    assert "Pad" not in {n.op_type for n in onnx.load(path).graph.node}
     # the export ran the in-place activations out of place (cam_graph.out_of_place), and gives them back
     assert [getattr(m, "inplace", None) for m in model.modules()] == in_place
     assert result.info.cam.classifier == FAMILIES[name][1]
@@ -153,3 +159,11 @@ def test_an_in_place_activation_whose_input_is_read_again_stays_in_place(tmp_pat
     logits = Model(path).run(images)["logits"]
     expected, _ = reference(seen, None, images, MEAN, STD)  # the eager model, mutation and all
     assert seen.act.inplace and np.abs(logits - expected).max() <= 1e-4 * np.ptp(expected)
+
+
+def test_maps_of_another_size_fail_the_check_instead_of_crashing_it():
+    """What a graph whose pooling rounds its sizes otherwise than the eager model's gives (the
+    export then keeps it as .failed.onnx and says so in one sentence)."""
+    error = maps_error(np.zeros((1, 3, 2, 3), np.float32), np.ones((1, 3, 3, 4), np.float32))
+    assert error == np.inf
+    assert not Report("the eager model", 1, 1, 0.0, error, True).ok
