@@ -171,7 +171,7 @@ def floor_pooling(graph: nn.Module):
     for m in graph.modules():
         if not isinstance(m, nn.MaxPool2d) or not m.ceil_mode or m.return_indices or _pair(m.dilation) != (1, 1):
             continue
-        kernel, stride, padding = _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
+        kernel, stride, padding = _pair(m.kernel_size), _pair(m.stride), _pair(m.padding)
         if stride == (1, 1):
             m.ceil_mode = False
             floored.append(m)
@@ -220,6 +220,9 @@ def to_onnx(graph: CamGraph, example: torch.Tensor, path: str, opset: int = 18,
     return False
 
 
+SMALLEST_SIDE = 33  # the five stride-2 stages of common backbones leave a 2x2 map from here
+
+
 def smallest_side(graph: CamGraph) -> int:
     """The smallest height and width, from 33 pixels, at which the network's map is at least 2x2.
 
@@ -232,7 +235,7 @@ def smallest_side(graph: CamGraph) -> int:
     Past 256 pixels, or for a plain classifier (no map to see), it answers 33 and leaves the rest
     to torch's own retry; an eager run that large would cost more than the retry saves."""
     if not graph.with_cam:
-        return 33
+        return SMALLEST_SIDE
 
     def enough(side: int) -> bool:
         try:
@@ -242,13 +245,13 @@ def smallest_side(graph: CamGraph) -> int:
             return False
         return min(feat.shape[2:]) >= 2
 
-    low, high = 33, 64
+    low, high = SMALLEST_SIDE, 64
     if enough(low):
         return low
     while not enough(high):
         low, high = high, high * 2
         if high > 256:
-            return 33
+            return SMALLEST_SIDE
     while high - low > 1:  # enough(high) and not enough(low)
         mid = (low + high) // 2
         low, high = (low, mid) if enough(mid) else (mid, high)
